@@ -1,0 +1,181 @@
+"""Configuration: TOML file, DSAGENT_* environment variables and built-in defaults."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from agent.config_errors import ConfigError, Problem, locate, problems_from
+from agent.durations import parse_duration
+from agent.targets import parse_target
+
+DEFAULT_PATH = Path("/etc/dsagent/agent.toml")
+ENV_PREFIX = "DSAGENT_"
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+
+
+def default_state_dir() -> Path:
+    """Return /var/lib/dsagent for root, else $XDG_STATE_HOME/dsagent."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/dsagent")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "dsagent"
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """Split "host:port" or "[v6]:port" into its parts; raise ValueError if malformed."""
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]*):(\d+)", listen.strip())
+    if not match:
+        raise ValueError(f"invalid listen address {listen!r}: expected host:port")
+    host = match.group(1) or match.group(3) or "0.0.0.0"
+    port = int(match.group(2) or match.group(4))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"invalid port {port} in {listen!r}")
+    return host, port
+
+
+class Section(BaseModel):
+    """Base of every section: frozen, unknown keys refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AgentConfig(Section):
+    """[agent]: identity, state and sampling."""
+
+    node_name: str = Field(default_factory=socket.gethostname, min_length=1)
+    state_dir: Path = Field(default_factory=default_state_dir)
+    sample_interval: Duration = Field(default=1.0, gt=0)
+    retention: Duration = Field(default=900.0, gt=0)
+
+
+class HttpConfig(Section):
+    """[http]: where /metrics, /healthz and the rest are served."""
+
+    listen: str = "127.0.0.1:9840"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+
+class HostConfig(Section):
+    """[host]: where /proc and /sys live, and which devices to leave out."""
+
+    proc_root: Path = Path("/proc")
+    sys_root: Path = Path("/sys")
+    disk_exclude: str = r"^(ram|loop|fd|sr|zram|nbd)\d+$"
+    interface_exclude: str = r"^(lo|veth.+|docker\d+|br-.+|cali.+|virbr\d+)$"
+
+    @field_validator("disk_exclude", "interface_exclude")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+
+class NetworkConfig(Section):
+    """[network]: active loss probes."""
+
+    probe_targets: list[str] = Field(default_factory=list)
+    probe_count: int = Field(default=4, ge=1, le=100)
+    probe_timeout: Duration = Field(default=0.8, gt=0)
+    loss_window: Duration = Field(default=300.0, gt=0)
+
+    @field_validator("probe_targets")
+    @classmethod
+    def _targets(cls, values: list[str]) -> list[str]:
+        for value in values:
+            parse_target(value)
+        return values
+
+
+class Config(BaseSettings):
+    """The whole configuration, one frozen model per section."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    host: HostConfig = Field(default_factory=HostConfig)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment variables override the file, which overrides the defaults."""
+        return env_settings, init_settings
+
+
+def resolve_path(path: Path | None) -> Path | None:
+    """Return the file to read: the one asked for, or the default one if present."""
+    if path is not None:
+        return path
+    return DEFAULT_PATH if DEFAULT_PATH.exists() else None
+
+
+def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(str(path), f"cannot read: {exc}")]) from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        line = re.search(r"line (\d+)", str(exc))
+        where = f"{path}:{line.group(1)}" if line else str(path)
+        raise ConfigError([Problem("", f"TOML syntax error: {exc}", where)]) from None
+
+
+def cross_check(cfg: Config) -> list[Problem]:
+    """Return problems that involve more than one key, and misspelled DSAGENT_ variables."""
+    problems = [
+        Problem(
+            "",
+            f"unknown setting: no section {name.split('__')[0][len(ENV_PREFIX) :].lower()!r}",
+            f"env {name}",
+        )
+        for name in sorted(os.environ)
+        if name.upper().startswith(ENV_PREFIX)
+        and name.split("__")[0][len(ENV_PREFIX) :].lower() not in Config.model_fields
+    ]
+    if cfg.network.probe_targets and cfg.network.probe_timeout >= cfg.agent.sample_interval:
+        problems.append(
+            Problem("network.probe_timeout", "must be shorter than agent.sample_interval")
+        )
+    return problems
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Load and validate; raise ConfigError listing every problem with where it came from."""
+    path = resolve_path(path)
+    data, text = _read_toml(path) if path else ({}, "")
+    try:
+        cfg = Config(**data)
+    except ValidationError as exc:
+        raise ConfigError(problems_from(exc, path, text)) from None
+    problems = [locate(p, path, text) for p in cross_check(cfg)]
+    if problems:
+        raise ConfigError(problems)
+    return cfg

@@ -1,0 +1,132 @@
+"""Runs each sampler as its own APScheduler job and records how each run went."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from agent.samplers import Sampler
+from agent.store import MetricInfo, Sample, SeriesStore, sample
+
+log = logging.getLogger(__name__)
+
+METRICS = {
+    "dsagent_sampler_success": MetricInfo("gauge", "1 if the sampler's last run succeeded."),
+    "dsagent_sampler_duration_seconds": MetricInfo("gauge", "How long the last run took."),
+    "dsagent_sampler_lateness_seconds": MetricInfo(
+        "gauge", "How long after its scheduled time the last run started."
+    ),
+    "dsagent_sampler_errors_total": MetricInfo("counter", "Runs that raised an error."),
+    "dsagent_sampler_skipped_total": MetricInfo(
+        "counter", "Runs skipped because the previous run was still going (overrun)."
+    ),
+}
+
+
+def grid_start(now: float, interval: float) -> float:
+    """Return the next multiple of the interval, so runs land on a fixed grid."""
+    return math.ceil(now / interval) * interval
+
+
+class SamplerRunner:
+    """One job per sampler; an overrunning job is skipped and counted, never stacked."""
+
+    def __init__(self, store: SeriesStore, on_run: Callable[[str], None] | None = None) -> None:
+        self.store = store
+        self.on_run = on_run
+        self.skipped: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.last_run = time.monotonic()
+        self._failing: set[str] = set()
+        self._lock = threading.Lock()
+        self._grid = (0.0, 1.0)
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=16)}, timezone=UTC
+        )
+        self.scheduler.add_listener(self._on_skip, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+        store.describe(METRICS)
+
+    def start(self, samplers: Sequence[Sampler], interval: float) -> None:
+        """Schedule the samplers and start the scheduler."""
+        self.schedule(samplers, interval)
+        self.scheduler.start()
+
+    def schedule(self, samplers: Sequence[Sampler], interval: float) -> None:
+        """Replace every job with one per sampler on an interval grid."""
+        self.scheduler.remove_all_jobs()
+        start = grid_start(time.time() + 0.05, interval)
+        self._grid = (start, interval)
+        for s in samplers:
+            self.store.describe(s.metrics)
+            trigger = IntervalTrigger(
+                seconds=interval, start_date=datetime.fromtimestamp(start, UTC), timezone=UTC
+            )
+            self.scheduler.add_job(
+                self.run_once, trigger, args=[s], id=s.name, name=s.name,
+                max_instances=1, coalesce=True, misfire_grace_time=max(1, math.ceil(interval)),
+            )  # fmt: skip
+
+    def stop(self) -> None:
+        """Stop scheduling; runs in progress finish on their own threads."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def _on_skip(self, event: JobEvent) -> None:
+        with self._lock:
+            self.skipped[event.job_id] += 1
+
+    def run_once(self, sampler: Sampler) -> None:
+        """Run one sampler once and put its samples and its own health into the store."""
+        start, began = time.time(), time.perf_counter()
+        try:
+            samples = list(sampler.sample(start))
+            ok = True
+        except Exception:  # the one catch-all, at the scheduler boundary: counted and logged
+            samples, ok = [], False
+            self._note_failure(sampler.name)
+        else:
+            self._note_success(sampler.name)
+        duration = time.perf_counter() - began
+        self.store.ingest(sampler.name, samples, start)
+        self.store.ingest(
+            f"self:{sampler.name}", self._health(sampler.name, ok, duration, start), start
+        )
+        self.last_run = time.monotonic()
+        if self.on_run:
+            self.on_run(sampler.name)
+
+    def _note_failure(self, name: str) -> None:
+        with self._lock:
+            self.errors[name] += 1
+            first = name not in self._failing
+            self._failing.add(name)
+        if first:  # one line when it breaks, one when it recovers: no flood every second
+            log.exception("sampler %s failed; its series are missing until it recovers", name)
+
+    def _note_success(self, name: str) -> None:
+        with self._lock:
+            recovered = name in self._failing
+            self._failing.discard(name)
+        if recovered:
+            log.info("sampler %s recovered", name)
+
+    def _health(self, name: str, ok: bool, duration: float, start: float) -> Iterator[Sample]:
+        grid, interval = self._grid
+        lateness = (start - grid) % interval if start >= grid else 0.0
+        with self._lock:
+            skipped, errors = self.skipped[name], self.errors[name]
+        yield sample("dsagent_sampler_success", 1.0 if ok else 0.0, sampler=name)
+        yield sample("dsagent_sampler_duration_seconds", duration, sampler=name)
+        yield sample("dsagent_sampler_lateness_seconds", lateness, sampler=name)
+        yield sample("dsagent_sampler_errors_total", errors, sampler=name)
+        yield sample("dsagent_sampler_skipped_total", skipped, sampler=name)

@@ -1,0 +1,42 @@
+"""Samplers: each measures one thing and yields Samples; SAMPLERS lists them all."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
+
+from agent.config import Config
+from agent.store import MetricInfo, Sample
+
+
+class Sampler(Protocol):
+    """What the scheduler runs every sample interval."""
+
+    @property
+    def name(self) -> str:
+        """The sampler's name, used as its job id and `sampler` label."""
+        ...
+
+    @property
+    def metrics(self) -> Mapping[str, MetricInfo]:
+        """The metric names it yields, with their type and help."""
+        ...
+
+    def sample(self, now: float) -> Iterable[Sample]:
+        """Measure once; `now` is the wall-clock time of this run."""
+        ...
+
+
+Factory = Callable[[Config], "Sampler | None"]
+
+
+def factories() -> list[Factory]:
+    """Return the sampler factories in order (imported here to keep this module light)."""
+    from agent.samplers import disk, host, netprobe, network
+
+    return [host.build, disk.build, network.build, netprobe.build]
+
+
+def build_samplers(cfg: Config) -> list[Sampler]:
+    """Build every sampler the configuration enables."""
+    return [s for make in factories() if (s := make(cfg)) is not None]

@@ -1,0 +1,1 @@
+"""Simulators for what these machines lack: the inference worker and the GPU."""

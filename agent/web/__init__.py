@@ -1,0 +1,1 @@
+"""The HTTP side: /metrics, /healthz and what later endpoints hang off."""

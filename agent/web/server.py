@@ -1,0 +1,123 @@
+"""A small threaded HTTP server: routes, counted requests, and clean JSON errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.core import Metric
+from prometheus_client.exposition import choose_encoder
+
+from agent.config import split_listen
+from agent.store import SeriesStore
+from agent.web.exporter import StoreCollector
+
+log = logging.getLogger(__name__)
+
+Response = tuple[int, str, bytes]
+Route = Callable[["Handler"], Response]
+
+
+def json_response(code: int, body: object) -> Response:
+    """Encode a JSON response."""
+    return code, "application/json", json.dumps(body).encode() + b"\n"
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Dispatches GET requests to the server's routes."""
+
+    server: WebServer
+    protocol_version = "HTTP/1.1"
+    default_request_version = "HTTP/1.0"  # so even a garbage request line gets a status line
+    server_version = "dsagent"
+
+    def do_GET(self) -> None:
+        """Answer a GET from the route table."""
+        path = urlsplit(self.path).path
+        route = self.server.routes.get(path)
+        if route is None:
+            self._send(path, *json_response(404, {"error": f"no such endpoint: {path}"}))
+            return
+        self._send(path, *route(self))
+
+    def do_HEAD(self) -> None:
+        """Answer HEAD like GET; the body is dropped in _send."""
+        self.do_GET()
+
+    def _send(self, path: str, code: int, ctype: str, body: bytes) -> None:
+        handler = path if path in self.server.routes else "other"
+        self.server.count(handler, code)
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Answer a malformed request with a status line and a JSON reason, and count it."""
+        self.close_connection = True
+        reason = message or HTTPStatus(code).phrase
+        self._send("", *json_response(code, {"error": reason}))
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Send access logs to our logger at debug level instead of stderr."""
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+class WebServer(ThreadingHTTPServer):
+    """The agent's HTTP listener."""
+
+    daemon_threads = True
+
+    def __init__(self, listen: str, store: SeriesStore, healthy: Callable[[], bool]) -> None:
+        host, port = split_listen(listen)
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        super().__init__((host, port), Handler)
+        self.requests: Counter[tuple[str, int]] = Counter()
+        self._lock = threading.Lock()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(StoreCollector(store, self._http_metrics))
+        self.registry.register(ProcessCollector(registry=None))
+        self.routes: dict[str, Route] = {"/metrics": self.metrics, "/healthz": self._health}
+        self.healthy = healthy
+
+    def count(self, handler: str, code: int) -> None:
+        """Count one answered request."""
+        with self._lock:
+            self.requests[(handler, code)] += 1
+
+    def _http_metrics(self) -> Iterator[Metric]:
+        family = Metric("dsagent_http_requests", "HTTP requests answered.", "counter")
+        with self._lock:
+            rows = sorted(self.requests.items())
+        for (handler, code), n in rows:
+            family.add_sample(
+                "dsagent_http_requests_total", {"handler": handler, "code": str(code)}, n
+            )
+        yield family
+
+    def metrics(self, req: Handler) -> Response:
+        """Render the store in the format the scraper asked for."""
+        encoder, ctype = choose_encoder(req.headers.get("Accept") or "")
+        return 200, ctype, encoder(self.registry)
+
+    def _health(self, req: Handler) -> Response:
+        if self.healthy():
+            return json_response(200, {"status": "ok"})
+        return json_response(503, {"status": "unhealthy", "reason": "scheduler is not running"})
+
+    def serve_in_thread(self) -> threading.Thread:
+        """Serve on a daemon thread and return it."""
+        thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
+        thread.start()
+        return thread

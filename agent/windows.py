@@ -1,0 +1,61 @@
+"""Window functions over one series' samples in a trailing window (pure, clock-free)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from itertools import pairwise
+
+
+def last(vals: Sequence[float]) -> float | None:
+    """Return the newest value."""
+    return vals[-1] if vals else None
+
+
+def avg(vals: Sequence[float]) -> float | None:
+    """Return the mean."""
+    return math.fsum(vals) / len(vals) if vals else None
+
+
+def minimum(vals: Sequence[float]) -> float | None:
+    """Return the smallest value."""
+    return min(vals) if vals else None
+
+
+def maximum(vals: Sequence[float]) -> float | None:
+    """Return the largest value."""
+    return max(vals) if vals else None
+
+
+def increase(vals: Sequence[float]) -> float | None:
+    """Return how much a counter grew; a drop is a reset and counts from zero."""
+    if len(vals) < 2:
+        return None
+    total = 0.0
+    for prev, cur in pairwise(vals):
+        total += cur - prev if cur >= prev else cur
+    return total
+
+
+def rate(ts: Sequence[float], vals: Sequence[float]) -> float | None:
+    """Return a counter's per-second growth between the first and last sample."""
+    grown = increase(vals)
+    if grown is None or ts[-1] <= ts[0]:
+        return None
+    return grown / (ts[-1] - ts[0])
+
+
+def quantile(q: float, vals: Sequence[float]) -> float | None:
+    """Return the q-quantile with linear interpolation, as PromQL's quantile_over_time."""
+    if not vals or math.isnan(q):
+        return None
+    if q < 0:
+        return -math.inf
+    if q > 1:
+        return math.inf
+    ordered = sorted(vals)
+    rank = q * (len(ordered) - 1)
+    lo = math.floor(rank)
+    hi = min(lo + 1, len(ordered) - 1)
+    weight = rank - lo
+    return ordered[lo] * (1 - weight) + ordered[hi] * weight

@@ -1,0 +1,126 @@
+"""Shared fixtures: CI-aware skipping, free ports, and a running agent in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip when a real server or privilege is missing; under CI=true that is a failure."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
+def need_binary(name: str) -> str:
+    """Return the path of a program the test needs."""
+    path = shutil.which(name)
+    need(path is not None, f"{name} is not installed (make test installs it)")
+    assert path is not None
+    return path
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
+    """Poll until check() is true; fail the test after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (requests.RequestException, OSError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class AgentProcess:
+    """A `dsagent run` subprocess with its own state dir and port."""
+
+    def __init__(self, tmp: Path, config: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = tmp / "agent.toml"
+        self.state = tmp / "state"
+        self.config.write_text(self.render(config))
+        self.stderr = tmp / "agent.stderr"
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agent", "run", "--config", str(self.config)],
+            cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=self.stderr.open("w"),
+        )  # fmt: skip
+
+    def render(self, config: str) -> str:
+        """Put this process's port and state dir into a config text."""
+        base = f'[agent]\nstate_dir = "{self.state}"\n' if "[agent]" not in config else ""
+        text = base + config.replace("{state}", str(self.state)).replace("{port}", str(self.port))
+        if "[http]" not in text:
+            text += f'\n[http]\nlisten = "127.0.0.1:{self.port}"\n'
+        return text
+
+    def log(self) -> str:
+        """Return what the agent wrote to stderr so far."""
+        return self.stderr.read_text()
+
+    def wait_healthy(self, timeout: float = 20.0) -> None:
+        """Wait until /healthz answers 200."""
+        wait_for(
+            lambda: requests.get(self.url + "/healthz", timeout=1).status_code == 200,
+            timeout,
+            f"agent health; log:\n{self.log()}",
+        )
+
+    def metrics(self) -> str:
+        """Return the /metrics text."""
+        return requests.get(self.url + "/metrics", timeout=5).text
+
+    def stop(self) -> int:
+        """SIGTERM the agent and return its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def agent_factory(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
+    """Start agents on demand; every one is stopped after the test."""
+    started: list[AgentProcess] = []
+
+    def start(config: str = "", env: dict[str, str] | None = None) -> AgentProcess:
+        work = tmp_path / f"agent{len(started)}"
+        work.mkdir()
+        agent = AgentProcess(work, config, env)
+        started.append(agent)
+        return agent
+
+    yield start
+    for agent in started:
+        agent.stop()

@@ -1,0 +1,93 @@
+"""The command line as a user meets it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent import __version__
+from tests.conftest import ROOT
+
+
+def dsagent(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DSAGENT_")}
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        timeout=60,
+        check=False,
+        env={**clean, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["run", "--help"], ["check-config", "--help"], ["version", "--help"]]
+)
+def test_help(args: list[str]) -> None:
+    out = dsagent(*args)
+    assert out.returncode == 0
+    assert "usage: dsagent" in out.stdout
+
+
+def test_version() -> None:
+    out = dsagent("version")
+    assert out.stdout.strip() == f"dsagent {__version__}"
+
+
+def test_check_config_ok_prints_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "a.toml"
+    path.write_text('[agent]\nnode_name = "gpu-01"\n[network]\nprobe_targets = ["127.0.0.1"]\n')
+    out = dsagent("check-config", "--config", str(path))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1
+    assert "config OK" in lines[0] and "node gpu-01" in lines[0] and "netprobe" in lines[0]
+
+
+def test_check_config_lists_every_problem_and_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "a.toml"
+    path.write_text('[agent]\nsample_interval = "fast"\n[http]\nlisten = 9840\n')
+    out = dsagent("check-config", "--config", str(path))
+    assert out.returncode == 2
+    assert f"{path}:2: agent.sample_interval: invalid duration 'fast'" in out.stderr
+    assert f"{path}:4: http.listen:" in out.stderr
+    assert "2 problem(s)" in out.stderr
+
+
+def test_check_config_env_problem(tmp_path: Path) -> None:
+    out = dsagent("check-config", env={"DSAGENT_HTTP__LISTEN": "bad"})
+    assert out.returncode == 2
+    assert "env DSAGENT_HTTP__LISTEN: http.listen: invalid listen address 'bad'" in out.stderr
+
+
+def test_run_refuses_a_bad_config_with_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "a.toml"
+    path.write_text("[agent\n")
+    out = dsagent("run", "--config", str(path))
+    assert out.returncode == 2
+    assert f"{path}:1: TOML syntax error" in out.stderr
+
+
+def test_run_fails_cleanly_when_the_port_is_taken(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = dsagent(
+            "run",
+            env={
+                "DSAGENT_HTTP__LISTEN": f"127.0.0.1:{port}",
+                "DSAGENT_AGENT__STATE_DIR": str(tmp_path),
+            },
+        )
+    assert out.returncode == 1
+    assert "cannot start" in out.stderr and "Address already in use" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import tracemalloc
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.store import Ring, SeriesStore, sample
+
+times = st.lists(st.floats(min_value=0, max_value=1e6, allow_nan=False), max_size=60)
+
+
+@given(
+    capacity=st.integers(min_value=1, max_value=20),
+    stamps=times,
+    start=st.floats(0, 1e6),
+    width=st.floats(0, 1e6),
+)
+def test_ring_matches_a_list_model(
+    capacity: int, stamps: list[float], start: float, width: float
+) -> None:
+    ring, model = Ring(capacity), []
+    for i, ts in enumerate(stamps):
+        accepted = ring.append(ts, float(i))
+        assert accepted == (not model or ts > model[-1][0])
+        if accepted:
+            model = [*model, (ts, float(i))][-capacity:]
+    assert len(ring) == len(model)
+    assert ring.last() == (model[-1] if model else None)
+    expect = [p for p in model if start <= p[0] <= start + width]
+    got_ts, got_vals = ring.between(start, start + width)
+    assert list(zip(got_ts, got_vals, strict=True)) == expect
+
+
+def test_series_missing_from_a_run_turn_stale_and_vanish_from_current() -> None:
+    store = SeriesStore(retention=60, interval=1)
+    store.ingest(
+        "disk",
+        [sample("disk_util", 0.5, device="sda"), sample("disk_util", 0.1, device="sdb")],
+        1.0,
+    )
+    store.ingest("disk", [sample("disk_util", 0.6, device="sda")], 2.0)
+    current = {(n, dict(labels)["device"]): v for n, labels, v in store.current()}
+    assert current == {("disk_util", "sda"): 0.6}
+    (sdb,) = store.select("disk_util", lambda labels: dict(labels)["device"] == "sdb")
+    assert sdb.stale
+    assert store.window(sdb, 0, 10) == ([1.0], [0.1])  # history stays for the rules
+
+
+def test_a_failed_run_makes_all_its_series_stale() -> None:
+    store = SeriesStore()
+    store.ingest("host", [sample("host_load1", 1.0)], 1.0)
+    store.ingest("host", [], 2.0)
+    assert list(store.current()) == []
+
+
+def test_sources_do_not_stale_each_other() -> None:
+    store = SeriesStore()
+    store.ingest("a", [sample("x", 1.0)], 1.0)
+    store.ingest("b", [sample("y", 2.0)], 1.0)
+    store.ingest("b", [sample("y", 3.0)], 2.0)
+    assert sorted(n for n, _, _ in store.current()) == ["x", "y"]
+
+
+def test_out_of_order_samples_are_refused_and_counted() -> None:
+    store = SeriesStore()
+    store.ingest("a", [sample("x", 1.0)], 10.0)
+    store.ingest("a", [sample("x", 2.0)], 5.0)
+    assert store.stats.out_of_order == 1
+    assert [v for _, _, v in store.current()] == [1.0]
+
+
+def _day(store: SeriesStore, hours: int, start_hour: int) -> None:
+    """Feed `hours` of 1 s samples: 8 steady series plus 2 pids that churn every minute."""
+    for t in range(start_hour * 3600, (start_hour + hours) * 3600):
+        pid = t // 60
+        samples = [sample("gpu_util", (t % 100) / 100, gpu=g) for g in range(8)]
+        samples += [sample("proc_mem", t, pid=pid), sample("proc_mem", t, pid=pid + 100000)]
+        store.ingest("s", samples, float(t))
+
+
+def test_memory_stays_flat_over_24h_of_synthetic_time() -> None:
+    store = SeriesStore(retention=900, interval=1)
+    tracemalloc.start()
+    _day(store, 2, 0)
+    after_2h, _ = tracemalloc.get_traced_memory()
+    _day(store, 22, 2)
+    after_24h, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    # Churned series are evicted after the retention: only ~15 min of pids remain.
+    assert store.series_count() <= 8 + 2 * 17
+    assert store.stats.evicted >= 2 * 60 * 23
+    assert after_24h - after_2h < 64 * 1024, "store grew over 22 synthetic hours"
