@@ -1,0 +1,39 @@
+# make run   - run the agent in the foreground on its built-in defaults (creates .venv)
+# make test  - install what the tests need (pip, Debian packages), lint, type-check, run pytest
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint servers bench deps clean
+
+$(BIN)/dsagent: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.test-deps: pyproject.toml $(BIN)/dsagent
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+deps: $(VENV)/.test-deps
+
+run: $(BIN)/dsagent
+	$(BIN)/dsagent run $(ARGS)
+
+servers:
+	sh tests/install-servers.sh
+
+lint: deps
+	$(BIN)/ruff check agent tests bench
+	$(BIN)/ruff format --check agent tests bench
+	$(BIN)/mypy
+
+test: servers lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: deps servers
+	$(BIN)/python bench/overhead.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
