@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,12 +52,16 @@ class Subject:
 def start_agent(state: Path, gpus: int) -> Subject:
     """Start dsagent on its defaults, on a free port."""
     port = free_port()
-    env = {**os.environ, "DSAGENT_HTTP__LISTEN": f"127.0.0.1:{port}",
-           "DSAGENT_AGENT__STATE_DIR": str(state)}
+    env = {
+        **os.environ,
+        "DSAGENT_HTTP__LISTEN": f"127.0.0.1:{port}",
+        "DSAGENT_AGENT__STATE_DIR": str(state),
+    }
     if gpus:
         env["DSAGENT_GPU__SIMULATE"] = str(gpus)
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "run"], cwd=ROOT, env=env,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run"], cwd=ROOT, env=env, stderr=subprocess.DEVNULL
+    )
     return Subject("dsagent", f"http://127.0.0.1:{port}/metrics", proc)
 
 
@@ -66,8 +71,9 @@ def start_node_exporter() -> Subject:
     if binary is None:
         raise SystemExit("bench: node_exporter is not installed (make servers)")
     port = free_port()
-    proc = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}"],
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [binary, f"--web.listen-address=127.0.0.1:{port}"], stderr=subprocess.DEVNULL
+    )
     return Subject("node_exporter", f"http://127.0.0.1:{port}/metrics", proc)
 
 
@@ -81,7 +87,7 @@ def measure(subjects: list[Subject], duration: float) -> float:
         s.cpu_start = cpu_seconds(psutil.Process(s.proc.pid))
     began = time.monotonic()
     tick = began
-    while (now := time.monotonic()) - began < duration:
+    while time.monotonic() - began < duration:
         for s in subjects:
             s.scrape(session)
         tick += 1.0
@@ -94,7 +100,7 @@ def measure(subjects: list[Subject], duration: float) -> float:
 
 def report(agent: Subject, peer: Subject, wall: float) -> None:
     """Print the side-by-side table and the ratios."""
-    rows = [
+    rows: list[tuple[str, Callable[[Subject], float], str]] = [
         ("CPU, % of one core", lambda s: 100 * s.cpu / wall, "{:.2f}"),
         ("peak RSS, MB", lambda s: s.peak_rss / 1e6, "{:.1f}"),
         ("scrape p50, ms", lambda s: 1000 * percentile(s.latencies, 0.5), "{:.2f}"),
@@ -106,8 +112,10 @@ def report(agent: Subject, peer: Subject, wall: float) -> None:
         a, p = get(agent), get(peer)
         ratio = f"{a / p:.2f}x" if p else "-"
         print(f"{label:22} {fmt.format(a):>10} {fmt.format(p):>14} {ratio:>7}")
-    print(f"\n{len(agent.latencies)} scrapes each over {wall:.0f} s, 1 s sampling, "
-          f"{psutil.cpu_count()} cores")
+    print(
+        f"\n{len(agent.latencies)} scrapes each over {wall:.0f} s, 1 s sampling, "
+        f"{psutil.cpu_count()} cores"
+    )
 
 
 def main() -> None:
