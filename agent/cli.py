@@ -68,14 +68,12 @@ def check_config(path: Path | None) -> int:
     cfg = load_or_report(path)
     if cfg is None:
         return 2
-    from agent.samplers import build_samplers
-
-    names = [s.name for s in build_samplers(cfg)]
     source = resolve_path(path) or "built-in defaults"
+    gpu = f"simulate {cfg.gpu.simulate}" if cfg.gpu.simulate else str(cfg.gpu.enabled).lower()
     print(
         f"config OK: {source}: node {cfg.agent.node_name}, listen {cfg.http.listen}, "
-        f"every {cfg.agent.sample_interval:g}s, samplers {', '.join(names)}, "
-        f"{len(cfg.network.probe_targets)} probe target(s)"
+        f"every {cfg.agent.sample_interval:g}s, gpu {gpu}, "
+        f"{len(cfg.network.probe_targets)} probe target(s), {len(cfg.workers)} worker(s)"
     )
     return 0
 

@@ -7,7 +7,7 @@ import re
 import socket
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -103,6 +103,26 @@ class NetworkConfig(Section):
         return values
 
 
+class GpuConfig(Section):
+    """[gpu]: NVML sampling, or simulated GPUs for demos and benchmarks."""
+
+    enabled: Literal["auto"] | bool = "auto"
+    simulate: int = Field(default=0, ge=0, le=64)
+    scenario: Literal["normal", "throttle", "xid_burst", "lost", "unsupported"] = "normal"
+    timeout: Duration = Field(default=0.8, gt=0)
+
+
+class WorkerConfig(Section):
+    """[[workers]]: one local inference worker."""
+
+    name: str = Field(min_length=1)
+    url: str = Field(min_length=1)
+    engine: Literal["vllm", "sglang", "tgi", "llamacpp", "openai"] = "vllm"
+    model: str | None = None
+    pids: list[int] = Field(default_factory=list)
+    unit: str | None = None
+
+
 class Config(BaseSettings):
     """The whole configuration, one frozen model per section."""
 
@@ -114,6 +134,8 @@ class Config(BaseSettings):
     http: HttpConfig = Field(default_factory=HttpConfig)
     host: HostConfig = Field(default_factory=HostConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
+    gpu: GpuConfig = Field(default_factory=GpuConfig)
+    workers: list[WorkerConfig] = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(
@@ -164,6 +186,12 @@ def cross_check(cfg: Config) -> list[Problem]:
         problems.append(
             Problem("network.probe_timeout", "must be shorter than agent.sample_interval")
         )
+    if cfg.gpu.timeout >= cfg.agent.sample_interval:
+        problems.append(Problem("gpu.timeout", "must be shorter than agent.sample_interval"))
+    names = [w.name for w in cfg.workers]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            problems.append(Problem(f"workers.{i}.name", f"duplicate worker name {name!r}"))
     return problems
 
 

@@ -15,7 +15,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from agent.samplers import Sampler
+from agent.samplers import Sampler, close_all
 from agent.store import MetricInfo, Sample, SeriesStore, sample
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class SamplerRunner:
         self._failing: set[str] = set()
         self._lock = threading.Lock()
         self._grid = (0.0, 1.0)
+        self.samplers: list[Sampler] = []
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=16)}, timezone=UTC
         )
@@ -62,8 +63,10 @@ class SamplerRunner:
         self.scheduler.start()
 
     def schedule(self, samplers: Sequence[Sampler], interval: float) -> None:
-        """Replace every job with one per sampler on an interval grid."""
+        """Replace every job with one per sampler on an interval grid; close the old samplers."""
         self.scheduler.remove_all_jobs()
+        close_all(self.samplers)
+        self.samplers = list(samplers)
         start = grid_start(time.time() + 0.05, interval)
         self._grid = (start, interval)
         for s in samplers:
@@ -77,9 +80,11 @@ class SamplerRunner:
             )  # fmt: skip
 
     def stop(self) -> None:
-        """Stop scheduling; runs in progress finish on their own threads."""
+        """Stop scheduling and release the samplers; runs in progress finish on their threads."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        close_all(self.samplers)
+        self.samplers = []
 
     def _on_skip(self, event: JobEvent) -> None:
         with self._lock:

@@ -36,13 +36,14 @@ def sample(name: str, value: float, **labels: object) -> Sample:
 class Ring:
     """Fixed-capacity ring of (timestamp, value) pairs kept in two float arrays."""
 
-    __slots__ = ("_head", "_len", "_ts", "_vals")
+    __slots__ = ("_head", "_len", "_newest", "_ts", "_vals")
 
     def __init__(self, capacity: int) -> None:
         self._ts = array("d", bytes(8 * capacity))
         self._vals = array("d", bytes(8 * capacity))
         self._head = 0
         self._len = 0
+        self._newest = float("-inf")
 
     def __len__(self) -> int:
         return self._len
@@ -60,9 +61,9 @@ class Ring:
 
     def append(self, ts: float, value: float) -> bool:
         """Add a sample; refuse (False) one older than or equal to the newest."""
-        newest = self.last()
-        if newest is not None and ts <= newest[0]:
+        if ts <= self._newest:
             return False
+        self._newest = ts
         cap = len(self._ts)
         i = (self._head + self._len) % cap
         self._ts[i], self._vals[i] = ts, value

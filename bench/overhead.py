@@ -118,6 +118,17 @@ def report(agent: Subject, peer: Subject, wall: float) -> None:
     )
 
 
+def report_gpus(plain: Subject, with_gpus: Subject, gpus: int, wall: float) -> None:
+    """Print what the simulated GPUs add to the agent, measured in the same run."""
+    added = 100 * (with_gpus.cpu - plain.cpu) / wall
+    print(
+        f"\nwith {gpus} simulated GPUs (a second agent, same run): "
+        f"CPU {100 * with_gpus.cpu / wall:.2f} % of a core ({added:+.2f} points), "
+        f"peak RSS {with_gpus.peak_rss / 1e6:.1f} MB, {with_gpus.series} series, "
+        f"scrape p99 {1000 * percentile(with_gpus.latencies, 0.99):.2f} ms"
+    )
+
+
 def main() -> None:
     """Run the benchmark."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -125,14 +136,19 @@ def main() -> None:
     parser.add_argument("--gpus", type=int, default=0, help="simulated GPUs for the agent")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        agent, peer = start_agent(Path(tmp), args.gpus), start_node_exporter()
+        agent, peer = start_agent(Path(tmp) / "plain", 0), start_node_exporter()
+        subjects = [agent, peer]
+        if args.gpus:
+            subjects.append(start_agent(Path(tmp) / "gpus", args.gpus))
         try:
-            wall = measure([agent, peer], args.duration)
+            wall = measure(subjects, args.duration)
         finally:
-            for s in (agent, peer):
+            for s in subjects:
                 s.proc.terminate()
                 s.proc.wait(timeout=10)
     report(agent, peer, wall)
+    if args.gpus:
+        report_gpus(agent, subjects[2], args.gpus, wall)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,8 @@ def test_check_config_ok_prints_one_line(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 1
-    assert "config OK" in lines[0] and "node gpu-01" in lines[0] and "netprobe" in lines[0]
+    assert "config OK" in lines[0] and "node gpu-01" in lines[0]
+    assert "1 probe target(s)" in lines[0] and "gpu auto" in lines[0]
 
 
 def test_check_config_lists_every_problem_and_exits_2(tmp_path: Path) -> None:

@@ -57,7 +57,10 @@ def namespaces() -> Iterator[tuple[str, str]]:
                 f" && ip -n {ns} link set lo up"
             )
         # Port-unreachable replies are rate-limited per source; the test sends 25 per round.
-        sh(f"ip netns exec {server} sysctl -qw net.ipv4.icmp_ratelimit=0")
+        sh(
+            f"ip netns exec {server} sysctl -qw net.ipv4.icmp_ratelimit=0"
+            " net.ipv4.icmp_msgs_per_sec=100000 net.ipv4.icmp_msgs_burst=100000"
+        )
     except subprocess.CalledProcessError as exc:
         need(False, f"cannot build namespaces here: {exc.stderr!r}")
     yield client, server

@@ -16,7 +16,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def agent(agent_factory: Callable[..., AgentProcess]) -> AgentProcess:
-    agent = agent_factory('[network]\nprobe_targets = ["127.0.0.1", "tcp://127.0.0.1:1"]\n')
+    agent = agent_factory(
+        '[network]\nprobe_targets = ["127.0.0.1", "tcp://127.0.0.1:1"]\n[gpu]\nsimulate = 2\n'
+    )
     agent.wait_healthy()
     wait_for(
         lambda: (
@@ -85,6 +87,9 @@ def test_prometheus_scrapes_without_errors(prometheus: str) -> None:
     assert target["lastError"] == ""
     assert query(prometheus, 'min_over_time(up{job="dsagent"}[1m])')[0]["value"][1] == "1"
     assert query(prometheus, "host_memory_used_ratio"), "a host series reached Prometheus"
+    gpus = query(prometheus, "gpu_up")
+    assert sorted(g["metric"]["gpu"] for g in gpus) == ["0", "1"]
+    assert all(g["value"][1] == "1" for g in gpus)
     loss = query(prometheus, 'net_packet_loss_ratio{target="127.0.0.1"}')
     assert loss and loss[0]["value"][1] == "0"
     own = requests.get(prometheus + "/metrics", timeout=5).text.splitlines()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from agent.config import Config
 from agent.store import MetricInfo, Sample
@@ -27,14 +27,30 @@ class Sampler(Protocol):
         ...
 
 
+@runtime_checkable
+class Closeable(Protocol):
+    """A sampler that holds threads or handles to release when it is replaced or stopped."""
+
+    def close(self) -> None:
+        """Release what the sampler holds."""
+        ...
+
+
+def close_all(samplers: Iterable[object]) -> None:
+    """Close every sampler that holds something."""
+    for s in samplers:
+        if isinstance(s, Closeable):
+            s.close()
+
+
 Factory = Callable[[Config], "Sampler | None"]
 
 
 def factories() -> list[Factory]:
     """Return the sampler factories in order (imported here to keep this module light)."""
-    from agent.samplers import disk, host, netprobe, network
+    from agent.samplers import disk, gpu, host, netprobe, network
 
-    return [host.build, disk.build, network.build, netprobe.build]
+    return [host.build, disk.build, network.build, netprobe.build, gpu.build]
 
 
 def build_samplers(cfg: Config) -> list[Sampler]:

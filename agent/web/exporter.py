@@ -1,35 +1,25 @@
-"""A prometheus_client collector that reads the series store."""
+"""A prometheus_client collector for the agent's own metrics (the store renders itself)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from agent import __version__
-from agent.store import Labels, SeriesStore
+from agent.store import SeriesStore
 
 
-class StoreCollector(Collector):
-    """Exports the newest value of every live series, typed as its sampler described it."""
+class SelfCollector(Collector):
+    """Exports the agent's build, store and HTTP metrics."""
 
     def __init__(self, store: SeriesStore, extra: Callable[[], Iterator[Metric]] | None = None):
         self.store = store
         self.extra = extra
 
     def collect(self) -> Iterator[Metric]:
-        """Build one metric family per name from the store's current values."""
-        families: dict[str, list[tuple[Labels, float]]] = defaultdict(list)
-        for name, labels, value in self.store.current():
-            families[name].append((labels, value))
-        for name in sorted(families):
-            info = self.store.info(name)
-            family = Metric(name.removesuffix("_total"), info.help, info.kind)
-            for labels, value in families[name]:
-                family.add_sample(name, dict(labels), value)
-            yield family
+        """Yield the self metrics."""
         yield from self._self_metrics()
         if self.extra:
             yield from self.extra()

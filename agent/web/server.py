@@ -18,7 +18,8 @@ from prometheus_client.exposition import choose_encoder
 
 from agent.config import split_listen
 from agent.store import SeriesStore
-from agent.web.exporter import StoreCollector
+from agent.web.exporter import SelfCollector
+from agent.web.render import Renderer
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,8 @@ class WebServer(ThreadingHTTPServer):
         self.requests: Counter[tuple[str, int]] = Counter()
         self._lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(StoreCollector(store, self._http_metrics))
+        self.registry.register(SelfCollector(store, self._http_metrics))
+        self.renderer = Renderer(store)
         self.registry.register(ProcessCollector(registry=None))
         self.routes: dict[str, Route] = {"/metrics": self.metrics, "/healthz": self._health}
         self.healthy = healthy
@@ -109,7 +111,8 @@ class WebServer(ThreadingHTTPServer):
     def metrics(self, req: Handler) -> Response:
         """Render the store in the format the scraper asked for."""
         encoder, ctype = choose_encoder(req.headers.get("Accept") or "")
-        return 200, ctype, encoder(self.registry)
+        store = self.renderer.render(openmetrics=ctype.startswith("application/openmetrics"))
+        return 200, ctype, store.encode() + encoder(self.registry)
 
     def _health(self, req: Handler) -> Response:
         if self.healthy():

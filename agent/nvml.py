@@ -1,0 +1,135 @@
+"""The one owner of NVML: initialise once, shut down on exit, re-initialise after the driver."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from pynvml import NVMLError
+
+log = logging.getLogger(__name__)
+
+# pynvml error codes (stable in NVML's ABI); named here so the fake and the real module agree.
+NOT_SUPPORTED, NOT_FOUND, NO_PERMISSION = 3, 6, 4
+UNINITIALIZED, DRIVER_NOT_LOADED, TIMEOUT, LIBRARY_NOT_FOUND = 1, 9, 10, 12
+GPU_IS_LOST, RM_VERSION_MISMATCH = 15, 18
+SESSION_DOWN = {UNINITIALIZED, DRIVER_NOT_LOADED, LIBRARY_NOT_FOUND, RM_VERSION_MISMATCH}
+
+
+class GpuLost(Exception):
+    """The GPU fell off the bus (NVML_ERROR_GPU_IS_LOST)."""
+
+
+class NvmlDown(Exception):
+    """NVML itself is gone (driver unloaded, library missing): re-initialise later."""
+
+
+@dataclass(frozen=True)
+class Device:
+    """One GPU's handle and identity labels."""
+
+    index: int
+    handle: Any
+    labels: tuple[tuple[str, str], ...]
+
+
+def load_pynvml() -> ModuleType:
+    """Import nvidia-ml-py's pynvml module."""
+    return importlib.import_module("pynvml")
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class NvmlSession:
+    """Holds NVML open and the device list; calls come through `field` and `guard`."""
+
+    def __init__(self, loader: Callable[[], Any] = load_pynvml, retry_after: float = 30.0):
+        self.loader = loader
+        self.retry_after = retry_after
+        self.nvml: Any = None
+        self.devices: list[Device] = []
+        self.error = ""
+        self._next_try = 0.0
+
+    @property
+    def up(self) -> bool:
+        """True while NVML is initialised."""
+        return self.nvml is not None
+
+    def open(self) -> bool:
+        """Initialise NVML and list the GPUs; on failure remember why and when to retry."""
+        if self.up:
+            return True
+        if time.monotonic() < self._next_try:
+            return False
+        self._next_try = time.monotonic() + self.retry_after
+        try:
+            nvml = self.loader()
+            nvml.nvmlInit()
+            self.devices = [self._device(nvml, i) for i in range(nvml.nvmlDeviceGetCount())]
+        except (ImportError, OSError) as exc:
+            self.error = f"NVML library not available: {exc}"
+            return False
+        except NVMLError as exc:
+            self.error = f"NVML init failed: {exc}"
+            return False
+        self.nvml, self.error = nvml, ""
+        models = Counter(dict(d.labels)["model"] for d in self.devices)
+        log.info("NVML up: %s", ", ".join(f"{n} x {m}" for m, n in models.items()) or "no GPUs")
+        return True
+
+    @staticmethod
+    def _device(nvml: Any, index: int) -> Device:
+        handle = nvml.nvmlDeviceGetHandleByIndex(index)
+        labels = {
+            "gpu": str(index),
+            "uuid": _text(nvml.nvmlDeviceGetUUID(handle)),
+            "model": _text(nvml.nvmlDeviceGetName(handle)),
+            "pci_bus_id": _text(nvml.nvmlDeviceGetPciInfo(handle).busId).lower(),
+        }
+        return Device(index, handle, tuple(sorted(labels.items())))
+
+    def close(self) -> None:
+        """Shut NVML down; safe to call twice."""
+        nvml, self.nvml, self.devices = self.nvml, None, []
+        if nvml is None:
+            return
+        try:
+            nvml.nvmlShutdown()
+        except NVMLError as exc:
+            log.debug("nvmlShutdown: %s", exc)
+
+    def lost_driver(self, exc: BaseException) -> None:
+        """Drop the session after NVML itself failed; the next open() retries."""
+        log.error("NVML went away (%s); re-initialising in %gs", exc, self.retry_after)
+        self.close()
+        self._next_try = time.monotonic() + self.retry_after
+
+
+def classify(exc: NVMLError) -> Exception:
+    """Map an NVMLError to GpuLost, NvmlDown or a plain 'field absent' LookupError."""
+    code = exc.value
+    if code == GPU_IS_LOST:
+        return GpuLost(str(exc))
+    if code in SESSION_DOWN:
+        return NvmlDown(str(exc))
+    return LookupError(str(exc))
+
+
+def field(call: Callable[[], Any]) -> Any:
+    """Read one NVML value; None when this GPU does not support it (never a fake 0)."""
+    try:
+        return call()
+    except NVMLError as exc:
+        mapped = classify(exc)
+        if isinstance(mapped, LookupError):
+            return None
+        raise mapped from exc

@@ -1,0 +1,261 @@
+"""A fake NVML with the pynvml call surface, driven by scenarios, for tests and demos."""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import pynvml
+from pynvml import NVMLError
+
+from agent.nvml import GPU_IS_LOST, NOT_SUPPORTED, TIMEOUT, UNINITIALIZED
+
+GIB = 1024**3
+
+
+@dataclass
+class FakeGpu:
+    """One simulated GPU's state; values move with time around these levels."""
+
+    index: int
+    model: str = "NVIDIA H100 80GB HBM3"
+    memory_total: int = 80 * GIB
+    util: float = 0.75  # mean utilization
+    temp: float = 62.0
+    power_limit_mw: int = 700_000
+    throttle: int = 0
+    unsupported: set[str] = field(default_factory=lambda: {"fan"})
+    nvlinks: int = 18
+    nvlink_errors: int = 0
+    processes: list[tuple[int, int]] = field(default_factory=list)  # (pid, bytes)
+    ecc: dict[tuple[int, int], int] = field(default_factory=dict)
+    lost_at: float | None = None  # monotonic time from which it is lost
+    hang: float = 0.0  # seconds every call sleeps
+    energy_mj: float = 0.0
+    events: list[queue.Queue[Any]] = field(default_factory=list)
+
+    @property
+    def uuid(self) -> str:
+        """A stable UUID per index."""
+        return "GPU-" + str(uuid.uuid5(uuid.NAMESPACE_OID, f"dsagent-fake-{self.index}"))
+
+
+class FakeNvml:
+    """Stands in for the pynvml module; unknown attributes (constants) come from pynvml."""
+
+    def __init__(self, gpus: list[FakeGpu], clock: Any = time.monotonic) -> None:
+        self.gpus = gpus
+        self.clock = clock
+        self.initialized = 0
+        self.driver_loaded = True
+        self._start = clock()
+        self._rng = random.Random(7)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(pynvml, name)
+
+    @classmethod
+    def scenario(cls, count: int, name: str = "normal") -> FakeNvml:
+        """Build one of the named scenarios with `count` GPUs."""
+        gpus = [FakeGpu(i, processes=[(os.getpid(), 60 * GIB)]) for i in range(count)]
+        fake = cls(gpus)
+        if name == "throttle":
+            for g in gpus:
+                g.temp, g.util, g.throttle = 88.0, 0.97, 0x4 | 0x20
+        elif name == "unsupported":
+            for g in gpus:
+                g.unsupported |= {"memory_temp", "energy", "nvlink", "ecc", "remap", "clocks"}
+                g.nvlinks = 0
+        elif name == "lost" and count > 1:
+            gpus[1].lost_at = fake._start + 10.0
+        elif name == "xid_burst":
+            fake.pending_xids = [(0, 79), (0, 79), (0, 48)]
+        return fake
+
+    pending_xids: list[tuple[int, int]] = []  # noqa: RUF012  (replaced per instance)
+
+    # --- lifecycle -----------------------------------------------------------------
+    def nvmlInit(self) -> None:
+        """Initialise, or fail as a machine without a driver would."""
+        if not self.driver_loaded:
+            raise NVMLError(pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
+        self.initialized += 1
+
+    def nvmlShutdown(self) -> None:
+        """Release one initialisation."""
+        self._live()
+        self.initialized -= 1
+
+    def _live(self) -> None:
+        if not self.driver_loaded or self.initialized <= 0:
+            raise NVMLError(UNINITIALIZED)
+
+    def _dev(self, h: FakeGpu, feature: str | None = None) -> FakeGpu:
+        self._live()
+        if h.lost_at is not None and self.clock() >= h.lost_at:
+            raise NVMLError(GPU_IS_LOST)
+        if h.hang:
+            time.sleep(h.hang)
+        if feature in h.unsupported:
+            raise NVMLError(NOT_SUPPORTED)
+        return h
+
+    def _wave(self, h: FakeGpu, period: float, amplitude: float) -> float:
+        t = self.clock() - self._start
+        return amplitude * math.sin(t / period + h.index) + self._rng.uniform(-0.01, 0.01)
+
+    # --- identity ------------------------------------------------------------------
+    def nvmlDeviceGetCount(self) -> int:
+        """Return the number of GPUs."""
+        self._live()
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> FakeGpu:
+        """Return the GPU itself as its handle."""
+        self._live()
+        return self.gpus[index]
+
+    def nvmlDeviceGetIndex(self, h: FakeGpu) -> int:
+        """Index of a handle."""
+        return self._dev(h).index
+
+    def nvmlDeviceGetName(self, h: FakeGpu) -> str:
+        """Model name."""
+        return self._dev(h).model
+
+    def nvmlDeviceGetUUID(self, h: FakeGpu) -> str:
+        """UUID."""
+        return self._dev(h).uuid
+
+    def nvmlDeviceGetPciInfo(self, h: FakeGpu) -> SimpleNamespace:
+        """PCI info with a bus id."""
+        return SimpleNamespace(busId=f"00000000:{0x18 + 0x10 * self._dev(h).index:02X}:00.0")
+
+    # --- load ----------------------------------------------------------------------
+    def nvmlDeviceGetUtilizationRates(self, h: FakeGpu) -> SimpleNamespace:
+        """GPU and memory-copy utilization, percent."""
+        g = self._dev(h)
+        util = min(1.0, max(0.0, g.util + self._wave(g, 30, 0.15)))
+        return SimpleNamespace(gpu=round(100 * util), memory=round(60 * util))
+
+    def nvmlDeviceGetMemoryInfo(self, h: FakeGpu) -> SimpleNamespace:
+        """Framebuffer memory, bytes."""
+        g = self._dev(h)
+        used = sum(b for _, b in g.processes) + GIB // 2
+        return SimpleNamespace(total=g.memory_total, used=used, free=g.memory_total - used)
+
+    def nvmlDeviceGetTemperature(self, h: FakeGpu, sensor: int) -> int:
+        """Die temperature, Celsius."""
+        g = self._dev(h)
+        return round(g.temp + self._wave(g, 60, 3))
+
+    def nvmlDeviceGetFieldValues(self, h: FakeGpu, ids: list[int]) -> list[SimpleNamespace]:
+        """Field values: memory temperature (82) and NVLink error totals (38, 45, 52, 59)."""
+        g = self._dev(h)
+        out = []
+        for fid in ids:
+            missing = "memory_temp" if fid == 82 else "nvlink"
+            ok = missing not in g.unsupported and (fid == 82 or g.nvlinks > 0)
+            value = SimpleNamespace(uiVal=round(g.temp + 8) if fid == 82 else g.nvlink_errors)
+            out.append(
+                SimpleNamespace(nvmlReturn=0 if ok else NOT_SUPPORTED, valueType=1, value=value)
+            )
+        return out
+
+    def nvmlDeviceGetPowerUsage(self, h: FakeGpu) -> int:
+        """Power draw, milliwatts."""
+        g = self._dev(h)
+        return round(g.power_limit_mw * min(1.0, 0.3 + 0.7 * g.util + self._wave(g, 30, 0.05)))
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, h: FakeGpu) -> int:
+        """Power limit, milliwatts."""
+        return self._dev(h).power_limit_mw
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, h: FakeGpu) -> int:
+        """Energy since load, millijoules: integrated from the power draw."""
+        g = self._dev(h, "energy")
+        g.energy_mj = max(g.energy_mj, (self.clock() - self._start) * g.power_limit_mw * 0.8)
+        return int(g.energy_mj)
+
+    def nvmlDeviceGetClockInfo(self, h: FakeGpu, kind: int) -> int:
+        """SM or memory clock, MHz; throttling lowers the SM clock."""
+        g = self._dev(h, "clocks")
+        if kind == pynvml.NVML_CLOCK_MEM:
+            return 2619
+        return 1410 if g.throttle else 1980
+
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, h: FakeGpu) -> int:
+        """Active throttle reasons as a bitmask."""
+        return self._dev(h).throttle
+
+    def nvmlDeviceGetPcieReplayCounter(self, h: FakeGpu) -> int:
+        """PCIe replays."""
+        return self._dev(h).index  # a different small count per GPU
+
+    def nvmlDeviceGetFanSpeed(self, h: FakeGpu) -> int:
+        """Fan speed, percent (datacenter boards have none)."""
+        self._dev(h, "fan")
+        return 40
+
+    # --- memory errors -----------------------------------------------------------------
+    def nvmlDeviceGetTotalEccErrors(self, h: FakeGpu, etype: int, scope: int) -> int:
+        """ECC errors of a type and scope."""
+        return self._dev(h, "ecc").ecc.get((etype, scope), 0)
+
+    def nvmlDeviceGetRetiredPages(self, h: FakeGpu, cause: int) -> list[int]:
+        """Retired pages (none; H100 remaps rows instead)."""
+        self._dev(h, "retired")
+        raise NVMLError(NOT_SUPPORTED)
+
+    def nvmlDeviceGetRemappedRows(self, h: FakeGpu) -> tuple[int, int, int, int]:
+        """Rows remapped: correctable, uncorrectable, pending, failure."""
+        self._dev(h, "remap")
+        return (0, 0, 0, 0)
+
+    # --- processes and events -----------------------------------------------------------
+    def nvmlDeviceGetComputeRunningProcesses(self, h: FakeGpu) -> list[SimpleNamespace]:
+        """Compute processes and their memory."""
+        g = self._dev(h)
+        return [SimpleNamespace(pid=pid, usedGpuMemory=used) for pid, used in g.processes]
+
+    def nvmlEventSetCreate(self) -> queue.Queue[Any]:
+        """Create an event set (a queue here)."""
+        self._live()
+        return queue.Queue()
+
+    def nvmlDeviceRegisterEvents(self, h: FakeGpu, types: int, event_set: queue.Queue[Any]) -> None:
+        """Deliver this GPU's future XIDs, and any scenario XIDs, to the set."""
+        g = self._dev(h)
+        g.events.append(event_set)
+        for index, xid in self.pending_xids:
+            if index == g.index:
+                self.inject_xid(index, xid)
+
+    def nvmlEventSetWait_v2(self, event_set: queue.Queue[Any], timeout_ms: int) -> Any:
+        """Wait for the next event, or raise NVML_ERROR_TIMEOUT."""
+        self._live()
+        try:
+            return event_set.get(timeout=timeout_ms / 1000)
+        except queue.Empty:
+            raise NVMLError(TIMEOUT) from None
+
+    def nvmlEventSetFree(self, event_set: queue.Queue[Any]) -> None:
+        """Forget an event set."""
+        for g in self.gpus:
+            if event_set in g.events:
+                g.events.remove(event_set)
+
+    # --- test controls ---------------------------------------------------------------------
+    def inject_xid(self, index: int, xid: int) -> None:
+        """Raise an XID event on a GPU."""
+        g = self.gpus[index]
+        data = SimpleNamespace(device=g, eventType=0x8, eventData=xid)
+        for event_set in g.events:
+            event_set.put(data)

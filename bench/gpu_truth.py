@@ -1,0 +1,163 @@
+"""Truth check on real hardware: the agent's GPU readings against nvidia-smi, same moments.
+
+Runs `dsagent run` with [gpu] enabled = true for --duration seconds; every second it scrapes
+/metrics and runs `nvidia-smi --query-gpu=... --format=csv`, then prints per field and GPU the
+mean and largest difference, and which fields one side has and the other lacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import requests
+
+from bench.common import free_port, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# nvidia-smi field -> (our metric, extra labels, factor from ours to nvidia-smi's unit)
+FIELDS: dict[str, tuple[str, dict[str, str], float]] = {
+    "utilization.gpu": ("gpu_utilization_ratio", {}, 100),
+    "utilization.memory": ("gpu_memory_copy_utilization_ratio", {}, 100),
+    "memory.used": ("gpu_memory_used_bytes", {}, 1 / 2**20),
+    "memory.total": ("gpu_memory_total_bytes", {}, 1 / 2**20),
+    "temperature.gpu": ("gpu_temperature_celsius", {}, 1),
+    "temperature.memory": ("gpu_memory_temperature_celsius", {}, 1),
+    "power.draw": ("gpu_power_watts", {}, 1),
+    "enforced.power.limit": ("gpu_power_limit_watts", {}, 1),
+    "clocks.sm": ("gpu_sm_clock_hertz", {}, 1e-6),
+    "clocks.mem": ("gpu_memory_clock_hertz", {}, 1e-6),
+    "fan.speed": ("gpu_fan_speed_ratio", {}, 100),
+    "ecc.errors.corrected.volatile.total": (
+        "gpu_ecc_errors_total", {"type": "corrected", "scope": "volatile"}, 1),
+    "ecc.errors.uncorrected.aggregate.total": (
+        "gpu_ecc_errors_total", {"type": "uncorrected", "scope": "aggregate"}, 1),
+    "clocks_throttle_reasons.sw_power_cap": (
+        "gpu_throttle_reason", {"reason": "sw_power_cap"}, 1),
+    "clocks_throttle_reasons.sw_thermal_slowdown": (
+        "gpu_throttle_reason", {"reason": "sw_thermal_slowdown"}, 1),
+}  # fmt: skip
+
+
+def parse_smi(text: str) -> dict[str, dict[str, float | None]]:
+    """Parse `nvidia-smi --query-gpu=index,<FIELDS> --format=csv,noheader,nounits` by GPU."""
+    out: dict[str, dict[str, float | None]] = {}
+    for row in csv.reader(io.StringIO(text)):
+        if len(row) != len(FIELDS) + 1:
+            continue
+        values: dict[str, float | None] = {}
+        for name, cell in zip(FIELDS, row[1:], strict=True):
+            raw = cell.strip()
+            flags = {"Active": 1.0, "Not Active": 0.0}
+            try:
+                values[name] = flags[raw] if raw in flags else float(raw)
+            except ValueError:
+                values[name] = None  # [N/A], [Not Supported]
+        out[row[0].strip()] = values
+    return out
+
+
+def parse_metrics(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Parse the agent's /metrics text into {(name, labels): value}."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line[0] == "#":
+            continue
+        head, _, value = line.rpartition(" ")
+        name, _, labels = head.partition("{")
+        pairs = [p.split("=", 1) for p in labels.rstrip("}").split('",') if "=" in p]
+        out[(name, frozenset((k, v.strip('"')) for k, v in pairs))] = float(value)
+    return out
+
+
+def ours(metrics: dict[tuple[str, frozenset[tuple[str, str]]], float], gpu: str,
+         field: str) -> float | None:  # fmt: skip
+    """Return our value for an nvidia-smi field on one GPU, in nvidia-smi's unit."""
+    name, extra, factor = FIELDS[field]
+    for (metric, labels), value in metrics.items():
+        lab = dict(labels)
+        if metric == name and lab.get("gpu") == gpu and extra.items() <= lab.items():
+            return value * factor
+    return None
+
+
+def compare(pairs: list[tuple[str, str]]) -> list[str]:
+    """Compare (metrics text, nvidia-smi csv) pairs; return the report lines."""
+    diffs: dict[tuple[str, str], list[float]] = defaultdict(list)
+    presence: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for metrics_text, smi_text in pairs:
+        metrics = parse_metrics(metrics_text)
+        for gpu, row in parse_smi(smi_text).items():
+            for field, theirs in row.items():
+                mine = ours(metrics, gpu, field)
+                if theirs is None or mine is None:
+                    presence[(field, gpu)].add(
+                        f"smi {theirs is not None}, agent {mine is not None}"
+                    )
+                    continue
+                diffs[(field, gpu)].append(abs(mine - theirs))
+    lines = [f"{'field':44} {'gpu':>3} {'n':>4} {'mean |diff|':>12} {'max |diff|':>11}"]
+    for (field, gpu), values in sorted(diffs.items()):
+        mean = sum(values) / len(values)
+        lines.append(f"{field:44} {gpu:>3} {len(values):>4} {mean:>12.3f} {max(values):>11.3f}")
+    for (field, gpu), seen in sorted(presence.items()):
+        lines.append(f"{field:44} {gpu:>3} present: {'; '.join(sorted(seen))}")
+    return lines
+
+
+def collect(duration: int) -> list[tuple[str, str]]:
+    """Run the agent and sample both sides once a second."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        raise SystemExit("gpu_truth: nvidia-smi not found: run this on a machine with a GPU")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as state:
+        env = {
+            **os.environ,
+            "DSAGENT_GPU__ENABLED": "true",
+            "DSAGENT_AGENT__STATE_DIR": state,
+            "DSAGENT_HTTP__LISTEN": f"127.0.0.1:{port}",
+        }
+        agent = subprocess.Popen([sys.executable, "-m", "agent", "run"], cwd=ROOT, env=env)
+        url = f"http://127.0.0.1:{port}/metrics"
+        query = f"--query-gpu=index,{','.join(FIELDS)}"
+        pairs = []
+        try:
+            wait_until(lambda: "gpu_up{" in requests.get(url, timeout=2).text, 30, "GPU metrics")
+            for _ in range(duration):
+                metrics = requests.get(url, timeout=5).text
+                out = subprocess.run(
+                    [smi, query, "--format=csv,noheader,nounits"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=30,
+                )
+                pairs.append((metrics, out.stdout))
+                time.sleep(1)
+        finally:
+            agent.terminate()
+            agent.wait(timeout=10)
+    return pairs
+
+
+def main() -> None:
+    """Run the truth check and print the report."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=int, default=30, help="seconds (default 30)")
+    args = parser.parse_args()
+    print("\n".join(compare(collect(args.duration))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""The truth-check comparison, fed with an nvidia-smi line and metrics from the fake NVML."""
+
+from __future__ import annotations
+
+from bench.gpu_truth import FIELDS, compare, parse_smi
+
+
+def smi_line(index: int, values: dict[str, str]) -> str:
+    return ",".join([str(index)] + [values.get(f, "[N/A]") for f in FIELDS]) + "\n"
+
+
+METRICS = """# HELP gpu_utilization_ratio x
+gpu_utilization_ratio{gpu="0",model="NVIDIA H100",pci_bus_id="00000000:18:00.0",uuid="GPU-1"} 0.5
+gpu_memory_used_bytes{gpu="0",model="NVIDIA H100",pci_bus_id="x",uuid="GPU-1"} 1048576.0
+gpu_throttle_reason{gpu="0",model="m",pci_bus_id="x",reason="sw_power_cap",uuid="GPU-1"} 1.0
+gpu_fan_speed_ratio{gpu="0",model="m",pci_bus_id="x",uuid="GPU-1"} 0.4
+"""
+
+
+def test_compare_reports_differences_and_presence() -> None:
+    smi = smi_line(
+        0,
+        {
+            "utilization.gpu": "53",
+            "memory.used": "1",
+            "clocks_throttle_reasons.sw_power_cap": "Active",
+        },
+    )
+    report = compare([(METRICS, smi), (METRICS, smi)])
+    rows = {line.split()[0]: line.split() for line in report[1:]}
+    assert rows["utilization.gpu"][1:5] == ["0", "2", "3.000", "3.000"]
+    assert rows["memory.used"][3] == "0.000"
+    assert rows["clocks_throttle_reasons.sw_power_cap"][3] == "0.000"
+    fan = next(line for line in report if line.startswith("fan.speed"))
+    assert "smi False, agent True" in fan
+
+
+def test_parse_smi_handles_not_supported() -> None:
+    parsed = parse_smi(smi_line(3, {"temperature.gpu": "41", "fan.speed": "[Not Supported]"}))
+    assert parsed["3"]["temperature.gpu"] == 41.0
+    assert parsed["3"]["fan.speed"] is None

@@ -1,0 +1,89 @@
+"""Our store rendering against prometheus_client: same families, samples and values."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.openmetrics.exposition import generate_latest as generate_om
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+from agent.store import MetricInfo, SeriesStore, sample
+from agent.web.render import Renderer
+
+label_values = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12
+)
+values = st.floats(allow_nan=False, allow_infinity=True) | st.just(math.nan)
+
+
+class Reference:
+    """The same store contents rendered by prometheus_client itself."""
+
+    def __init__(self, store: SeriesStore) -> None:
+        self.store = store
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        rows: dict[str, list] = {}
+        for name, labels, value in self.store.current():
+            rows.setdefault(name, []).append((labels, value))
+        for name, items in rows.items():
+            info = self.store.info(name)
+            family = Metric(name.removesuffix("_total"), info.help, info.kind)
+            for labels, value in items:
+                family.add_sample(name, dict(labels), value)
+            yield family
+
+
+def families(text: str, openmetrics: bool) -> dict:
+    parse = parse_om if openmetrics else parse_text
+    out = {}
+    for fam in parse(text):
+        out[fam.name] = (
+            fam.type,
+            fam.documentation,
+            sorted(
+                (s.name, tuple(sorted(s.labels.items())), "nan" if math.isnan(s.value) else s.value)
+                for s in fam.samples
+            ),
+        )
+    return out
+
+
+def build(gauge_labels: list[str], value: float, helptext: str) -> SeriesStore:
+    store = SeriesStore()
+    store.describe(
+        {"g_ratio": MetricInfo("gauge", helptext), "c_total": MetricInfo("counter", "A counter.")}
+    )
+    samples = [sample("g_ratio", value, gpu=str(i), model=v) for i, v in enumerate(gauge_labels)]
+    samples.append(sample("c_total", 5.0, kind='a"b\\c\nd'))
+    store.ingest("s", samples, 1.0)
+    return store
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(label_values, min_size=1, max_size=4), values, label_values)
+def test_same_as_prometheus_client_in_both_formats(
+    labels: list[str], value: float, helptext: str
+) -> None:
+    store = build(labels, value, helptext or "help")
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Reference(store))  # type: ignore[arg-type]
+    ours = Renderer(store)
+    assert families(ours.render(False), False) == families(
+        generate_latest(registry).decode(), False
+    )
+    om = ours.render(True) + "# EOF\n"
+    assert families(om, True) == families(generate_om(registry).decode(), True)
+
+
+def test_cached_label_text_is_reused_and_bounded() -> None:
+    store = build(["a", "b"], 1.0, "h")
+    renderer = Renderer(store)
+    first = renderer.render(False)
+    assert renderer.render(False) == first
+    assert len(renderer._labels) == 3
