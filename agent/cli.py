@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate the configuration and exit")
     _config_arg(check)
     sub.add_parser("version", help="print the version and exit")
+    from agent.alerting.cli import add_parser
+
+    add_parser(sub)
     return parser
 
 
@@ -68,12 +71,23 @@ def check_config(path: Path | None) -> int:
     cfg = load_or_report(path)
     if cfg is None:
         return 2
+    from agent.alerting.rules import RuleProblems
+    from agent.daemon import load_rules
+
+    try:
+        rules = sum(len(g.rules) for g in load_rules(cfg))
+    except RuleProblems as exc:
+        print(f"dsagent: rules have {len(exc.problems)} problem(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
     source = resolve_path(path) or "built-in defaults"
     gpu = f"simulate {cfg.gpu.simulate}" if cfg.gpu.simulate else str(cfg.gpu.enabled).lower()
     print(
         f"config OK: {source}: node {cfg.agent.node_name}, listen {cfg.http.listen}, "
         f"every {cfg.agent.sample_interval:g}s, gpu {gpu}, "
-        f"{len(cfg.network.probe_targets)} probe target(s), {len(cfg.workers)} worker(s)"
+        f"{len(cfg.network.probe_targets)} probe target(s), {len(cfg.workers)} worker(s), "
+        f"{rules} rules"
     )
     return 0
 
@@ -87,6 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "check-config":
         return check_config(args.config)
+    if args.command == "rules":
+        from agent.alerting import cli as rules_cli
+
+        return rules_cli.run(args)
     cfg = load_or_report(args.config)
     if cfg is None:
         return 2

@@ -112,6 +112,17 @@ class GpuConfig(Section):
     timeout: Duration = Field(default=0.8, gt=0)
 
 
+class RulesConfig(Section):
+    """[rules]: which rule files, and how alert state survives restarts."""
+
+    defaults: bool = True
+    paths: list[str] = Field(default_factory=list)
+    disabled: list[str] = Field(default_factory=list)
+    resolved_retention: Duration = 900.0
+    outage_tolerance: Duration = 3600.0
+    grace_period: Duration = 60.0
+
+
 class WorkerConfig(Section):
     """[[workers]]: one local inference worker."""
 
@@ -135,6 +146,7 @@ class Config(BaseSettings):
     host: HostConfig = Field(default_factory=HostConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     gpu: GpuConfig = Field(default_factory=GpuConfig)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
     workers: list[WorkerConfig] = Field(default_factory=list)
 
     @classmethod

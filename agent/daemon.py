@@ -1,17 +1,19 @@
-"""Wiring and lifecycle: store, samplers, scheduler, HTTP server, signals."""
+"""Wiring and lifecycle: store, samplers, rules, scheduler, HTTP server, signals."""
 
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import time
 from pathlib import Path
 
+from agent.alerting import persist
+from agent.alerting.engine import RuleEngine, RuleGroupJob
+from agent.alerting.rules import Group, RuleProblems, load_configured
 from agent.config import Config, load_config
 from agent.config_errors import ConfigError
 from agent.runner import SamplerRunner
-from agent.samplers import build_samplers
+from agent.samplers import Sampler, build_samplers
 from agent.store import SeriesStore
 from agent.web.server import WebServer
 
@@ -22,28 +24,63 @@ SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 RESTART_KEYS = (("http", "listen"), ("agent", "state_dir"), ("agent", "retention"))
 
 
+def load_rules(cfg: Config) -> list[Group]:
+    """Load the configured rule groups; raises RuleProblems."""
+    return load_configured(cfg.rules.defaults, cfg.rules.paths, cfg.rules.disabled)
+
+
 class Daemon:
     """The running agent."""
 
-    def __init__(self, cfg: Config, config_path: Path | None) -> None:
+    def __init__(self, cfg: Config, config_path: Path | None, groups: list[Group]) -> None:
         self.cfg = cfg
         self.config_path = config_path
         self.store = SeriesStore(cfg.agent.retention, cfg.agent.sample_interval)
         self.runner = SamplerRunner(self.store)
+        self.engine = RuleEngine(
+            self.store, groups, time.time(), resolved_retention=cfg.rules.resolved_retention,
+            state_path=cfg.agent.state_dir / "alerts.json",
+            warmup=max(5.0, 3 * cfg.agent.sample_interval),
+        )  # fmt: skip
         self.server: WebServer | None = None
 
     def start(self) -> None:
-        """Create the state dir, start sampling and serving."""
+        """Create the state dir, restore alert state, start sampling, evaluating and serving."""
         self.cfg.agent.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
         self.server = WebServer(self.cfg.http.listen, self.store, self.healthy)
+        rules = self.cfg.rules
+        assert self.engine.state_path is not None
+        self.engine.restore(
+            persist.restore(
+                self.engine.state_path,
+                self.engine.holds(),
+                time.time(),
+                rules.outage_tolerance,
+                rules.grace_period,
+            )
+        )
         samplers = build_samplers(self.cfg)
-        self.runner.start(samplers, self.cfg.agent.sample_interval)
+        self._schedule(samplers, start=True)
         self.server.serve_in_thread()
         log.info(
-            "dsagent started: node %s, listening on %s, %d samplers (%s), every %gs",
+            "dsagent started: node %s, listening on %s, %d samplers (%s), %d rules, every %gs",
             self.cfg.agent.node_name, self.cfg.http.listen, len(samplers),
-            ", ".join(s.name for s in samplers), self.cfg.agent.sample_interval,
+            ", ".join(s.name for s in samplers),
+            sum(len(g.rules) for g in self.engine.groups), self.cfg.agent.sample_interval,
         )  # fmt: skip
+
+    def _schedule(self, samplers: list[Sampler], start: bool = False) -> None:
+        jobs: list[Sampler] = [
+            *samplers,
+            *(RuleGroupJob(self.engine, g) for g in self.engine.groups),
+        ]
+        every = {f"rules:{g.name}": g.interval for g in self.engine.groups if g.interval}
+        late = [f"rules:{g.name}" for g in self.engine.groups]
+        interval = self.cfg.agent.sample_interval
+        if start:
+            self.runner.start(jobs, interval, every, late)
+        else:
+            self.runner.schedule(jobs, interval, every, late)
 
     def healthy(self) -> bool:
         """Return True while the scheduler runs and has run something lately."""
@@ -53,47 +90,47 @@ class Daemon:
         )
 
     def reload(self) -> bool:
-        """Re-read the configuration; a bad one is refused and the running one kept."""
+        """Re-read config and rules; if either is bad, keep running on the old ones."""
         try:
             new = load_config(self.config_path)
-        except ConfigError as exc:
-            for problem in exc.problems:
+            groups = load_rules(new)
+        except (ConfigError, RuleProblems) as exc:
+            for problem in getattr(exc, "problems", []):
                 log.error("reload refused: %s", problem)
-            log.error("reload refused: keeping the running configuration")
+            log.error("reload refused: keeping the running configuration and rules")
             return False
         for section, key in RESTART_KEYS:
             if getattr(getattr(new, section), key) != getattr(getattr(self.cfg, section), key):
                 log.warning("%s.%s changed: restart dsagent to apply it", section, key)
-        new = new.model_copy(
-            update={
-                "http": self.cfg.http,
-                "agent": new.agent.model_copy(
-                    update={
-                        "state_dir": self.cfg.agent.state_dir,
-                        "retention": self.cfg.agent.retention,
-                    }
-                ),
-            }
-        )
-        self.cfg = new
-        self.runner.schedule(build_samplers(new), new.agent.sample_interval)
-        log.info("configuration reloaded")
+        agent = new.agent.model_copy(update={"state_dir": self.cfg.agent.state_dir,
+                                             "retention": self.cfg.agent.retention})  # fmt: skip
+        self.cfg = new.model_copy(update={"http": self.cfg.http, "agent": agent})
+        self.engine.replace_groups(groups)
+        self._schedule(build_samplers(self.cfg))
+        log.info("configuration reloaded: %d rules", sum(len(g.rules) for g in groups))
         return True
 
     def stop(self) -> None:
-        """Stop serving and sampling."""
+        """Stop serving and sampling, then flush the alert state."""
         if self.server:
             self.server.shutdown()
             self.server.server_close()
         self.runner.stop()
+        self.engine.save(time.time(), force=True)
         log.info("dsagent stopped")
 
 
 def serve(cfg: Config, config_path: Path | None) -> int:
     """Run until SIGTERM or SIGINT; SIGHUP reloads. Returns the exit code."""
+    try:
+        groups = load_rules(cfg)
+    except RuleProblems as exc:
+        for problem in exc.problems:
+            log.error("rules: %s", problem)
+        return 2
     # Block the signals before any thread starts so only this loop receives them.
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
-    daemon = Daemon(cfg, config_path)
+    daemon = Daemon(cfg, config_path, groups)
     try:
         daemon.start()
     except OSError as exc:
@@ -104,20 +141,9 @@ def serve(cfg: Config, config_path: Path | None) -> int:
         if info is None:
             continue
         if info.si_signo == signal.SIGHUP:
-            log.info("SIGHUP: reloading configuration")
+            log.info("SIGHUP: reloading configuration and rules")
             daemon.reload()
             continue
         log.info("%s: shutting down", signal.Signals(info.si_signo).name)
         daemon.stop()
         return 0
-
-
-def pid_alive(pid: int) -> bool:
-    """Return True if a process with this pid exists."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

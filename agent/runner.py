@@ -7,7 +7,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
@@ -57,13 +57,29 @@ class SamplerRunner:
         self.scheduler.add_listener(self._on_skip, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         store.describe(METRICS)
 
-    def start(self, samplers: Sequence[Sampler], interval: float) -> None:
+    def start(
+        self,
+        samplers: Sequence[Sampler],
+        interval: float,
+        intervals: Mapping[str, float] | None = None,
+        late: Sequence[str] = (),
+    ) -> None:
         """Schedule the samplers and start the scheduler."""
-        self.schedule(samplers, interval)
+        self.schedule(samplers, interval, intervals, late)
         self.scheduler.start()
 
-    def schedule(self, samplers: Sequence[Sampler], interval: float) -> None:
-        """Replace every job with one per sampler on an interval grid; close the old samplers."""
+    def schedule(
+        self,
+        samplers: Sequence[Sampler],
+        interval: float,
+        intervals: Mapping[str, float] | None = None,
+        late: Sequence[str] = (),
+    ) -> None:
+        """Replace every job with one per sampler on an interval grid; close the old samplers.
+
+        `intervals` gives some jobs (rule groups) their own interval instead of `interval`;
+        jobs named in `late` run half an interval after the grid, so they read a whole round.
+        """
         self.scheduler.remove_all_jobs()
         close_all(self.samplers)
         self.samplers = list(samplers)
@@ -71,12 +87,14 @@ class SamplerRunner:
         self._grid = (start, interval)
         for s in samplers:
             self.store.describe(s.metrics)
+            every = (intervals or {}).get(s.name, interval)
+            first = start + (interval / 2 if s.name in late else 0.0)
             trigger = IntervalTrigger(
-                seconds=interval, start_date=datetime.fromtimestamp(start, UTC), timezone=UTC
+                seconds=every, start_date=datetime.fromtimestamp(first, UTC), timezone=UTC
             )
             self.scheduler.add_job(
                 self.run_once, trigger, args=[s], id=s.name, name=s.name,
-                max_instances=1, coalesce=True, misfire_grace_time=max(1, math.ceil(interval)),
+                max_instances=1, coalesce=True, misfire_grace_time=max(1, math.ceil(every)),
             )  # fmt: skip
 
     def stop(self) -> None:
@@ -127,7 +145,7 @@ class SamplerRunner:
 
     def _health(self, name: str, ok: bool, duration: float, start: float) -> Iterator[Sample]:
         grid, interval = self._grid
-        lateness = (start - grid) % interval if start >= grid else 0.0
+        lateness = (start - grid) % (interval / 2) if start >= grid else 0.0
         with self._lock:
             skipped, errors = self.skipped[name], self.errors[name]
         yield sample("dsagent_sampler_success", 1.0 if ok else 0.0, sampler=name)

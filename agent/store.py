@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import threading
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -48,9 +48,17 @@ class Ring:
     def __len__(self) -> int:
         return self._len
 
-    def __getitem__(self, i: int) -> float:
-        """Return the i-th oldest timestamp, so bisect can search the ring."""
-        return self._ts[(self._head + i) % len(self._ts)]
+    def _find(self, t: float, right: bool) -> int:
+        """Bisect for a timestamp on the (at most two) contiguous segments, in C."""
+        find = bisect.bisect_right if right else bisect.bisect_left
+        arr, head, n = self._ts, self._head, self._len
+        cap = len(arr)
+        if head + n <= cap:
+            return find(arr, t, head, head + n) - head
+        split = arr[cap - 1]
+        if split > t or (not right and split == t):
+            return find(arr, t, head, cap) - head
+        return cap - head + find(arr, t, 0, head + n - cap)
 
     def last(self) -> tuple[float, float] | None:
         """Return the newest (timestamp, value), if any."""
@@ -73,13 +81,26 @@ class Ring:
             self._head = (self._head + 1) % cap
         return True
 
-    def between(self, start: float, end: float) -> tuple[list[float], list[float]]:
+    def between(self, start: float, end: float) -> tuple[array[float], array[float]]:
         """Return the timestamps and values with start <= ts <= end, oldest first."""
-        lo = bisect.bisect_left(self, start)
-        hi = bisect.bisect_right(self, end)
-        cap = len(self._ts)
-        idx = [(self._head + i) % cap for i in range(lo, hi)]
-        return [self._ts[i] for i in idx], [self._vals[i] for i in idx]
+        lo, hi = self._find(start, False), self._find(end, True)
+        return self._slice(self._ts, lo, hi), self._slice(self._vals, lo, hi)
+
+    def newest_between(self, start: float, end: float) -> tuple[float, float] | None:
+        """Return the newest (timestamp, value) with start <= ts <= end."""
+        hi = self._find(end, True)
+        if hi == 0:
+            return None
+        i = (self._head + hi - 1) % len(self._ts)
+        return (self._ts[i], self._vals[i]) if self._ts[i] >= start else None
+
+    def _slice(self, arr: array[float], lo: int, hi: int) -> array[float]:
+        """Copy logical positions lo..hi out of the circular array (one or two C slices)."""
+        if hi <= lo:
+            return array("d")
+        cap = len(arr)
+        a, b = (self._head + lo) % cap, (self._head + hi) % cap
+        return arr[a:b] if a < b else arr[a:] + arr[:b]
 
 
 @dataclass(eq=False, slots=True)
@@ -114,6 +135,8 @@ class SeriesStore:
         self._by_source: dict[str, set[Series]] = {}
         self._meta: dict[str, MetricInfo] = {}
         self._last_evict = 0.0
+        self._versions: dict[str, int] = {}  # bumped when a family gains or loses a series
+        self._selected: dict[Hashable, tuple[int, list[Series]]] = {}
 
     def describe(self, infos: Mapping[str, MetricInfo]) -> None:
         """Register the type and help of metric names."""
@@ -147,6 +170,7 @@ class SeriesStore:
         series = family.get(labels)
         if series is None:
             series = family[labels] = Series(name, labels, source, Ring(self.capacity))
+            self._versions[name] = self._versions.get(name, 0) + 1
         return series
 
     def _evict(self, now: float) -> None:
@@ -158,21 +182,42 @@ class SeriesStore:
                 newest = series.ring.last()
                 if newest is None or newest[0] < horizon:
                     del family[labels]
+                    self._versions[name] = self._versions.get(name, 0) + 1
                     self._by_source.get(series.source, set()).discard(series)
                     self.stats.evicted += 1
             if not family:
                 del self._by_name[name]
 
-    def select(self, name: str, match: Callable[[Labels], bool] | None = None) -> list[Series]:
-        """Return the series of a name whose labels pass the matcher."""
-        with self._lock:
-            family = list(self._by_name.get(name, {}).values())
-        return [s for s in family if match is None or match(s.labels)]
+    def select(self, name: str, match: Callable[[Labels], bool] | None = None,
+               key: Hashable | None = None) -> list[Series]:  # fmt: skip
+        """Return the series of a name whose labels pass the matcher.
 
-    def window(self, series: Series, start: float, end: float) -> tuple[list[float], list[float]]:
+        With a `key` (a rule's selector), the answer is remembered until the family changes,
+        so a thousand rules do not re-match ten thousand label sets every evaluation.
+        """
+        with self._lock:
+            version = self._versions.get(name, 0)
+            cached = self._selected.get(key) if key is not None else None
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            family = list(self._by_name.get(name, {}).values())
+        found = [s for s in family if match is None or match(s.labels)]
+        if key is not None:
+            with self._lock:
+                if len(self._selected) > 100_000:
+                    self._selected.clear()
+                self._selected[key] = (version, found)
+        return found
+
+    def window(self, series: Series, start: float, end: float) -> tuple[array[float], array[float]]:
         """Return a series' samples inside [start, end]."""
         with self._lock:
             return series.ring.between(start, end)
+
+    def newest(self, series: Series, start: float, end: float) -> tuple[float, float] | None:
+        """Return a series' newest sample inside [start, end]."""
+        with self._lock:
+            return series.ring.newest_between(start, end)
 
     def current(self) -> Iterator[tuple[str, Labels, float]]:
         """Yield the newest value of every series that is not stale."""

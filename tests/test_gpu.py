@@ -119,6 +119,12 @@ def test_the_same_xid_twice_counts_twice(closing: list[GpuSampler]) -> None:
     sampler = make(fake)
     closing.append(sampler)
     wait_for(lambda: xids(sampler) == {("0", "79"): 2.0, ("0", "48"): 1.0}, 5, "burst")
+    totals = {
+        dict(s.labels)["gpu"]: s.value
+        for s in sampler.sample(time.time())
+        if s.name == "gpu_xid_events_total"
+    }
+    assert totals == {"0": 3.0, "1": 0.0}
     fake.inject_xid(1, 79)
     fake.inject_xid(0, 79)
     wait_for(

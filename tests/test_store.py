@@ -30,6 +30,8 @@ def test_ring_matches_a_list_model(
     expect = [p for p in model if start <= p[0] <= start + width]
     got_ts, got_vals = ring.between(start, start + width)
     assert list(zip(got_ts, got_vals, strict=True)) == expect
+    newest = ring.newest_between(start, start + width)
+    assert newest == (expect[-1] if expect else None)
 
 
 def test_series_missing_from_a_run_turn_stale_and_vanish_from_current() -> None:
@@ -44,7 +46,8 @@ def test_series_missing_from_a_run_turn_stale_and_vanish_from_current() -> None:
     assert current == {("disk_util", "sda"): 0.6}
     (sdb,) = store.select("disk_util", lambda labels: dict(labels)["device"] == "sdb")
     assert sdb.stale
-    assert store.window(sdb, 0, 10) == ([1.0], [0.1])  # history stays for the rules
+    ts, vals = store.window(sdb, 0, 10)
+    assert (list(ts), list(vals)) == ([1.0], [0.1])  # history stays for the rules
 
 
 def test_a_failed_run_makes_all_its_series_stale() -> None:

@@ -123,7 +123,11 @@ class GpuSampler:
 
     def _xid_samples(self) -> Iterator[Sample]:
         by_index = {d.index: d.labels for d in self.session.devices}
-        for (index, xid), count in sorted(self.xid.snapshot().items()):
+        counts = self.xid.snapshot()
+        for dev in self.session.devices:  # starts at 0, so increase() sees the first XID
+            total = sum(n for (index, _), n in counts.items() if index == dev.index)
+            yield Sample("gpu_xid_events_total", float(total), dev.labels)
+        for (index, xid), count in sorted(counts.items()):
             labels = by_index.get(index, (("gpu", str(index)),))
             yield Sample(
                 "gpu_xid_errors_total", float(count), tuple(sorted((*labels, ("xid", str(xid)))))

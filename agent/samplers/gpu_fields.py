@@ -36,6 +36,7 @@ METRICS = {
     "gpu_fan_speed_ratio": MetricInfo("gauge", "Fan speed as a share of its maximum."),
     "gpu_nvlink_errors_total": MetricInfo("counter", "NVLink errors, all links, by counter."),
     "gpu_xid_errors_total": MetricInfo("counter", "Critical XID events, counted as they happen."),
+    "gpu_xid_events_total": MetricInfo("counter", "All critical XID events of the GPU, from 0."),
     "gpu_process_memory_bytes": MetricInfo("gauge", "GPU memory used by a process."),
     "dsagent_nvml_up": MetricInfo("gauge", "1 while NVML is initialised."),
     "dsagent_nvml_timeouts_total": MetricInfo("counter", "GPU reads that outran gpu.timeout."),

@@ -1,0 +1,1 @@
+"""Threshold rules: schema, expressions, the state machine, and the Prometheus bridges."""

@@ -1,0 +1,260 @@
+"""The rules engine: evaluates groups against the store and keeps every alert instance."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.alerting import persist
+from agent.alerting.expr import Vector, evaluate
+from agent.alerting.rules import Condition, Group, Rule, compare
+from agent.alerting.schema import SEVERITIES
+from agent.alerting.state import Alert, Timing, step
+from agent.store import Labels, MetricInfo, Sample, SeriesStore
+
+log = logging.getLogger(__name__)
+
+METRICS = {
+    "ALERTS": MetricInfo(
+        "gauge", "Pending and firing alert instances, as Prometheus exposes them."
+    ),
+    "ALERTS_FOR_STATE": MetricInfo("gauge", "When each pending or firing instance became active."),
+}
+Listener = Callable[[Alert, str], None]  # (alert, previous state or "inactive")
+Hit = tuple[Labels, float, bool]  # series labels, value, whether `for` applies
+
+
+@dataclass
+class _Pass:
+    """One evaluation of one rule."""
+
+    rule: Rule
+    rid: str
+    instances: dict[Labels, Alert]
+    ts: float
+    timing: Timing
+    changed: bool = False  # some instance changed state (or came or went)
+
+
+def rule_id(group: Group, rule: Rule) -> str:
+    """Return the key of a rule: group/alertname."""
+    return f"{group.name}/{rule.alert}"
+
+
+def _only_if(cond: Condition, store: SeriesStore, at: float, vector: Vector) -> Vector:
+    """Keep the series whose `on` labels match a series where the condition holds."""
+
+    def key(labels: Labels) -> tuple[str, ...]:
+        d = dict(labels)
+        return tuple(d.get(name, "") for name in cond.on)
+
+    allowed = {
+        key(lab) for lab, v in evaluate(cond.expr, store, at) if compare(cond.op, v, cond.value)
+    }
+    return [(lab, v) for lab, v in vector if key(lab) in allowed]
+
+
+class RuleEngine:
+    """Holds the rule groups and all alert instances; thread-safe."""
+
+    def __init__(
+        self,
+        store: SeriesStore,
+        groups: Sequence[Group],
+        started_at: float,
+        *,
+        resolved_retention: float = 900.0,
+        state_path: Path | None = None,
+        warmup: float = 0.0,
+    ) -> None:
+        self.store = store
+        self.groups = list(groups)
+        self.started_at = started_at
+        self.resolved_retention = resolved_retention
+        self.alerts: dict[str, dict[Labels, Alert]] = {}
+        self.listeners: list[Listener] = []
+        self._seen: dict[str, dict[Labels, float]] = {}  # for absent_for, per rule
+        self._labels: dict[tuple[str, Labels, str], Labels] = {}
+        self._lock = threading.RLock()
+        self.state_path = state_path
+        # Right after a start the samplers may not have reported yet: restored instances
+        # are not taken for inactive until the warm-up is over.
+        self.warmup_until = started_at + warmup
+        self._dirty = False
+        self._saved = started_at
+        store.describe(METRICS)
+
+    def holds(self) -> dict[str, float]:
+        """Return each rule's `for`, by rule id."""
+        return {rule_id(g, r): r.hold for g in self.groups for r in g.rules}
+
+    def restore(self, alerts: Sequence[Alert]) -> None:
+        """Put restored instances back."""
+        with self._lock:
+            for alert in alerts:
+                self.alerts.setdefault(alert.rule, {})[alert.labels] = alert
+
+    def save(self, now: float, force: bool = False) -> None:
+        """Write the state if it changed, or 30 s passed (the outage clock), or when forced."""
+        if self.state_path is None:
+            return
+        with self._lock:
+            if not (force or self._dirty or now - self._saved >= 30):
+                return
+            alerts = self.all_alerts()
+            self._dirty, self._saved = False, now
+        try:
+            persist.save(self.state_path, alerts, now)
+        except OSError as exc:
+            log.error("cannot write alert state %s: %s", self.state_path, exc)
+
+    def replace_groups(self, groups: Sequence[Group]) -> None:
+        """Swap in a new rule set; instances of rules that are gone are dropped."""
+        with self._lock:
+            self.groups = list(groups)
+            ids = {rule_id(g, r) for g in groups for r in g.rules}
+            for gone in set(self.alerts) - ids:
+                del self.alerts[gone]
+            for rid in set(self._seen) - ids:
+                del self._seen[rid]
+
+    def evaluate_group(self, group: Group, ts: float) -> None:
+        """Evaluate every rule of a group at time `ts`."""
+        with self._lock:
+            for rule in group.rules:
+                self.evaluate_rule(group, rule, ts)
+
+    def evaluate_rule(self, group: Group, rule: Rule, ts: float) -> None:
+        """Evaluate one rule and advance each of its instances."""
+        rid = rule_id(group, rule)
+        instances = self.alerts.setdefault(rid, {})
+        vector = evaluate(rule.expr, self.store, ts)
+        if rule.only_if is not None:
+            vector = _only_if(rule.only_if, self.store, ts, vector)
+        active = self._active(rid, rule, vector, instances, ts)
+        timing = Timing(rule.hold, rule.keep_firing_for, self.resolved_retention)
+        one = _Pass(rule, rid, instances, ts, timing)
+        warming = ts < self.warmup_until
+        for labels in set(instances) | set(active):
+            if warming and labels not in active:
+                continue
+            self._advance(one, labels, active.get(labels))
+        if one.changed:  # inhibition follows the firing set, which only moves on a transition
+            _mark_inhibited(instances)
+
+    def _active(self, rid: str, rule: Rule, vector: Vector, instances: dict[Labels, Alert],
+                ts: float) -> dict[Labels, Hit]:  # fmt: skip
+        """Return the instances that hold now, by their full labels."""
+        out: dict[Labels, Hit] = {}
+        for series, value in vector:
+            for severity, threshold in rule.thresholds:
+                full = self._full_labels(rule, series, severity)
+                firing = full in instances and instances[full].state == "firing"
+                clear = rule.clear.get(severity)
+                held = clear is not None and firing and compare(rule.op, value, clear)
+                if compare(rule.op, value, threshold) or held:
+                    out[full] = (series, value, True)
+        if rule.absent_for is not None:
+            for series in self._absent(rid, rule, ts):
+                labels = (*series, ("absent", "true"))
+                full = self._full_labels(rule, tuple(sorted(labels)), rule.absent_severity)
+                out[full] = (series, 1.0, False)
+        return out
+
+    def _absent(self, rid: str, rule: Rule, ts: float) -> list[Labels]:
+        """Label sets with no sample for absent_for; the selector's labels if none was ever seen."""
+        assert rule.absent_for is not None
+        seen = self._seen.setdefault(rid, {})
+        selector = rule.expr.selector
+        for series in self.store.select(selector.name, selector.matches, selector):
+            newest = self.store.newest(series, float("-inf"), ts)
+            if newest is not None:
+                seen[series.labels] = max(seen.get(series.labels, newest[0]), newest[0])
+        silent = [lab for lab, last in seen.items() if ts - last >= rule.absent_for]
+        if not seen and ts - self.started_at >= rule.absent_for:
+            silent.append(rule.expr.selector.equalities())
+        return silent
+
+    def _advance(self, one: _Pass, labels: Labels, hit: Hit | None) -> None:
+        alert = one.instances.get(labels)
+        before = alert.state if alert else "inactive"
+        timing = one.timing
+        if hit is not None:
+            series, value, uses_hold = hit
+            alert = alert or Alert(one.rid, labels, "pending", one.ts)
+            alert.value = value
+            templates = one.rule.annotations
+            alert.annotations = {k: t.render(dict(series), value) for k, t in templates.items()}
+            if not uses_hold:  # absent_for has already waited
+                timing = Timing(0.0, timing.keep_firing_for, timing.resolved_retention)
+        new = step(alert, hit is not None, one.ts, timing)
+        if new is None:
+            one.instances.pop(labels, None)
+            one.changed = True
+            return
+        one.instances[labels] = new
+        if new.state != before:
+            self._dirty = one.changed = True
+            for listener in self.listeners:
+                listener(new, before)
+
+    def _full_labels(self, rule: Rule, series: Labels, severity: str) -> Labels:
+        """Series labels + rule labels + alertname + severity, built once per instance."""
+        key = (rule.alert, series, severity)
+        full = self._labels.get(key)
+        if full is None:
+            if len(self._labels) > 200_000:
+                self._labels.clear()
+            labels = dict(series)
+            labels.update(rule.labels)
+            labels["alertname"], labels["severity"] = rule.alert, severity
+            full = self._labels[key] = tuple(sorted(labels.items()))
+        return full
+
+    def samples(self, group: Group) -> Iterator[Sample]:
+        """Yield ALERTS and ALERTS_FOR_STATE for the group's pending and firing instances."""
+        with self._lock:
+            for rule in group.rules:
+                for alert in self.alerts.get(rule_id(group, rule), {}).values():
+                    if alert.state == "resolved":
+                        continue
+                    state = tuple(sorted((*alert.labels, ("alertstate", alert.state))))
+                    yield Sample("ALERTS", 1.0, state)
+                    yield Sample("ALERTS_FOR_STATE", alert.active_at, alert.labels)
+
+    def all_alerts(self) -> list[Alert]:
+        """Return every instance (a snapshot)."""
+        with self._lock:
+            return [a for per_rule in self.alerts.values() for a in per_rule.values()]
+
+
+def _mark_inhibited(instances: dict[Labels, Alert]) -> None:
+    """Mark instances inhibited by a firing, higher-severity instance of the same labels."""
+    rank = {s: i for i, s in enumerate(SEVERITIES)}
+    firing: dict[Labels, int] = {}
+    for alert in instances.values():
+        if alert.state == "firing":
+            base = tuple(kv for kv in alert.labels if kv[0] != "severity")
+            firing[base] = max(firing.get(base, -1), rank.get(alert.severity, -1))
+    for alert in instances.values():
+        base = tuple(kv for kv in alert.labels if kv[0] != "severity")
+        alert.inhibited = firing.get(base, -1) > rank.get(alert.severity, -1)
+
+
+class RuleGroupJob:
+    """Runs one group on the scheduler like a sampler: evaluate, then yield ALERTS."""
+
+    metrics = METRICS
+
+    def __init__(self, engine: RuleEngine, group: Group) -> None:
+        self.engine, self.group = engine, group
+        self.name = f"rules:{group.name}"
+
+    def sample(self, now: float) -> Iterator[Sample]:
+        """Evaluate the group at `now` and yield its ALERTS series."""
+        self.engine.evaluate_group(self.group, now)
+        self.engine.save(now)
+        yield from self.engine.samples(self.group)

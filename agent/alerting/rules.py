@@ -1,0 +1,177 @@
+"""Rule files: YAML groups of threshold rules, validated with file:line for every problem."""
+
+from __future__ import annotations
+
+import glob
+import operator
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from agent.alerting.expr import Expr
+from agent.alerting.schema import rule_fields
+from agent.alerting.templates import Template
+from agent.alerting.yamlines import LineDict, load
+from agent.durations import parse_duration
+
+_OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
+        "==": operator.eq, "!=": operator.ne}  # fmt: skip
+
+
+def compare(op: str, value: float, threshold: float) -> bool:
+    """Return `value op threshold`."""
+    return bool(_OPS[op](value, threshold))
+
+
+@dataclass(frozen=True)
+class Condition:
+    """`only_if`: the rule applies only where this holds, joined on the `on` labels."""
+
+    expr: Expr
+    op: str
+    value: float
+    on: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One alerting rule with one instance per label set and threshold level."""
+
+    alert: str
+    expr: Expr
+    op: str = ">"
+    thresholds: tuple[tuple[str, float], ...] = ()
+    clear: Mapping[str, float] = field(default_factory=dict)
+    hold: float = 0.0  # `for`
+    keep_firing_for: float = 0.0
+    absent_for: float | None = None
+    absent_severity: str = "warning"
+    only_if: Condition | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, Template] = field(default_factory=dict)
+    source: str = ""  # file:line
+
+
+@dataclass(frozen=True)
+class Group:
+    """A named group of rules evaluated together on one interval."""
+
+    name: str
+    interval: float | None
+    rules: tuple[Rule, ...]
+    source: str = ""
+
+
+class RuleProblems(Exception):
+    """Raised with every problem found, each as 'file:line: message'."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def default_rules_dir() -> Path:
+    """Return where the packaged default rules are: the .deb's, the wheel's, or the checkout's."""
+    for candidate in (Path("/usr/share/dsagent/rules"), Path(sys.prefix) / "share/dsagent/rules",
+                      Path(__file__).resolve().parents[2] / "rules"):  # fmt: skip
+        if candidate.is_dir():
+            return candidate
+    return Path(__file__).resolve().parents[2] / "rules"
+
+
+def expand(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand directories (*.yml, *.yaml) and globs into a sorted list of files."""
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            out += sorted([*path.glob("*.yml"), *path.glob("*.yaml")])
+        elif any(c in str(raw) for c in "*?["):
+            out += sorted(Path(p) for p in glob.glob(str(raw)))
+        else:
+            out.append(path)
+    return out
+
+
+def load_configured(defaults: bool, paths: Iterable[str], disabled: Iterable[str]) -> list[Group]:
+    """Load the packaged rules (unless turned off) and the configured ones, minus disabled ones."""
+    off = set(disabled)
+    files: list[str | Path] = [default_rules_dir()] if defaults else []
+    groups = load_files([*files, *paths])
+    return [replace(g, rules=tuple(r for r in g.rules if r.alert not in off)) for g in groups]
+
+
+def load_files(paths: Iterable[str | Path]) -> list[Group]:
+    """Load rule files; raise RuleProblems listing every problem in every file."""
+    groups: list[Group] = []
+    problems: list[str] = []
+    for path in expand(paths):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"{path}: cannot read: {exc}")
+            continue
+        file_groups, file_problems = parse_file(text, str(path))
+        groups += file_groups
+        problems += file_problems
+    if problems:
+        raise RuleProblems(problems)
+    return groups
+
+
+def parse_file(text: str, name: str) -> tuple[list[Group], list[str]]:
+    """Parse one rule file's text; return its groups and its problems."""
+    try:
+        doc = load(text)
+    except ValueError as exc:
+        return [], [f"{name}:{str(exc).removeprefix('line ')}"]
+    if doc is None:
+        return [], []
+    if not isinstance(doc, LineDict) or not isinstance(doc.get("groups"), list):
+        return [], [f"{name}:1: expected a mapping with a 'groups' list"]
+    groups: list[Group] = []
+    problems: list[str] = []
+    for raw in doc["groups"]:
+        group = _group(raw, name, problems)
+        if group:
+            groups.append(group)
+    return groups, problems
+
+
+def _group(raw: Any, name: str, problems: list[str]) -> Group | None:
+    if not isinstance(raw, LineDict) or not isinstance(raw.get("name"), str):
+        problems.append(f"{name}:{getattr(raw, 'line', 1)}: a group needs a 'name'")
+        return None
+    interval = None
+    if "interval" in raw:
+        try:
+            interval = parse_duration(raw["interval"])
+        except ValueError as exc:
+            problems.append(f"{name}:{raw.line_of('interval')}: {exc}")
+    rules, seen = [], set()
+    for item in raw.get("rules") or []:
+        rule = _rule(item, name, problems)
+        if rule is None:
+            continue
+        if rule.alert in seen:
+            problems.append(
+                f"{rule.source}: duplicate alert name {rule.alert!r} in group {raw['name']!r}"
+            )
+        seen.add(rule.alert)
+        rules.append(rule)
+    return Group(raw["name"], interval, tuple(rules), f"{name}:{raw.line}")
+
+
+def _rule(raw: Any, name: str, problems: list[str]) -> Rule | None:
+    if not isinstance(raw, LineDict):
+        problems.append(f"{name}: a rule must be a mapping")
+        return None
+    errors: list[tuple[str, str]] = []  # (key, message)
+    fields = rule_fields(raw, errors)
+    for key, message in errors:
+        problems.append(f"{name}:{raw.line_of(key)}: {raw.get('alert', '?')}: {message}")
+    if errors:
+        return None
+    return Rule(**fields, source=f"{name}:{raw.line}")
