@@ -134,3 +134,18 @@ def test_agent_serves_alerts_keeps_rules_on_bad_reload_and_resumes_after_restart
     # resumed, shifted by the downtime: it started well before the restart, not at it
     assert resumed < restarted_at - 3
     assert resumed > active_at
+
+
+def test_bad_rules_stop_run_and_check_config_with_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    bad = FIXTURES / "rules" / "bad.yml"
+    config.write_text(
+        f'[agent]\nstate_dir = "{tmp_path}"\n[rules]\npaths = ["{bad}"]\n'
+        '[http]\nlisten = "127.0.0.1:0"\n'
+    )
+    check = dsagent("check-config", "--config", str(config))
+    assert check.returncode == 2
+    assert f"{bad}:6: BadExpr: bad expression" in check.stderr
+    run = dsagent("run", "--config", str(config))
+    assert run.returncode == 2
+    assert f"{bad}:9: UnknownFunc" in run.stderr and "Traceback" not in run.stderr
