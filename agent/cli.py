@@ -47,8 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(check)
     sub.add_parser("version", help="print the version and exit")
     from agent.alerting.cli import add_parser
+    from agent.notify import silence_cli
 
     add_parser(sub)
+    silence_cli.add_parser(sub)
     return parser
 
 
@@ -101,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "check-config":
         return check_config(args.config)
+    if args.command == "silence":
+        from agent.notify import silence_cli
+
+        return silence_cli.run(args)
     if args.command == "rules":
         from agent.alerting import cli as rules_cli
 

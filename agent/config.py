@@ -7,19 +7,24 @@ import re
 import socket
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from agent.config_errors import ConfigError, Problem, locate, problems_from
-from agent.durations import parse_duration
+from agent.config_notify import (
+    InhibitConfig,
+    NotifyConfig,
+    ReceiverConfig,
+    RouteConfig,
+    receiver_problems,
+)
+from agent.config_types import Duration, Section
 from agent.targets import parse_target
 
 DEFAULT_PATH = Path("/etc/dsagent/agent.toml")
 ENV_PREFIX = "DSAGENT_"
-
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 
 
 def default_state_dir() -> Path:
@@ -40,12 +45,6 @@ def split_listen(listen: str) -> tuple[str, int]:
     if not 0 <= port <= 65535:
         raise ValueError(f"invalid port {port} in {listen!r}")
     return host, port
-
-
-class Section(BaseModel):
-    """Base of every section: frozen, unknown keys refused."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class AgentConfig(Section):
@@ -112,6 +111,12 @@ class GpuConfig(Section):
     timeout: Duration = Field(default=0.8, gt=0)
 
 
+class TextfileConfig(Section):
+    """[textfile]: *.prom files to read, as node_exporter's textfile collector."""
+
+    directory: Path | None = None
+
+
 class RulesConfig(Section):
     """[rules]: which rule files, and how alert state survives restarts."""
 
@@ -146,7 +151,12 @@ class Config(BaseSettings):
     host: HostConfig = Field(default_factory=HostConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     gpu: GpuConfig = Field(default_factory=GpuConfig)
+    textfile: TextfileConfig = Field(default_factory=TextfileConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    receivers: list[ReceiverConfig] = Field(default_factory=list)
+    routes: list[RouteConfig] = Field(default_factory=list)
+    inhibit_rules: list[InhibitConfig] = Field(default_factory=list)
     workers: list[WorkerConfig] = Field(default_factory=list)
 
     @classmethod
@@ -200,6 +210,7 @@ def cross_check(cfg: Config) -> list[Problem]:
         )
     if cfg.gpu.timeout >= cfg.agent.sample_interval:
         problems.append(Problem("gpu.timeout", "must be shorter than agent.sample_interval"))
+    problems += receiver_problems(cfg)
     names = [w.name for w in cfg.workers]
     for i, name in enumerate(names):
         if name in names[:i]:

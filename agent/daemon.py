@@ -12,6 +12,7 @@ from agent.alerting.engine import RuleEngine, RuleGroupJob
 from agent.alerting.rules import Group, RuleProblems, load_configured
 from agent.config import Config, load_config
 from agent.config_errors import ConfigError
+from agent.notify.notifier import Notifier
 from agent.runner import SamplerRunner
 from agent.samplers import Sampler, build_samplers
 from agent.store import SeriesStore
@@ -70,17 +71,17 @@ class Daemon:
         )  # fmt: skip
 
     def _schedule(self, samplers: list[Sampler], start: bool = False) -> None:
-        jobs: list[Sampler] = [
-            *samplers,
-            *(RuleGroupJob(self.engine, g) for g in self.engine.groups),
-        ]
+        notifier = Notifier(self.cfg, self.engine)
+        rules = [RuleGroupJob(self.engine, g) for g in self.engine.groups]
+        jobs: list[Sampler] = [*samplers, *rules, notifier]
         every = {f"rules:{g.name}": g.interval for g in self.engine.groups if g.interval}
-        late = [f"rules:{g.name}" for g in self.engine.groups]
+        late = [*(job.name for job in rules), notifier.name]
         interval = self.cfg.agent.sample_interval
         if start:
             self.runner.start(jobs, interval, every, late)
         else:
-            self.runner.schedule(jobs, interval, every, late)
+            self.runner.schedule(jobs, interval, every, late)  # closes the old notifier
+        notifier.start()
 
     def healthy(self) -> bool:
         """Return True while the scheduler runs and has run something lately."""

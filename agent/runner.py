@@ -120,6 +120,7 @@ class SamplerRunner:
         else:
             self._note_success(sampler.name)
         duration = time.perf_counter() - began
+        self.store.describe(sampler.metrics)  # some samplers learn their metrics as they read
         self.store.ingest(sampler.name, samples, start)
         self.store.ingest(
             f"self:{sampler.name}", self._health(sampler.name, ok, duration, start), start

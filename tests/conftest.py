@@ -124,3 +124,66 @@ def agent_factory(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
     yield start
     for agent in started:
         agent.stop()
+
+
+class Sink:
+    """A local HTTP receiver that records every POST; its answer and delay are settable."""
+
+    def __init__(self, port: int = 0) -> None:
+        import json as _json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        sink = self
+        self.requests: list[dict[str, object]] = []
+        self.status = 200
+        self.reply = b"ok"
+        self.delay: dict[str, float] = {}  # path -> seconds to hang
+        self.lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                path = self.path.split("?")[0]
+                time.sleep(sink.delay.get(path, 0.0))
+                with sink.lock:
+                    sink.requests.append(
+                        {
+                            "path": self.path,
+                            "headers": dict(self.headers),
+                            "raw": body,
+                            "json": _json.loads(body or b"null"),
+                            "at": time.time(),
+                        }
+                    )
+                self.send_response(sink.status)
+                self.send_header("Content-Length", str(len(sink.reply)))
+                self.end_headers()
+                self.wfile.write(sink.reply)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def on(self, path: str) -> list[dict[str, object]]:
+        """Return the requests to one path."""
+        with self.lock:
+            return [r for r in self.requests if str(r["path"]).split("?")[0] == path]
+
+    def close(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    """A recording HTTP receiver on a free port."""
+    s = Sink()
+    yield s
+    s.close()

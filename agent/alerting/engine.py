@@ -76,6 +76,7 @@ class RuleEngine:
         self.resolved_retention = resolved_retention
         self.alerts: dict[str, dict[Labels, Alert]] = {}
         self.listeners: list[Listener] = []
+        self.after_eval: list[Callable[[float], None]] = []  # e.g. the notifier's flush
         self._seen: dict[str, dict[Labels, float]] = {}  # for absent_for, per rule
         self._labels: dict[tuple[str, Labels, str], Labels] = {}
         self._lock = threading.RLock()
@@ -126,6 +127,8 @@ class RuleEngine:
         with self._lock:
             for rule in group.rules:
                 self.evaluate_rule(group, rule, ts)
+        for hook in self.after_eval:
+            hook(ts)
 
     def evaluate_rule(self, group: Group, rule: Rule, ts: float) -> None:
         """Evaluate one rule and advance each of its instances."""

@@ -48,9 +48,9 @@ Factory = Callable[[Config], "Sampler | None"]
 
 def factories() -> list[Factory]:
     """Return the sampler factories in order (imported here to keep this module light)."""
-    from agent.samplers import disk, gpu, host, netprobe, network
+    from agent.samplers import disk, gpu, host, netprobe, network, textfile
 
-    return [host.build, disk.build, network.build, netprobe.build, gpu.build]
+    return [host.build, disk.build, network.build, netprobe.build, gpu.build, textfile.build]
 
 
 def build_samplers(cfg: Config) -> list[Sampler]:

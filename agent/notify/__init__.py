@@ -1,0 +1,1 @@
+"""Alert delivery: routes, grouping, inhibition, silences, a durable outbox, channels."""

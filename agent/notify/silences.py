@@ -1,0 +1,118 @@
+"""Silences: matchers, author, comment and expiry, kept in the state dir as JSON."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from agent.matchers import Matcher, parse_matchers
+
+_CLI_MATCHER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$")
+
+
+def matcher_from_cli(text: str) -> str:
+    """Accept `name=value` or `name="value"`; return the quoted form; raise ValueError."""
+    m = _CLI_MATCHER.match(text)
+    if not m:
+        raise ValueError(f"bad matcher {text!r}: use name=value, name!=value, name=~regex")
+    value = m.group(3)
+    if not (len(value) >= 2 and value[0] == value[-1] == '"'):
+        value = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    canonical = f"{m.group(1)}{m.group(2)}{value}"
+    parse_matchers(canonical)
+    return canonical
+
+
+@dataclass
+class Silence:
+    """Mutes every alert its matchers all match, from starts_at until ends_at."""
+
+    id: str
+    matchers: list[str]
+    starts_at: float
+    ends_at: float
+    created_by: str
+    comment: str
+    _compiled: list[Matcher] = field(default_factory=list, repr=False, compare=False)
+
+    def active(self, now: float) -> bool:
+        """Return True while the silence is in force."""
+        return self.starts_at <= now < self.ends_at
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Return True if every matcher matches the labels."""
+        if not self._compiled:
+            self._compiled = [m for text in self.matchers for m in parse_matchers(text)]
+        return all(m.matches(labels) for m in self._compiled)
+
+    def to_json(self) -> dict[str, object]:
+        """Return the stored form."""
+        data = asdict(self)
+        data.pop("_compiled")
+        return data
+
+
+class SilenceStore:
+    """silences.json, rewritten atomically under a lock; re-read when its mtime changes."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "silences.json"
+        self._mtime = -1.0
+        self._cache: list[Silence] = []
+
+    def load(self) -> list[Silence]:
+        """Return every silence, expired ones included."""
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            return []
+        if mtime != self._mtime:
+            data = json.loads(self.path.read_text() or "[]")
+            self._cache = [Silence(**d) for d in data]
+            self._mtime = mtime
+        return list(self._cache)
+
+    def silencing(self, labels: Mapping[str, str], now: float) -> Silence | None:
+        """Return the active silence that mutes these labels, if any."""
+        return next((s for s in self.load() if s.active(now) and s.matches(labels)), None)
+
+    @contextmanager
+    def _locked(self) -> Iterator[list[Silence]]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._mtime = -1.0
+            silences = self.load()
+            yield silences
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".silences.")
+            with os.fdopen(fd, "w") as f:
+                json.dump([s.to_json() for s in silences], f, indent=1)
+            os.replace(tmp, self.path)
+
+    def add(self, matchers: list[str], duration: float, author: str, comment: str) -> Silence:
+        """Create a silence from now for `duration` seconds."""
+        now = time.time()
+        silence = Silence(uuid.uuid4().hex[:12], matchers, now, now + duration, author, comment)
+        silence.matches({})  # compile now: a bad matcher fails here, not in the agent
+        with self._locked() as silences:
+            silences.append(silence)
+        return silence
+
+    def expire(self, silence_id: str) -> bool:
+        """End a silence now; False if no active silence has that id."""
+        now = time.time()
+        with self._locked() as silences:
+            for s in silences:
+                if s.id == silence_id and s.ends_at > now:
+                    s.ends_at = now
+                    return True
+        return False
