@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -153,6 +154,10 @@ def write_signal(textdir: Path, trial: int) -> float:
     return time.time()
 
 
+def _arrived(sink: Sink, keys: tuple[tuple[str, str], ...]) -> bool:
+    return all(k in sink.arrived for k in keys)
+
+
 def run_setting(
     scrape: str, wait: str, trials: int, timeout: float
 ) -> tuple[list[float], list[float]]:
@@ -170,9 +175,8 @@ def run_setting(
             for trial in range(trials):
                 t0 = write_signal(textdir, trial)
                 keys = (("/agent", str(trial)), ("/peer", str(trial)))
-                wait_until(
-                    lambda k=keys: all(x in sink.arrived for x in k), timeout, f"trial {trial}"
-                )  # type: ignore[misc]
+                arrived = partial(_arrived, sink, keys)
+                wait_until(arrived, timeout, f"trial {trial}")
                 ours.append(sink.arrived[keys[0]] - t0)
                 theirs.append(sink.arrived[keys[1]] - t0)
             return ours, theirs
