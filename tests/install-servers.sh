@@ -7,6 +7,7 @@ need=""
 command -v prometheus >/dev/null 2>&1 || need="$need prometheus"
 command -v promtool >/dev/null 2>&1 || need="$need prometheus"
 command -v prometheus-node-exporter >/dev/null 2>&1 || need="$need prometheus-node-exporter"
+command -v prometheus-alertmanager >/dev/null 2>&1 || need="$need prometheus-alertmanager"
 command -v nft >/dev/null 2>&1 || need="$need nftables"
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 [ -z "$need" ] && exit 0
