@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agent import __version__
@@ -46,11 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate the configuration and exit")
     _config_arg(check)
     sub.add_parser("version", help="print the version and exit")
+    from agent import workers_cli
     from agent.alerting.cli import add_parser
     from agent.notify import silence_cli
 
     add_parser(sub)
     silence_cli.add_parser(sub)
+    workers_cli.add_parsers(sub)
     return parser
 
 
@@ -94,26 +96,38 @@ def check_config(path: Path | None) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the dsagent console script."""
-    args = build_parser().parse_args(argv)
-    setup_logging(args.log_format, args.log_level)
-    if args.command == "version":
-        print(f"dsagent {__version__}")
-        return 0
-    if args.command == "check-config":
-        return check_config(args.config)
-    if args.command == "silence":
-        from agent.notify import silence_cli
+def version(args: argparse.Namespace) -> int:
+    """Print the version."""
+    print(f"dsagent {__version__}")
+    return 0
 
-        return silence_cli.run(args)
-    if args.command == "rules":
-        from agent.alerting import cli as rules_cli
 
-        return rules_cli.run(args)
+def run(args: argparse.Namespace) -> int:
+    """Load the config and run the agent until it is told to stop."""
     cfg = load_or_report(args.config)
     if cfg is None:
         return 2
     from agent.daemon import serve
 
     return serve(cfg, resolve_path(args.config))
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run the chosen subcommand (its module imported only when used)."""
+    from agent import workers_cli
+    from agent.alerting import cli as rules_cli
+    from agent.notify import silence_cli
+
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "version": version, "run": run, "check-config": lambda a: check_config(a.config),
+        "probe": workers_cli.run, "sim-worker": workers_cli.run, "demo": workers_cli.run,
+        "silence": silence_cli.run, "rules": rules_cli.run,
+    }  # fmt: skip
+    return commands[args.command](args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the dsagent console script."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_format, args.log_level)
+    return dispatch(args)

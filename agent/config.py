@@ -137,6 +137,11 @@ class WorkerConfig(Section):
     model: str | None = None
     pids: list[int] = Field(default_factory=list)
     unit: str | None = None
+    timeout: Duration = Field(default=0.5, gt=0)  # each of liveness, readiness, metrics
+    generation_interval: Duration = Field(default=30.0, ge=0)  # 0 turns the probe off
+    generation_timeout: Duration = Field(default=10.0, gt=0)
+    metrics_path: str | None = "/metrics"  # None for engines without one
+    window: Duration = Field(default=60.0, gt=0)  # rates and quantiles over this
 
 
 class Config(BaseSettings):

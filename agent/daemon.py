@@ -15,6 +15,7 @@ from agent.config_errors import ConfigError
 from agent.notify.notifier import Notifier
 from agent.runner import SamplerRunner
 from agent.samplers import Sampler, build_samplers
+from agent.samplers.worker import WorkerSampler
 from agent.store import SeriesStore
 from agent.web.server import WebServer
 
@@ -48,7 +49,7 @@ class Daemon:
     def start(self) -> None:
         """Create the state dir, restore alert state, start sampling, evaluating and serving."""
         self.cfg.agent.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-        self.server = WebServer(self.cfg.http.listen, self.store, self.healthy)
+        self.server = WebServer(self.cfg.http.listen, self.store, self.healthy, self.not_ready)
         rules = self.cfg.rules
         assert self.engine.state_path is not None
         self.engine.restore(
@@ -89,6 +90,21 @@ class Daemon:
         return (
             bool(self.runner.scheduler.running) and time.monotonic() - self.runner.last_run < limit
         )
+
+    def not_ready(self) -> list[str]:
+        """Why a load balancer should not send traffic here (empty: ready)."""
+        reasons = [f"worker {s.worker.name}: {s.reason}" for s in self.runner.samplers
+                   if isinstance(s, WorkerSampler) and not s.ready]  # fmt: skip
+        for alert in self.engine.all_alerts():
+            labels = dict(alert.labels)
+            if (
+                alert.state == "firing"
+                and alert.severity == "critical"
+                and labels["alertname"].startswith("Gpu")
+            ):
+                where = f" on GPU {labels['gpu']}" if "gpu" in labels else ""
+                reasons.append(f"{labels['alertname']} firing{where}")
+        return reasons
 
     def reload(self) -> bool:
         """Re-read config and rules; if either is bad, keep running on the old ones."""

@@ -124,6 +124,18 @@ def test_grouping_timers_as_alertmanager(tmp_path: Path) -> None:
     assert [a["status"] for a in rows(outbox, "hook#0")[0]["alerts"]] == ["firing"]
 
 
+def test_no_resolve_for_an_alert_never_notified_as_firing(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.db")
+    d = Dispatcher(build_routes([], receivers("hook")), receivers("hook"), outbox, "", 60)
+    crit = alert_dict(alert("Hot", severity="critical"), "n", "")
+    assert d.flush([crit], T0) == 1  # the warning was inhibited: never sent
+    warn_resolved = alert_dict(alert("Hot", state="resolved", severity="warning"), "n", "")
+    crit_resolved = alert_dict(alert("Hot", state="resolved", severity="critical"), "n", "")
+    assert d.flush([warn_resolved, crit_resolved], T0 + 120) == 1
+    (_, update) = rows(outbox, "hook#0")
+    assert [a["labels"]["severity"] for a in update["alerts"]] == ["critical"]
+
+
 def test_send_resolved_false_keeps_quiet(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "o.db")
     cfg = route("hook", send_resolved=False)

@@ -54,6 +54,7 @@ class GroupState:
     last_sent: float | None = None
     sent: frozenset[tuple[str, str]] = frozenset()
     resolved_sent: set[str] = field(default_factory=set)
+    fired: set[str] = field(default_factory=set)  # fingerprints ever sent as firing
 
 
 def due(state: GroupState, current: frozenset[tuple[str, str]], firing: bool, cfg: RouteConfig,
@@ -106,8 +107,9 @@ class Dispatcher:
                alerts: list[AlertDict], now: float) -> int:  # fmt: skip
         state = self.groups.setdefault(key, GroupState(first_seen=now))
         firing = [a for a in alerts if a["status"] == "firing"]
-        resolved = [a for a in alerts if a["status"] == "resolved"
-                    and a["fingerprint"] not in state.resolved_sent]  # fmt: skip
+        # Only what on-call saw firing gets a resolve (an inhibited warning never fired for them).
+        fresh = state.fired - state.resolved_sent
+        resolved = [a for a in alerts if a["status"] == "resolved" and a["fingerprint"] in fresh]
         send = firing + (resolved if route.cfg.send_resolved else [])
         current = frozenset((a["fingerprint"], a["status"]) for a in send)
         if not send or not due(state, current, bool(firing), route.cfg, now):
@@ -119,6 +121,7 @@ class Dispatcher:
         # A delivered resolve leaves the group, as in Alertmanager: only firing ones are remembered.
         state.last_sent, state.sent = now, frozenset(x for x in current if x[1] == "firing")
         state.resolved_sent |= {a["fingerprint"] for a in resolved}
+        state.fired |= {a["fingerprint"] for a in firing}
         return 1
 
     def _alertmanager(self, name: str, alerts: list[AlertDict], now: float) -> int:

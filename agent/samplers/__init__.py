@@ -54,5 +54,7 @@ def factories() -> list[Factory]:
 
 
 def build_samplers(cfg: Config) -> list[Sampler]:
-    """Build every sampler the configuration enables."""
-    return [s for make in factories() if (s := make(cfg)) is not None]
+    """Build every sampler the configuration enables, one per worker for the workers."""
+    from agent.samplers.worker import build_all
+
+    return [*(s for make in factories() if (s := make(cfg)) is not None), *build_all(cfg)]

@@ -79,7 +79,8 @@ class WebServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, listen: str, store: SeriesStore, healthy: Callable[[], bool]) -> None:
+    def __init__(self, listen: str, store: SeriesStore, healthy: Callable[[], bool],
+                 readiness: Callable[[], list[str]] | None = None) -> None:  # fmt: skip
         host, port = split_listen(listen)
         if ":" in host:
             self.address_family = socket.AF_INET6
@@ -90,8 +91,11 @@ class WebServer(ThreadingHTTPServer):
         self.registry.register(SelfCollector(store, self._http_metrics))
         self.renderer = Renderer(store)
         self.registry.register(ProcessCollector(registry=None))
-        self.routes: dict[str, Route] = {"/metrics": self.metrics, "/healthz": self._health}
+        self.routes: dict[str, Route] = {
+            "/metrics": self.metrics, "/healthz": self._health, "/readyz": self._ready,
+        }  # fmt: skip
         self.healthy = healthy
+        self.readiness = readiness or (lambda: [])
 
     def count(self, handler: str, code: int) -> None:
         """Count one answered request."""
@@ -118,6 +122,14 @@ class WebServer(ThreadingHTTPServer):
         if self.healthy():
             return json_response(200, {"status": "ok"})
         return json_response(503, {"status": "unhealthy", "reason": "scheduler is not running"})
+
+    def _ready(self, req: Handler) -> Response:
+        """200 when every worker is ready and no critical GPU alert fires; else 503 and why."""
+        reasons = self.readiness()
+        if not self.healthy():
+            reasons = ["scheduler is not running", *reasons]
+        return json_response(503 if reasons else 200,
+                             {"ready": not reasons, "reasons": reasons})  # fmt: skip
 
     def serve_in_thread(self) -> threading.Thread:
         """Serve on a daemon thread and return it."""

@@ -1,0 +1,101 @@
+"""Inference engines' /metrics mapped onto one set: running, waiting, KV cache, TTFT, latency."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+@dataclass(frozen=True)
+class EngineMap:
+    """Which of an engine's metric names feed each of ours (the first one present wins)."""
+
+    running: tuple[str, ...] = ()
+    waiting: tuple[str, ...] = ()
+    kv_cache: tuple[str, ...] = ()
+    ttft: tuple[str, ...] = ()  # histograms
+    latency: tuple[str, ...] = ()  # histograms; their _count also counts finished requests
+    tokens_in: tuple[str, ...] = ()  # counters, or histogram _sum
+    tokens_out: tuple[str, ...] = ()
+
+
+ENGINES = {
+    "vllm": EngineMap(
+        running=("vllm:num_requests_running",), waiting=("vllm:num_requests_waiting",),
+        kv_cache=("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
+        ttft=("vllm:time_to_first_token_seconds",), latency=("vllm:e2e_request_latency_seconds",),
+        tokens_in=("vllm:prompt_tokens_total",), tokens_out=("vllm:generation_tokens_total",)),
+    "sglang": EngineMap(
+        running=("sglang:num_running_reqs",), waiting=("sglang:num_queue_reqs",),
+        kv_cache=("sglang:token_usage",), ttft=("sglang:time_to_first_token_seconds",),
+        latency=("sglang:e2e_request_latency_seconds",),
+        tokens_in=("sglang:prompt_tokens_total",), tokens_out=("sglang:generation_tokens_total",)),
+    "tgi": EngineMap(  # TGI has no time-to-first-token histogram: the generation probe fills it
+        running=("tgi_batch_current_size",), waiting=("tgi_queue_size",),
+        latency=("tgi_request_duration",), tokens_in=("tgi_request_input_length_sum",),
+        tokens_out=("tgi_request_generated_tokens_sum",)),
+    "llamacpp": EngineMap(  # llama.cpp has no latency histograms at all
+        running=("llamacpp:requests_processing",), waiting=("llamacpp:requests_deferred",),
+        kv_cache=("llamacpp:kv_cache_usage_ratio",), tokens_in=("llamacpp:prompt_tokens_total",),
+        tokens_out=("llamacpp:tokens_predicted_total",)),
+    "openai": EngineMap(),
+}  # fmt: skip
+
+
+@dataclass
+class Snapshot:
+    """One scrape, summed over the engine's own labels (model, engine index, ...)."""
+
+    ts: float
+    values: dict[str, float] = field(default_factory=dict)  # sample name -> sum
+    buckets: dict[str, dict[float, float]] = field(default_factory=dict)  # histogram -> le -> n
+
+
+def parse(text: str, ts: float) -> Snapshot:
+    """Parse exposition text; raise ValueError if it is not Prometheus text."""
+    snap = Snapshot(ts)
+    values: dict[str, float] = defaultdict(float)
+    buckets: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name.endswith("_bucket") and "le" in s.labels:
+                buckets[s.name.removesuffix("_bucket")][float(s.labels["le"])] += s.value
+            else:
+                values[s.name] += s.value
+    snap.values, snap.buckets = dict(values), {k: dict(v) for k, v in buckets.items()}
+    return snap
+
+
+def first(snap: Snapshot, names: tuple[str, ...]) -> float | None:
+    """Return the value of the first name the snapshot has."""
+    return next((snap.values[n] for n in names if n in snap.values), None)
+
+
+def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:
+    """PromQL's histogram_quantile over cumulative bucket counts; None without observations."""
+    bounds = sorted(buckets)
+    if not bounds or bounds[-1] != math.inf:
+        return None
+    total = buckets[math.inf]
+    if total <= 0:
+        return None
+    rank = q * total
+    prev_bound, prev_count = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if bound == math.inf:
+                return prev_bound
+            width = count - prev_count
+            return prev_bound + (bound - prev_bound) * ((rank - prev_count) / width if width else 1)
+        prev_bound, prev_count = bound, count
+    return prev_bound
+
+
+def bucket_increase(new: dict[float, float], old: dict[float, float]) -> dict[float, float] | None:
+    """Observations between two scrapes, per bucket; None after a counter reset."""
+    out = {le: n - old.get(le, 0.0) for le, n in new.items()}
+    return None if any(v < 0 for v in out.values()) else out

@@ -1,0 +1,109 @@
+"""HTTP probes of an inference worker, each timed by phase: connect, first byte, total."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+
+@dataclass
+class Result:
+    """What one probe saw."""
+
+    ok: bool
+    status: int = 0
+    detail: str = ""
+    phases: dict[str, float] = field(default_factory=dict)  # connect, first_byte, total
+    body: bytes = b""
+
+
+def _connection(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
+    parts = urlsplit(url)
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = cls(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return conn, path
+
+
+def request(url: str, timeout: float, method: str = "GET", body: bytes | None = None,
+            limit: int = 4 << 20) -> Result:  # fmt: skip
+    """Make one request and time it; network errors and timeouts give ok=False, never raise."""
+    conn, path = _connection(url, timeout)
+    began = time.perf_counter()
+    phases: dict[str, float] = {}
+    try:
+        conn.connect()
+        phases["connect"] = time.perf_counter() - began
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        phases["first_byte"] = time.perf_counter() - began
+        data = resp.read(limit)
+        phases["total"] = time.perf_counter() - began
+    except (OSError, http.client.HTTPException) as exc:
+        return Result(False, detail=f"{type(exc).__name__}: {exc}".rstrip(": "), phases=phases)
+    finally:
+        conn.close()
+    return Result(200 <= resp.status < 300, resp.status, resp.reason, phases, data)
+
+
+def liveness(base: str, timeout: float) -> tuple[str, Result]:
+    """GET /health: 'ok', 'loading' (503 while the model loads) or 'down'."""
+    res = request(base.rstrip("/") + "/health", timeout)
+    if res.ok:
+        return "ok", res
+    return ("loading" if res.status == 503 else "down"), res
+
+
+def readiness(base: str, model: str | None, timeout: float) -> Result:
+    """GET /v1/models: ready when it lists the configured model (or any, if none is set)."""
+    res = request(base.rstrip("/") + "/v1/models", timeout)
+    if not res.ok:
+        return res
+    try:
+        ids = [m.get("id") for m in json.loads(res.body).get("data", [])]
+    except (ValueError, AttributeError):
+        return Result(False, res.status, "/v1/models is not OpenAI-style JSON", res.phases)
+    if (model and model not in ids) or not ids:
+        return Result(False, res.status, f"model {model!r} not served (has {ids})", res.phases)
+    return res
+
+
+def generation(base: str, model: str | None, timeout: float, max_tokens: int = 4) -> Result:
+    """Stream a tiny completion; first_byte is the first token, total the whole answer."""
+    body = json.dumps({"model": model or "", "prompt": "ping", "max_tokens": max_tokens,
+                       "temperature": 0, "stream": True}).encode()  # fmt: skip
+    conn, path = _connection(base.rstrip("/") + "/v1/completions", timeout)
+    began = time.perf_counter()
+    phases: dict[str, float] = {}
+    try:
+        conn.connect()
+        phases["connect"] = time.perf_counter() - began
+        conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        if resp.status != 200:
+            return Result(False, resp.status, resp.reason, phases)
+        tokens = _read_stream(resp, phases, began)
+    except (TimeoutError, OSError, http.client.HTTPException) as exc:
+        return Result(False, detail=f"{type(exc).__name__}: {exc}", phases=phases)
+    finally:
+        conn.close()
+    phases["total"] = time.perf_counter() - began
+    return Result(tokens > 0, 200, f"{tokens} token(s)", phases)
+
+
+def _read_stream(resp: http.client.HTTPResponse, phases: dict[str, float], began: float) -> int:
+    tokens = 0
+    for raw in resp:
+        line = raw.strip()
+        if not line.startswith(b"data:"):
+            continue
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            break
+        tokens += 1
+        phases.setdefault("first_byte", time.perf_counter() - began)
+    return tokens

@@ -1,0 +1,182 @@
+"""Worker sampler: tiered health checks of one inference worker, and its engine's metrics."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+
+from agent import probes
+from agent.config import Config, WorkerConfig
+from agent.engines import ENGINES, Snapshot, bucket_increase, first, histogram_quantile, parse
+from agent.store import MetricInfo, Sample, sample
+from agent.windows import quantile
+
+log = logging.getLogger(__name__)
+QUANTILES = (0.5, 0.95, 0.99)
+
+METRICS = {
+    "worker_up": MetricInfo("gauge", "1 while /health answers (503 while loading counts as up)."),
+    "worker_ready": MetricInfo("gauge", "1 while /health is 200 and /v1/models lists the model."),
+    "worker_loading": MetricInfo("gauge", "1 while the worker answers 503: model loading."),
+    "worker_probe_success": MetricInfo("gauge", "1 if the probe passed."),
+    "worker_probe_duration_seconds": MetricInfo("gauge", "Probe time by phase."),
+    "inference_requests_running": MetricInfo("gauge", "Requests being served."),
+    "inference_requests_waiting": MetricInfo("gauge", "Requests queued."),
+    "inference_kv_cache_usage_ratio": MetricInfo("gauge", "KV cache in use."),
+    "inference_ttft_seconds": MetricInfo("gauge", "Time to first token, by quantile."),
+    "inference_request_latency_seconds": MetricInfo("gauge", "Request latency, by quantile."),
+    "inference_requests_per_second": MetricInfo("gauge", "Requests finished per second."),
+    "inference_tokens_per_second": MetricInfo("gauge", "Tokens per second, by direction."),
+    "dsagent_worker_metrics_errors_total": MetricInfo(
+        "counter", "Worker /metrics that did not parse."
+    ),
+}
+
+
+class Generation(threading.Thread):
+    """Runs the streaming-completion probe on its own interval, off the sampler's thread."""
+
+    def __init__(self, worker: WorkerConfig) -> None:
+        super().__init__(name=f"gen-{worker.name}", daemon=True)
+        self.worker = worker
+        self.latest: probes.Result | None = None
+        self.ttfts: deque[tuple[float, float]] = deque()  # (ts, seconds) over 5 min
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        """Probe until stopped."""
+        w = self.worker
+        while not self.stopping.wait(0 if self.latest is None else w.generation_interval):
+            res = probes.generation(w.url, w.model, w.generation_timeout)
+            now = time.time()
+            if res.ok and "first_byte" in res.phases:
+                self.ttfts.append((now, res.phases["first_byte"]))
+            while self.ttfts and self.ttfts[0][0] < now - 300:
+                self.ttfts.popleft()
+            self.latest = res
+
+
+class WorkerSampler:
+    """Liveness and readiness every run, engine metrics, and the latest generation probe."""
+
+    metrics = METRICS
+
+    def __init__(self, worker: WorkerConfig) -> None:
+        self.worker = worker
+        self.name = f"worker:{worker.name}"
+        self.engine = ENGINES[worker.engine]
+        self.history: deque[Snapshot] = deque()
+        self.errors = 0
+        self.ready, self.reason = False, "not probed yet"
+        self.generation = Generation(worker) if worker.generation_interval else None
+        if self.generation:
+            self.generation.start()
+
+    def sample(self, now: float) -> Iterator[Sample]:
+        """Probe, scrape and yield everything labelled with the worker's name."""
+        w = self.worker
+        state, live = probes.liveness(w.url, w.timeout)
+        yield from self._probe("liveness", live)
+        ready = probes.readiness(w.url, w.model, w.timeout) if state == "ok" else None
+        if ready is not None:
+            yield from self._probe("readiness", ready)
+        self.ready = state == "ok" and ready is not None and ready.ok
+        self.reason = (
+            "ready"
+            if self.ready
+            else (state if ready is None else f"not ready: {ready.detail or ready.status}")
+        )
+        yield sample("worker_up", float(state != "down"), worker=w.name)
+        yield sample("worker_ready", float(self.ready), worker=w.name)
+        yield sample("worker_loading", float(state == "loading"), worker=w.name)
+        if state != "down" and w.metrics_path:
+            yield from self._engine(now)
+        yield from self._generation()
+        yield sample("dsagent_worker_metrics_errors_total", self.errors, worker=w.name)
+
+    def _probe(self, probe: str, res: probes.Result) -> Iterator[Sample]:
+        w = self.worker.name
+        yield sample("worker_probe_success", float(res.ok), worker=w, probe=probe)
+        for phase, seconds in res.phases.items():
+            yield sample(
+                "worker_probe_duration_seconds", seconds, worker=w, probe=probe, phase=phase
+            )
+
+    def _engine(self, now: float) -> Iterator[Sample]:
+        """Scrape the engine's /metrics; malformed text is counted, never a crash."""
+        res = probes.request(self.worker.url.rstrip("/") + str(self.worker.metrics_path),
+                             self.worker.timeout)  # fmt: skip
+        if not res.ok:
+            return
+        try:
+            snap = parse(res.body.decode("utf-8", errors="replace"), now)
+        except (ValueError, KeyError, IndexError) as exc:
+            self.errors += 1
+            log.debug("worker %s: /metrics did not parse: %s", self.worker.name, exc)
+            return
+        self.history.append(snap)
+        while len(self.history) > 2 and self.history[1].ts <= now - self.worker.window:
+            self.history.popleft()
+        yield from self._engine_samples(snap, self.history[0])
+
+    def _engine_samples(self, snap: Snapshot, old: Snapshot) -> Iterator[Sample]:
+        w, e = self.worker.name, self.engine
+        for name, names in (("inference_requests_running", e.running),
+                            ("inference_requests_waiting", e.waiting),
+                            ("inference_kv_cache_usage_ratio", e.kv_cache)):  # fmt: skip
+            value = first(snap, names)
+            if value is not None:
+                yield sample(name, value, worker=w)
+        dt = snap.ts - old.ts
+        if dt <= 0:
+            return
+        for metric, hists in (("inference_ttft_seconds", e.ttft),
+                              ("inference_request_latency_seconds", e.latency)):  # fmt: skip
+            yield from self._quantiles(metric, hists, snap, old)
+        for direction, names in (("input", e.tokens_in), ("output", e.tokens_out)):
+            new, prev = first(snap, names), first(old, names)
+            if new is not None and prev is not None and new >= prev:
+                yield sample("inference_tokens_per_second", (new - prev) / dt, worker=w,
+                             direction=direction)  # fmt: skip
+        counts = [(snap.values.get(f"{h}_count"), old.values.get(f"{h}_count")) for h in e.latency]
+        for new, prev in counts:
+            if new is not None and prev is not None and new >= prev:
+                yield sample("inference_requests_per_second", (new - prev) / dt, worker=w)
+                break
+
+    def _quantiles(self, metric: str, hists: tuple[str, ...], snap: Snapshot,
+                   old: Snapshot) -> Iterator[Sample]:  # fmt: skip
+        hist = next((h for h in hists if h in snap.buckets), None)
+        if hist is None:
+            return
+        grown = bucket_increase(snap.buckets[hist], old.buckets.get(hist, {}))
+        for q in QUANTILES if grown else ():
+            value = histogram_quantile(q, grown)  # type: ignore[arg-type]
+            if value is not None:
+                yield sample(metric, value, worker=self.worker.name, quantile=str(q))
+
+    def _generation(self) -> Iterator[Sample]:
+        gen = self.generation
+        if gen is None or gen.latest is None:
+            return
+        yield from self._probe("generation", gen.latest)
+        if not self.engine.ttft and gen.ttfts:  # the engine has no TTFT histogram: fill it
+            values = [s for _, s in gen.ttfts]
+            for q in QUANTILES:
+                value = quantile(q, values)
+                if value is not None:
+                    yield sample("inference_ttft_seconds", value, worker=self.worker.name,
+                                 quantile=str(q))  # fmt: skip
+
+    def close(self) -> None:
+        """Stop the generation thread."""
+        if self.generation:
+            self.generation.stopping.set()
+
+
+def build_all(cfg: Config) -> list[WorkerSampler]:
+    """One sampler per configured worker."""
+    return [WorkerSampler(w) for w in cfg.workers]

@@ -1,0 +1,221 @@
+"""A vLLM-style inference worker simulator with faults that can be changed while it runs."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+MODES = ("ok", "hang", "loading", "error", "slow_first_token")
+BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass
+class Behaviour:
+    """What the simulator does now; POST /control changes any field."""
+
+    mode: str = "ok"
+    latency: float = 0.08  # seconds per request, mean
+    error_rate: float = 0.0
+    gpu_util: float = 0.7
+
+
+class SimMetrics:
+    """The vLLM metric names the agent maps, in a registry of their own."""
+
+    def __init__(self, model: str) -> None:
+        self.registry = CollectorRegistry()
+        lab = ["model_name"]
+        self.running = Gauge("vllm:num_requests_running", "Running.", lab, registry=self.registry)
+        self.waiting = Gauge("vllm:num_requests_waiting", "Waiting.", lab, registry=self.registry)
+        self.cache = Gauge(
+            "vllm:gpu_cache_usage_perc", "KV cache usage.", lab, registry=self.registry
+        )
+        self.ttft = Histogram("vllm:time_to_first_token_seconds", "TTFT.", lab, buckets=BUCKETS,
+                              registry=self.registry)  # fmt: skip
+        self.e2e = Histogram("vllm:e2e_request_latency_seconds", "Latency.", lab, buckets=BUCKETS,
+                             registry=self.registry)  # fmt: skip
+        self.prompt = Counter("vllm:prompt_tokens", "Prompt tokens.", lab, registry=self.registry)
+        self.gen = Counter(
+            "vllm:generation_tokens", "Generated tokens.", lab, registry=self.registry
+        )
+        self.model = model
+        self.cache.labels(model).set(0.2)
+        self.waiting.labels(model).set(0)
+
+
+def iso_now() -> str:
+    """Return the current UTC time in RFC 3339 with milliseconds."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+
+
+class Simulator:
+    """State shared by the request handlers."""
+
+    def __init__(self, model: str, log: Path | None) -> None:
+        self.model, self.log = model, log
+        self.behaviour = Behaviour()
+        self.metrics = SimMetrics(model)
+        self.lock = threading.Lock()
+        self.rng = random.Random(42)
+
+    def write_log(self, entry: dict[str, Any]) -> None:
+        """Append one request log line in the ops guide's JSON format."""
+        if self.log is None:
+            return
+        with self.lock, self.log.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    def serve_request(self, prompt: str, max_tokens: int) -> tuple[int, float, float, int]:
+        """Do the simulated work; return (status, ttft, total, output tokens)."""
+        b = self.behaviour
+        if b.mode == "hang":
+            time.sleep(3600)
+        failed = b.mode == "error" or self.rng.random() < b.error_rate
+        total = max(0.001, self.rng.gauss(b.latency, b.latency * 0.15))
+        ttft = total * (0.9 if b.mode == "slow_first_token" else 0.25)
+        if b.mode == "slow_first_token":
+            total += b.latency * 2
+        m = self.metrics
+        m.running.labels(self.model).inc()
+        time.sleep(total)
+        m.running.labels(self.model).dec()
+        out = 0 if failed else max(1, min(max_tokens, int(self.rng.gauss(120, 30))))
+        m.prompt.labels(self.model).inc(len(prompt.split()))
+        m.gen.labels(self.model).inc(out)
+        if not failed:
+            m.ttft.labels(self.model).observe(ttft)
+            m.e2e.labels(self.model).observe(total)
+        status = 500 if failed else 200
+        self.write_log({
+            "timestamp": iso_now(),
+            "request_id": uuid.uuid4().hex, "model_version": self.model,
+            "input_length": len(prompt.split()), "output_length": out,
+            "latency_ms": round(total * 1000, 1), "gpu_util": b.gpu_util,
+            "error_code": None if status == 200 else "INTERNAL_ERROR",
+        })  # fmt: skip
+        return status, ttft, total, out
+
+
+class Handler(BaseHTTPRequestHandler):
+    """The vLLM-style endpoints, plus /control."""
+
+    server: SimServer
+    protocol_version = "HTTP/1.1"
+
+    def _json(self, code: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        """Health, models, metrics, control state."""
+        sim = self.server.sim
+        mode = sim.behaviour.mode
+        if self.path == "/health":
+            if mode == "hang":
+                time.sleep(3600)
+            self._json(503 if mode == "loading" else 200, {"status": mode})
+        elif self.path == "/v1/models":
+            models = {"object": "list", "data": [{"id": sim.model, "object": "model"}]}
+            self._json(503 if mode == "loading" else 200, models)
+        elif self.path == "/metrics":
+            data = generate_latest(sim.metrics.registry)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        elif self.path == "/control":
+            self._json(200, asdict(sim.behaviour))
+        else:
+            self._json(404, {"error": "not found"})
+
+    def do_POST(self) -> None:
+        """Completions (streaming or not) and /control."""
+        length = int(self.headers.get("Content-Length", 0))
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            self._json(400, {"error": "bad JSON"})
+            return
+        if self.path == "/control":
+            self._control(body)
+        elif self.path == "/v1/completions":
+            self._complete(body)
+        else:
+            self._json(404, {"error": "not found"})
+
+    def _control(self, body: dict[str, Any]) -> None:
+        sim = self.server.sim
+        for key, value in body.items():
+            if key == "mode" and value not in MODES:
+                self._json(400, {"error": f"mode must be one of {MODES}"})
+                return
+            if hasattr(sim.behaviour, key):
+                setattr(sim.behaviour, key, type(getattr(sim.behaviour, key))(value))
+        self._json(200, asdict(sim.behaviour))
+
+    def _complete(self, body: dict[str, Any]) -> None:
+        sim = self.server.sim
+        if sim.behaviour.mode == "loading":
+            self._json(503, {"error": "model is loading"})
+            return
+        prompt, max_tokens = str(body.get("prompt", "")), int(body.get("max_tokens", 16))
+        status, _, _, tokens = sim.serve_request(prompt, max_tokens)
+        if status != 200:
+            self._json(status, {"error": "simulated failure"})
+        elif body.get("stream"):
+            self._stream(min(tokens, max_tokens))
+        else:
+            self._json(200, {"object": "text_completion", "model": sim.model,
+                             "choices": [{"text": " ok" * tokens, "index": 0}],
+                             "usage": {"completion_tokens": tokens}})  # fmt: skip
+
+    def _stream(self, tokens: int) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        for _ in range(max(1, tokens)):
+            chunk = {"choices": [{"text": " ok", "index": 0}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Keep the simulator quiet."""
+
+
+class SimServer(ThreadingHTTPServer):
+    """The simulator's HTTP server."""
+
+    daemon_threads = True
+
+    def __init__(self, port: int, model: str, log: Path | None) -> None:
+        super().__init__(("127.0.0.1", port), Handler)
+        self.sim = Simulator(model, log)
+
+
+def serve(port: int, model: str, log: Path | None) -> None:
+    """Run the simulator until interrupted."""
+    server = SimServer(port, model, log)
+    print(f"sim-worker: {model} on http://127.0.0.1:{server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
