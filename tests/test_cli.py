@@ -20,7 +20,7 @@ def dsagent(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         cwd=ROOT,
         text=True,
         capture_output=True,
-        timeout=60,
+        timeout=180,
         check=False,
         env={**clean, **(env or {})},
     )

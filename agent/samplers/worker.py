@@ -10,7 +10,15 @@ from collections.abc import Iterator
 
 from agent import probes
 from agent.config import Config, WorkerConfig
-from agent.engines import ENGINES, Snapshot, bucket_increase, first, histogram_quantile, parse
+from agent.engines import (
+    ENGINES,
+    EngineMap,
+    Snapshot,
+    bucket_increase,
+    first,
+    histogram_quantile,
+    parse,
+)
 from agent.store import MetricInfo, Sample, sample
 from agent.windows import quantile
 
@@ -34,6 +42,44 @@ METRICS = {
         "counter", "Worker /metrics that did not parse."
     ),
 }
+
+
+def engine_samples(worker: str, e: EngineMap, snap: Snapshot, old: Snapshot) -> Iterator[Sample]:
+    """Map one engine's scrape (and the one a window earlier) onto our metric names."""
+    for name, names in (("inference_requests_running", e.running),
+                        ("inference_requests_waiting", e.waiting),
+                        ("inference_kv_cache_usage_ratio", e.kv_cache)):  # fmt: skip
+        value = first(snap, names)
+        if value is not None:
+            yield sample(name, value, worker=worker)
+    dt = snap.ts - old.ts
+    if dt <= 0:
+        return
+    yield from _quantiles(worker, "inference_ttft_seconds", e.ttft, snap, old)
+    yield from _quantiles(worker, "inference_request_latency_seconds", e.latency, snap, old)
+    for direction, names in (("input", e.tokens_in), ("output", e.tokens_out)):
+        # a counter born after the older scrape started from 0 then
+        new, prev = first(snap, names), first(old, names) or 0.0
+        if new is not None and new >= prev:
+            yield sample("inference_tokens_per_second", (new - prev) / dt, worker=worker,
+                         direction=direction)  # fmt: skip
+    for h in e.latency:  # finished requests: the latency histogram's count
+        new, prev = snap.values.get(f"{h}_count"), old.values.get(f"{h}_count", 0.0)
+        if new is not None and new >= prev:
+            yield sample("inference_requests_per_second", (new - prev) / dt, worker=worker)
+            break
+
+
+def _quantiles(worker: str, metric: str, hists: tuple[str, ...], snap: Snapshot,
+               old: Snapshot) -> Iterator[Sample]:  # fmt: skip
+    hist = next((h for h in hists if h in snap.buckets), None)
+    if hist is None:
+        return
+    grown = bucket_increase(snap.buckets[hist], old.buckets.get(hist, {}))
+    for q in QUANTILES if grown else ():
+        value = histogram_quantile(q, grown)  # type: ignore[arg-type]
+        if value is not None:
+            yield sample(metric, value, worker=worker, quantile=str(q))
 
 
 class Generation(threading.Thread):
@@ -120,43 +166,7 @@ class WorkerSampler:
         self.history.append(snap)
         while len(self.history) > 2 and self.history[1].ts <= now - self.worker.window:
             self.history.popleft()
-        yield from self._engine_samples(snap, self.history[0])
-
-    def _engine_samples(self, snap: Snapshot, old: Snapshot) -> Iterator[Sample]:
-        w, e = self.worker.name, self.engine
-        for name, names in (("inference_requests_running", e.running),
-                            ("inference_requests_waiting", e.waiting),
-                            ("inference_kv_cache_usage_ratio", e.kv_cache)):  # fmt: skip
-            value = first(snap, names)
-            if value is not None:
-                yield sample(name, value, worker=w)
-        dt = snap.ts - old.ts
-        if dt <= 0:
-            return
-        for metric, hists in (("inference_ttft_seconds", e.ttft),
-                              ("inference_request_latency_seconds", e.latency)):  # fmt: skip
-            yield from self._quantiles(metric, hists, snap, old)
-        for direction, names in (("input", e.tokens_in), ("output", e.tokens_out)):
-            new, prev = first(snap, names), first(old, names)
-            if new is not None and prev is not None and new >= prev:
-                yield sample("inference_tokens_per_second", (new - prev) / dt, worker=w,
-                             direction=direction)  # fmt: skip
-        counts = [(snap.values.get(f"{h}_count"), old.values.get(f"{h}_count")) for h in e.latency]
-        for new, prev in counts:
-            if new is not None and prev is not None and new >= prev:
-                yield sample("inference_requests_per_second", (new - prev) / dt, worker=w)
-                break
-
-    def _quantiles(self, metric: str, hists: tuple[str, ...], snap: Snapshot,
-                   old: Snapshot) -> Iterator[Sample]:  # fmt: skip
-        hist = next((h for h in hists if h in snap.buckets), None)
-        if hist is None:
-            return
-        grown = bucket_increase(snap.buckets[hist], old.buckets.get(hist, {}))
-        for q in QUANTILES if grown else ():
-            value = histogram_quantile(q, grown)  # type: ignore[arg-type]
-            if value is not None:
-                yield sample(metric, value, worker=self.worker.name, quantile=str(q))
+        yield from engine_samples(self.worker.name, self.engine, snap, self.history[0])
 
     def _generation(self) -> Iterator[Sample]:
         gen = self.generation

@@ -48,6 +48,8 @@ class SimMetrics:
             "vllm:generation_tokens", "Generated tokens.", lab, registry=self.registry
         )
         self.model = model
+        for metric in (self.ttft, self.e2e, self.prompt, self.gen, self.running):
+            metric.labels(model)  # series exist from the start, as vLLM's do
         self.cache.labels(model).set(0.2)
         self.waiting.labels(model).set(0)
 

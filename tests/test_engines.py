@@ -1,0 +1,89 @@
+"""Engine /metrics onto one set: fixtures for each engine, malformed text, histogram quantiles."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.engines import ENGINES, bucket_increase, histogram_quantile, parse
+from agent.samplers.worker import engine_samples
+from tests.conftest import FIXTURES
+
+DIR = FIXTURES / "engines"
+
+
+def mapped(engine: str) -> dict[tuple[str, str], float]:
+    old = parse((DIR / f"{engine}_t0.txt").read_text(), 1000.0)
+    new = parse((DIR / f"{engine}_t1.txt").read_text(), 1060.0)
+    out = {}
+    for s in engine_samples("w", ENGINES[engine], new, old):
+        labels = dict(s.labels)
+        assert labels.pop("worker") == "w"
+        out[(s.name, next(iter(labels.values()), ""))] = s.value
+    return out
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_engines_with_histograms(engine: str) -> None:
+    got = mapped(engine)
+    assert got[("inference_requests_running", "")] == 13
+    assert got[("inference_requests_waiting", "")] == 3
+    assert got[("inference_kv_cache_usage_ratio", "")] == 0.42
+    assert got[("inference_requests_per_second", "")] == pytest.approx(100 / 60)
+    assert got[("inference_tokens_per_second", "input")] == pytest.approx(100)
+    assert got[("inference_tokens_per_second", "output")] == pytest.approx(400)
+    # TTFT grew by 40 / 50 / 10 over the buckets 0.1 / 0.5 / 1: p50 = 0.1 + 0.4 * 10/50
+    assert got[("inference_ttft_seconds", "0.5")] == pytest.approx(0.18)
+    assert got[("inference_ttft_seconds", "0.95")] == pytest.approx(0.75)
+    # latency grew by 0 / 60 / 30 / 10: p50 = 0.1 + 0.4 * 50/60; p95 lies in +Inf -> 1.0
+    assert got[("inference_request_latency_seconds", "0.5")] == pytest.approx(0.1 + 0.4 * 50 / 60)
+    assert got[("inference_request_latency_seconds", "0.95")] == 1.0
+
+
+def test_tgi_has_no_ttft_histogram() -> None:
+    got = mapped("tgi")
+    assert got[("inference_requests_running", "")] == 13
+    assert got[("inference_requests_per_second", "")] == pytest.approx(100 / 60)
+    assert got[("inference_tokens_per_second", "input")] == pytest.approx(100)
+    assert not any(name == "inference_ttft_seconds" for name, _ in got)
+    assert "inference_kv_cache_usage_ratio" not in {name for name, _ in got}
+
+
+def test_llamacpp_has_no_latency_histograms() -> None:
+    got = mapped("llamacpp")
+    assert got[("inference_kv_cache_usage_ratio", "")] == 0.42
+    assert got[("inference_tokens_per_second", "output")] == pytest.approx(400)
+    assert not any(
+        name.startswith(("inference_ttft", "inference_request_latency")) for name, _ in got
+    )
+
+
+def test_malformed_exposition_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        parse((DIR / "malformed.txt").read_text(), 1.0)
+
+
+def test_a_counter_reset_gives_no_quantile() -> None:
+    assert bucket_increase({1.0: 2, math.inf: 3}, {1.0: 5, math.inf: 9}) is None
+
+
+@given(st.lists(st.integers(0, 100), min_size=1, max_size=6), st.floats(0, 1), st.floats(0, 1))
+def test_histogram_quantile_is_monotonic_and_within_bounds(
+    counts: list[int], q1: float, q2: float
+) -> None:
+    bounds = [0.1 * (i + 1) for i in range(len(counts))]
+    cumulative, total = {}, 0
+    for bound, n in zip(bounds, counts, strict=True):
+        total += n
+        cumulative[bound] = float(total)
+    cumulative[math.inf] = float(total)
+    lo, hi = sorted((q1, q2))
+    a, b = histogram_quantile(lo, cumulative), histogram_quantile(hi, cumulative)
+    if total == 0:
+        assert a is None and b is None
+        return
+    assert a is not None and b is not None
+    assert 0 <= a <= b + 1e-9 <= bounds[-1] + 1e-9

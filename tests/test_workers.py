@@ -1,0 +1,173 @@
+"""Workers against the real simulator: probes, faults, /readyz, `dsagent probe`, request logs."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from agent import probes
+from agent.config import WorkerConfig
+from agent.samplers.worker import WorkerSampler
+from agent.sim.worker import SimServer
+from tests.conftest import AgentProcess, free_port, wait_for
+from tests.test_cli import dsagent
+
+LOG_FIELDS = {
+    "timestamp",
+    "request_id",
+    "model_version",
+    "input_length",
+    "output_length",
+    "latency_ms",
+    "gpu_util",
+    "error_code",
+}
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[tuple[str, SimServer]]:
+    server = SimServer(0, "deepseek-v3", tmp_path / "requests.log")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", server
+    server.sim.behaviour.mode = "ok"
+    server.shutdown()
+
+
+def control(url: str, **settings: object) -> None:
+    assert requests.post(url + "/control", json=settings, timeout=5).ok
+
+
+def values(sampler: WorkerSampler) -> dict[tuple[str, ...], float]:
+    out = {}
+    for s in sampler.sample(time.time()):
+        labels = dict(s.labels)
+        labels.pop("worker")
+        out[(s.name, *labels.values())] = s.value
+    return out
+
+
+def test_probes_and_engine_metrics_of_a_healthy_worker(sim: tuple[str, SimServer]) -> None:
+    url, _ = sim
+    sampler = WorkerSampler(
+        WorkerConfig(name="w", url=url, model="deepseek-v3", window=30, generation_interval=1)
+    )
+    try:
+        got = values(sampler)
+        for _ in range(6):
+            requests.post(
+                url + "/v1/completions", json={"prompt": "a b c", "max_tokens": 8}, timeout=5
+            )
+        wait_for(
+            lambda: sampler.generation is not None and sampler.generation.latest is not None,
+            10,
+            "the generation probe",
+        )
+        time.sleep(1.1)
+        got = values(sampler)
+    finally:
+        sampler.close()
+    assert (
+        got[("worker_up",)] == 1 and got[("worker_ready",)] == 1 and got[("worker_loading",)] == 0
+    )
+    assert got[("worker_probe_success", "liveness")] == 1
+    assert got[("worker_probe_success", "readiness")] == 1
+    assert got[("worker_probe_success", "generation")] == 1
+    # labels sort as (phase, probe)
+    assert {
+        k[1] for k in got if k[0] == "worker_probe_duration_seconds" and k[2] == "generation"
+    } == {
+        "connect",
+        "first_byte",
+        "total",
+    }
+    assert got[("inference_requests_per_second",)] > 0
+    assert 0.05 < got[("inference_request_latency_seconds", "0.5")] < 0.3
+    assert got[("inference_kv_cache_usage_ratio",)] == 0.2
+
+
+@pytest.mark.parametrize(("mode", "up", "ready"), [("loading", 1, 0), ("hang", 0, 0)])
+def test_faults(sim: tuple[str, SimServer], mode: str, up: int, ready: int) -> None:
+    url, _ = sim
+    control(url, mode=mode)
+    sampler = WorkerSampler(
+        WorkerConfig(name="w", url=url, model="deepseek-v3", generation_interval=0, timeout=0.3)
+    )
+    began = time.monotonic()
+    got = values(sampler)
+    assert time.monotonic() - began < 2, "a hanging worker is bounded by the timeout"
+    assert (got[("worker_up",)], got[("worker_ready",)]) == (up, ready)
+    assert got[("worker_loading",)] == (1 if mode == "loading" else 0)
+    assert sampler.reason == ("loading" if mode == "loading" else "down")
+
+
+def test_readiness_needs_the_configured_model(sim: tuple[str, SimServer]) -> None:
+    url, _ = sim
+    assert probes.readiness(url, "deepseek-v3", 2).ok
+    res = probes.readiness(url, "llama-3-70b", 2)
+    assert not res.ok and "not served" in res.detail
+
+
+def test_probe_command_verdicts(sim: tuple[str, SimServer]) -> None:
+    url, _ = sim
+    ok = dsagent("probe", url, "--model", "deepseek-v3")
+    assert ok.returncode == 0 and ok.stdout.startswith(f"READY {url}: health ok")
+    assert len(ok.stdout.strip().splitlines()) == 1
+    control(url, mode="loading")
+    loading = dsagent("probe", url, "--model", "deepseek-v3")
+    assert loading.returncode == 1 and "health loading" in loading.stdout
+    control(url, mode="error")
+    failing = dsagent("probe", url, "--model", "deepseek-v3")
+    assert failing.returncode == 1 and "generation failed" in failing.stdout
+    dead = dsagent("probe", f"http://127.0.0.1:{free_port()}", "--timeout", "1")
+    assert dead.returncode == 1 and "health down" in dead.stdout
+
+
+def test_simulator_writes_the_ops_guide_request_log(
+    sim: tuple[str, SimServer], tmp_path: Path
+) -> None:
+    url, _ = sim
+    control(url, error_rate=0.5)
+    for _ in range(20):
+        requests.post(url + "/v1/completions", json={"prompt": "x y", "max_tokens": 4}, timeout=5)
+    lines = [json.loads(x) for x in (tmp_path / "requests.log").read_text().splitlines()]
+    assert len(lines) == 20 and all(set(line) == LOG_FIELDS for line in lines)
+    codes = {line["error_code"] for line in lines}
+    assert codes == {None, "INTERNAL_ERROR"}
+
+
+def test_readyz_follows_the_worker(
+    agent_factory: Callable[..., AgentProcess], sim: tuple[str, SimServer]
+) -> None:
+    url, _ = sim
+    agent = agent_factory(
+        f'[[workers]]\nname = "vllm-0"\nurl = "{url}"\nmodel = "deepseek-v3"\n'
+        'generation_interval = "0s"\n'
+    )
+    wait_for(lambda: requests.get(agent.url + "/readyz", timeout=2).status_code == 200, 20, "ready")
+    control(url, mode="loading")
+    wait_for(lambda: requests.get(agent.url + "/readyz", timeout=2).status_code == 503, 20, "503")
+    body = requests.get(agent.url + "/readyz", timeout=2).json()
+    assert body == {"ready": False, "reasons": ["worker vllm-0: loading"]}
+    assert 'worker_loading{worker="vllm-0"} 1.0' in agent.metrics()
+
+
+@pytest.mark.integration
+def test_the_demo_shows_alerts_firing_and_resolving() -> None:
+    out = dsagent("demo")
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    for line in (
+        "webhook <- FIRING   DemoLatencyHigh",
+        "webhook <- RESOLVED DemoLatencyHigh",
+        "webhook <- FIRING   DemoWorkerNotReady",
+        "webhook <- RESOLVED DemoWorkerNotReady",
+        "/readyz -> 503 worker sim-0: loading",
+        "demo done",
+    ):
+        assert line in text, text
