@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint servers bench deps clean
+.PHONY: run demo test lint servers bench deps clean
 
 $(BIN)/dsagent: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ deps: $(VENV)/.test-deps
 
 run: $(BIN)/dsagent
 	$(BIN)/dsagent run $(ARGS)
+
+demo: $(BIN)/dsagent
+	$(BIN)/dsagent demo
 
 servers:
 	sh tests/install-servers.sh
