@@ -26,7 +26,7 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with one subcommand per action."""
     parser = argparse.ArgumentParser(
-        prog="dsagent", description="Monitoring agent for GPU inference nodes."
+        prog="dsagent", description="Monitoring agent for GPU inference nodes.", allow_abbrev=False
     )
     parser.add_argument(
         "--log-format",

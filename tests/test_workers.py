@@ -171,3 +171,67 @@ def test_the_demo_shows_alerts_firing_and_resolving() -> None:
         "demo done",
     ):
         assert line in text, text
+
+
+def test_generation_probe_fills_ttft_for_engines_without_it(sim: tuple[str, SimServer]) -> None:
+    url, _ = sim
+    # TGI exposes no time-to-first-token histogram; the streaming probe supplies it.
+    sampler = WorkerSampler(
+        WorkerConfig(name="w", url=url, engine="tgi", model="deepseek-v3", generation_interval=0.3)
+    )
+    try:
+        wait_for(
+            lambda: sampler.generation is not None and len(sampler.generation.ttfts) >= 2,
+            10,
+            "two generation probes",
+        )
+        got = values(sampler)
+    finally:
+        sampler.close()
+    assert {k[1] for k in got if k[0] == "inference_ttft_seconds"} == {"0.5", "0.95", "0.99"}
+    assert 0 < got[("inference_ttft_seconds", "0.5")] < 1
+
+
+def test_readyz_refuses_traffic_while_a_critical_gpu_alert_fires(
+    agent_factory: Callable[..., AgentProcess],
+) -> None:
+    agent = agent_factory('[gpu]\nsimulate = 2\nscenario = "lost"\n')  # GPU 1 falls off at 10 s
+    wait_for(lambda: requests.get(agent.url + "/readyz", timeout=2).status_code == 200, 20, "ready")
+    wait_for(lambda: requests.get(agent.url + "/readyz", timeout=2).status_code == 503, 30, "503")
+    assert requests.get(agent.url + "/readyz", timeout=2).json()["reasons"] == [
+        "GpuLost firing on GPU 1"
+    ]
+
+
+def test_sim_worker_command(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent",
+            "sim-worker",
+            "--port",
+            str(port),
+            "--log",
+            str(tmp_path / "req.log"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert f"on http://127.0.0.1:{port}" in proc.stdout.readline()
+        ok = dsagent("probe", f"http://127.0.0.1:{port}", "--model", "deepseek-v3")
+        assert ok.returncode == 0, ok.stdout
+        line = json.loads((tmp_path / "req.log").read_text().splitlines()[0])
+        assert set(line) == LOG_FIELDS
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
