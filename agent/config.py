@@ -20,6 +20,7 @@ from agent.config_notify import (
     RouteConfig,
     receiver_problems,
 )
+from agent.config_shipping import ElasticsearchConfig, LogInputConfig
 from agent.config_types import Duration, Section
 from agent.targets import parse_target
 
@@ -162,6 +163,8 @@ class Config(BaseSettings):
     receivers: list[ReceiverConfig] = Field(default_factory=list)
     routes: list[RouteConfig] = Field(default_factory=list)
     inhibit_rules: list[InhibitConfig] = Field(default_factory=list)
+    logs: list[LogInputConfig] = Field(default_factory=list)
+    elasticsearch: ElasticsearchConfig = Field(default_factory=ElasticsearchConfig)
     workers: list[WorkerConfig] = Field(default_factory=list)
 
     @classmethod

@@ -16,6 +16,7 @@ from agent.notify.notifier import Notifier
 from agent.runner import SamplerRunner
 from agent.samplers import Sampler, build_samplers
 from agent.samplers.worker import WorkerSampler
+from agent.shipping.job import build as build_shipping
 from agent.store import SeriesStore
 from agent.web.server import WebServer
 
@@ -74,15 +75,18 @@ class Daemon:
     def _schedule(self, samplers: list[Sampler], start: bool = False) -> None:
         notifier = Notifier(self.cfg, self.engine)
         rules = [RuleGroupJob(self.engine, g) for g in self.engine.groups]
-        jobs: list[Sampler] = [*samplers, *rules, notifier]
+        shipping = build_shipping(self.cfg)
+        jobs: list[Sampler] = [*samplers, *rules, notifier, *([shipping] if shipping else [])]
         every = {f"rules:{g.name}": g.interval for g in self.engine.groups if g.interval}
         late = [*(job.name for job in rules), notifier.name]
         interval = self.cfg.agent.sample_interval
         if start:
             self.runner.start(jobs, interval, every, late)
         else:
-            self.runner.schedule(jobs, interval, every, late)  # closes the old notifier
+            self.runner.schedule(jobs, interval, every, late)  # closes the old notifier, shippers
         notifier.start()
+        if shipping:
+            shipping.start()
 
     def healthy(self) -> bool:
         """Return True while the scheduler runs and has run something lately."""

@@ -1,0 +1,50 @@
+"""Config sections of log shipping: [[logs]] and [elasticsearch]."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from agent.config_types import Duration, Section
+
+
+class LogInputConfig(Section):
+    """[[logs]]: files to tail and ship."""
+
+    name: str = Field(min_length=1)
+    paths: list[str] = Field(min_length=1)
+    format: Literal["json", "text"] = "json"
+    multiline: str | None = None  # regex a first line matches; other lines continue the event
+    dataset: str | None = None  # default: llm.inference for json, dsagent.node for text
+    fields: dict[str, str] = Field(default_factory=dict)
+    request_stats: bool = True  # json request logs feed latency, QPS and error series
+
+    @field_validator("multiline")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        import re
+
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+
+class ElasticsearchConfig(Section):
+    """[elasticsearch]: where documents go; without hosts they go to a local NDJSON sink."""
+
+    hosts: list[str] = Field(default_factory=list)
+    namespace: str = "default"
+    api_key_file: Path | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    ca_certs: Path | None = None
+    verify_certs: bool = True
+    batch_size: int = Field(default=2000, gt=0)
+    batch_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    timeout: Duration = Field(default=30.0, gt=0)
+    ship_alerts: bool = True  # the alert log goes to logs-dsagent.alerts-<namespace>

@@ -1,0 +1,1 @@
+"""Log shipping: tail, parse, ECS documents, registry, Elasticsearch (or a local sink)."""

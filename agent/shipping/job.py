@@ -1,0 +1,93 @@
+"""Log shipping on the scheduler: owns the shipper threads and reports what they did."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from agent.config import Config
+from agent.config_shipping import LogInputConfig
+from agent.shipping.shipper import Shipper, Sink
+from agent.shipping.sinks import ElasticsearchSink, FileSink
+from agent.shipping.stats import METRICS as STATS_METRICS
+from agent.store import MetricInfo, Sample, sample
+
+METRICS = {
+    **STATS_METRICS,
+    "dsagent_log_lines_read_total": MetricInfo("counter", "Lines read."),
+    "dsagent_log_docs_shipped_total": MetricInfo("counter", "Documents delivered (201 or 409)."),
+    "dsagent_log_docs_failed_total": MetricInfo(
+        "counter", "Document sends to retry (429, 5xx, down)."
+    ),
+    "dsagent_log_docs_dead_lettered_total": MetricInfo("counter", "Documents refused for content."),
+    "dsagent_log_malformed_lines_total": MetricInfo(
+        "counter", "JSON inputs' lines that were not JSON."
+    ),
+    "dsagent_log_lag_bytes": MetricInfo("gauge", "Bytes written but not yet read."),
+    "dsagent_log_lag_seconds": MetricInfo("gauge", "Seconds since the last commit while behind."),
+}
+COUNTERS = {"lines": "dsagent_log_lines_read_total", "shipped": "dsagent_log_docs_shipped_total",
+            "retries": "dsagent_log_docs_failed_total",
+            "dead_lettered": "dsagent_log_docs_dead_lettered_total",
+            "malformed": "dsagent_log_malformed_lines_total"}  # fmt: skip
+
+
+class LogShipping:
+    """One shipper per [[logs]] input, plus the alert log when Elasticsearch is configured."""
+
+    name = "logs"
+    metrics = METRICS
+
+    def __init__(self, cfg: Config) -> None:
+        es, state = cfg.elasticsearch, cfg.agent.state_dir
+        sink: Sink = ElasticsearchSink(es) if es.hosts else FileSink(state / "shipped")
+        inputs = list(cfg.logs)
+        if es.hosts and es.ship_alerts:
+            alerts = str(state / "alerts.log")
+            inputs.append(
+                LogInputConfig(
+                    name="dsagent-alerts",
+                    paths=[alerts],
+                    dataset="dsagent.alerts",
+                    request_stats=False,
+                )
+            )
+        self.shippers = [Shipper(i, sink, state, node=cfg.agent.node_name,
+                                 batch_size=es.batch_size, batch_bytes=es.batch_bytes)
+                         for i in inputs]  # fmt: skip
+
+    def start(self) -> None:
+        """Start the shipper threads."""
+        for shipper in self.shippers:
+            shipper.start()
+
+    def sample(self, now: float) -> Iterator[Sample]:
+        """Counters, lag and request statistics per input."""
+        for s in self.shippers:
+            name = s.cfg.name
+            for key, metric in COUNTERS.items():
+                yield sample(metric, s.counts[key], input=name)
+            lag = s.tailer.lag_bytes()
+            yield sample("dsagent_log_lag_bytes", lag, input=name)
+            behind = now - s.last_event_at if lag and s.last_event_at else 0.0
+            yield sample("dsagent_log_lag_seconds", behind, input=name)
+            if s.cfg.format == "json" and s.cfg.request_stats:
+                yield from s.stats.samples(now, name)
+            elif s.stats.ooms:
+                yield sample("inference_cuda_oom_total", s.stats.ooms, input=name)
+
+    def close(self) -> None:
+        """Stop the shippers; what they had not committed is read again next time."""
+        for s in self.shippers:
+            s.stop()
+        deadline = time.monotonic() + 5
+        for s in self.shippers:
+            s.join(timeout=max(0.1, deadline - time.monotonic()))
+            s.tailer.close()
+
+
+def build(cfg: Config) -> LogShipping | None:
+    """Build shipping when there is something to ship."""
+    if not cfg.logs and not cfg.elasticsearch.hosts:
+        return None
+    return LogShipping(cfg)

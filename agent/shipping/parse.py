@@ -1,0 +1,135 @@
+"""Lines to events (multiline), events to ECS documents with deterministic ids."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.config_shipping import LogInputConfig
+from agent.shipping.tail import Line
+
+OOM = re.compile(rb"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED")
+LLM_FIELDS = ("model_version", "input_length", "output_length", "gpu_util")
+
+
+@dataclass
+class Event:
+    """One log event: one line, or a first line and its continuation lines."""
+
+    key: str
+    path: str
+    start: int
+    end: int
+    data: bytes
+
+
+class Assembler:
+    """Joins continuation lines to the event they belong to, per file."""
+
+    def __init__(self, first_line: str | None) -> None:
+        self.first = re.compile(first_line.encode()) if first_line else None
+        self.pending: dict[str, Event] = {}
+        self.touched: dict[str, float] = {}
+
+    def feed(self, line: Line) -> Iterator[Event]:
+        """Take one line; yield the events it completes."""
+        if self.first is None:
+            yield Event(line.key, line.path, line.start, line.end, line.data)
+            return
+        self.touched[line.key] = time.monotonic()
+        held = self.pending.get(line.key)
+        if held is not None and not self.first.search(line.data):
+            held.data += b"\n" + line.data
+            held.end = line.end
+            return
+        if held is not None:
+            yield held
+        self.pending[line.key] = Event(line.key, line.path, line.start, line.end, line.data)
+
+    def flush(self, idle: float) -> Iterator[Event]:
+        """Release events that got no continuation for `idle` seconds."""
+        now = time.monotonic()
+        for key in [k for k, t in self.touched.items() if now - t >= idle]:
+            event = self.pending.pop(key, None)
+            self.touched.pop(key, None)
+            if event is not None:
+                yield event
+
+    def held_from(self, key: str) -> int | None:
+        """Where the held (incomplete) event of a file starts: offsets stop short of it."""
+        event = self.pending.get(key)
+        return event.start if event else None
+
+
+def doc_id(key: str, offset: int) -> str:
+    """Return the id of a document: its file and offset, so a replay collides, never doubles."""
+    return hashlib.sha1(f"{key}@{offset}".encode()).hexdigest()
+
+
+def _timestamp(value: Any) -> str | None:
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC).isoformat().replace("+00:00", "Z")
+    return value if isinstance(value, str) else None
+
+
+def request_doc(record: dict[str, Any]) -> dict[str, Any]:
+    """Map the ops guide's request log fields onto ECS and an `llm` namespace."""
+    doc: dict[str, Any] = {"llm": {k: record[k] for k in LLM_FIELDS if k in record}}
+    if (ts := _timestamp(record.get("timestamp"))) is not None:
+        doc["@timestamp"] = ts
+    if "request_id" in record:
+        doc["transaction"] = {"id": str(record["request_id"])}
+    error = record.get("error_code")
+    event: dict[str, Any] = {"outcome": "failure" if error else "success"}
+    if isinstance(record.get("latency_ms"), int | float):
+        event["duration"] = int(record["latency_ms"] * 1_000_000)  # ECS: nanoseconds
+    doc["event"] = event
+    if error:
+        doc["error"] = {"code": str(error)}
+    return doc
+
+
+def alert_doc(record: dict[str, Any]) -> dict[str, Any]:
+    """Map one alert-log line: the alert's fields under dsagent.alert, its labels under labels."""
+    alert = {k: record.get(k) for k in ("state", "previous", "severity", "value")}
+    return {
+        "@timestamp": record.get("@timestamp"),
+        "message": (record.get("annotations") or {}).get("summary", record.get("alertname", "")),
+        "labels": record.get("labels") or {},
+        "dsagent": {"alert": {**alert, "name": record.get("alertname")}},
+        "event": {"kind": "alert"},
+    }
+
+
+def to_doc(
+    event: Event, cfg: LogInputConfig, node: str, dataset: str
+) -> tuple[dict[str, Any], bool]:
+    """Build the ECS document; the bool says a JSON input got a line that was not JSON."""
+    text = event.data.decode("utf-8", errors="replace")
+    doc: dict[str, Any] = {}
+    malformed = False
+    if cfg.format == "json":
+        try:
+            record = json.loads(text)
+            if not isinstance(record, dict):
+                raise ValueError("not an object")
+            doc = alert_doc(record) if dataset == "dsagent.alerts" else request_doc(record)
+        except ValueError:
+            malformed = True
+    if cfg.format == "text" or malformed:
+        doc = {"message": text, "event": {"original": text}}
+        if malformed:
+            doc["tags"] = ["json_parse_failure"]
+    doc.setdefault("@timestamp", datetime.now(UTC).isoformat().replace("+00:00", "Z"))
+    doc.setdefault("event", {}).update({"dataset": dataset, "module": "dsagent"})
+    doc["host"] = {"name": node}
+    doc["service"] = {"name": cfg.name}
+    doc["log"] = {"file": {"path": event.path}, "offset": event.start}
+    doc.update({k: v for k, v in cfg.fields.items()})
+    return doc, malformed

@@ -1,0 +1,122 @@
+"""One thread per input: tail, parse, ship a batch, and only then commit its offsets."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Protocol
+
+from agent.config_shipping import LogInputConfig
+from agent.shipping.parse import OOM, Assembler, Event, doc_id, to_doc
+from agent.shipping.registry import Registry
+from agent.shipping.sinks import DeadLetters, Doc, Outcome
+from agent.shipping.stats import RequestStats
+from agent.shipping.tail import Tailer
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    """Elasticsearch or the local file sink."""
+
+    def index(self, dataset: str) -> str:
+        """Where a dataset's documents go."""
+        ...
+
+    def ship(self, index: str, docs: list[Doc]) -> list[Outcome]:
+        """Send documents; one outcome each."""
+        ...
+
+
+class Shipper(threading.Thread):
+    """Reads at most one batch ahead of what the sink acknowledged: memory stays bounded."""
+
+    def __init__(self, cfg: LogInputConfig, sink: Sink, state: Path, *, node: str,
+                 batch_size: int, batch_bytes: int) -> None:  # fmt: skip
+        super().__init__(name=f"ship-{cfg.name}", daemon=True)
+        self.cfg, self.sink, self.node = cfg, sink, node
+        self.batch_size, self.batch_bytes = batch_size, batch_bytes
+        self.dataset = cfg.dataset or ("llm.inference" if cfg.format == "json" else "dsagent.node")
+        self.registry = Registry(state / "registry" / f"{cfg.name}.json")
+        self.tailer = Tailer(cfg.paths, self.registry)
+        self.assembler = Assembler(cfg.multiline)
+        self.dead = DeadLetters(state / "dead-letter" / f"{cfg.name}.ndjson")
+        self.stats = RequestStats()
+        self.counts: Counter[str] = Counter()
+        self.last_event_at = 0.0
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        """Ship until stopped; an unacknowledged batch is simply read again after a restart."""
+        while not self.stopping.is_set():
+            self.tailer.discover()
+            events = self._collect()
+            if not events:
+                self.registry.forget(self.tailer.close_finished())
+                self.stopping.wait(0.25)
+                continue
+            if self._deliver(events):
+                self._commit(events)
+
+    def _collect(self) -> list[Event]:
+        events: list[Event] = []
+        for line in self.tailer.lines(self.batch_bytes):
+            self.counts["lines"] += 1
+            if OOM.search(line.data):
+                self.stats.ooms += 1
+            events.extend(self.assembler.feed(line))
+            if len(events) >= self.batch_size:
+                break
+        events.extend(self.assembler.flush(idle=2.0))
+        return events
+
+    def _deliver(self, events: list[Event]) -> bool:
+        """Ship until every document is delivered or dead-lettered; False if stopped first."""
+        index = self.sink.index(self.dataset)
+        docs: list[tuple[Doc, Event]] = []
+        for event in events:
+            source, malformed = to_doc(event, self.cfg, self.node, self.dataset)
+            self.counts["malformed"] += malformed
+            if self.cfg.format == "json" and self.cfg.request_stats and not malformed:
+                self.stats.add_doc(source)
+            docs.append(((doc_id(event.key, event.start), source), event))
+        delay = 0.5
+        while docs and not self.stopping.is_set():
+            outcomes = self.sink.ship(index, [d for d, _ in docs])
+            retry = self._settle(index, docs, outcomes)
+            if retry:
+                self.counts["retries"] += len(retry)
+                self.stopping.wait(delay)  # backpressure: nothing new is read meanwhile
+                delay = min(delay * 2, 10.0)
+            docs = retry
+        return not docs
+
+    def _settle(self, index: str, docs: list[tuple[Doc, Event]],
+                outcomes: list[Outcome]) -> list[tuple[Doc, Event]]:  # fmt: skip
+        retry = []
+        for (doc, event), outcome in zip(docs, outcomes, strict=True):
+            if outcome == "ok":
+                self.counts["shipped"] += 1
+            elif outcome == "retry":
+                retry.append((doc, event))
+            else:
+                self.dead.write(index, doc[0], doc[1], outcome[1])
+                self.counts["dead_lettered"] += 1
+        return retry
+
+    def _commit(self, events: list[Event]) -> None:
+        """Advance each file's offset to its last delivered event, never past a held one."""
+        updates: dict[str, dict[str, Any]] = {}
+        for event in events:
+            dev, ino, gen = (int(x) for x in event.key.split(":"))
+            updates[event.key] = {"offset": event.end, "path": event.path, "dev": dev,
+                                  "ino": ino, "gen": gen}  # fmt: skip
+        self.registry.commit(updates)
+        self.last_event_at = time.time()
+
+    def stop(self) -> None:
+        """Stop after the batch in hand (uncommitted work is replayed on the next start)."""
+        self.stopping.set()

@@ -1,0 +1,66 @@
+"""Request statistics from the request log, for the rules: latency quantiles, QPS, errors, OOMs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+from agent.store import MetricInfo, Sample, sample
+from agent.windows import quantile
+
+METRICS = {
+    "inference_request_latency_seconds": MetricInfo("gauge", "Request latency, by quantile."),
+    "inference_requests_per_second": MetricInfo("gauge", "Requests finished per second."),
+    "inference_error_ratio": MetricInfo("gauge", "Requests that failed, as a share."),
+    "inference_tokens_per_second": MetricInfo("gauge", "Tokens per second, by direction."),
+    "inference_cuda_oom_total": MetricInfo("counter", "CUDA out-of-memory errors seen in logs."),
+}
+
+
+def _num(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+class RequestStats:
+    """A sliding window of (time, latency, failed, tokens in, tokens out) per input."""
+
+    def __init__(self, window: float = 60.0) -> None:
+        self.window = window
+        self.rows: deque[tuple[float, float, bool, float, float]] = deque()
+        self.ooms = 0
+        self.lock = threading.Lock()
+
+    def add_doc(self, doc: dict[str, Any]) -> None:
+        """Count one request from its ECS document."""
+        event, llm = doc.get("event", {}), doc.get("llm", {})
+        duration = event.get("duration")
+        row = (time.time(), duration / 1e9 if isinstance(duration, int) else -1.0,
+               event.get("outcome") == "failure", _num(llm.get("input_length")),
+               _num(llm.get("output_length")))  # fmt: skip
+        with self.lock:
+            self.rows.append(row)
+
+    def samples(self, now: float, input_name: str) -> Iterator[Sample]:
+        """Yield the window's statistics, labelled with the input."""
+        with self.lock:
+            while self.rows and self.rows[0][0] < now - self.window:
+                self.rows.popleft()
+            rows = list(self.rows)
+            ooms = self.ooms
+        yield sample("inference_cuda_oom_total", ooms, input=input_name)
+        if not rows:
+            return
+        yield sample("inference_requests_per_second", len(rows) / self.window, input=input_name)
+        yield sample("inference_error_ratio", sum(r[2] for r in rows) / len(rows), input=input_name)
+        for direction, i in (("input", 3), ("output", 4)):
+            yield sample("inference_tokens_per_second", sum(r[i] for r in rows) / self.window,
+                         input=input_name, direction=direction)  # fmt: skip
+        latencies = [r[1] for r in rows if r[1] >= 0]
+        for q in (0.5, 0.95, 0.99):
+            value = quantile(q, latencies)
+            if value is not None:
+                yield sample("inference_request_latency_seconds", value, input=input_name,
+                             quantile=str(q))  # fmt: skip
