@@ -42,4 +42,5 @@ def setup_logging(fmt: str = "text", level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    for noisy in ("apscheduler", "elastic_transport"):  # they log every request at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)

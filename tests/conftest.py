@@ -187,3 +187,21 @@ def sink() -> Iterator[Sink]:
     s = Sink()
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def elasticsearch() -> Iterator[object]:
+    """One real Elasticsearch node for the session (fetched from Maven Central once)."""
+    need(os.geteuid() == 0, "running Elasticsearch as its own user needs root")
+    need(shutil.which("java") is not None, "java is not installed")
+    need(shutil.which("mvn") is not None or (ROOT / ".cache").exists(), "maven is not installed")
+    from tests.es import Node
+
+    node = Node(free_port())
+    try:
+        node.start()
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        node.cleanup()
+        need(False, f"elasticsearch did not start: {exc}")
+    yield node
+    node.cleanup()

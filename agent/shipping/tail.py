@@ -125,11 +125,10 @@ class Tailer:
                 t.idle += 1
                 return
         t.idle = 0
-        pos = t.read_to
         for raw in data[: last + 1].splitlines(keepends=True):
-            yield Line(t.key, t.path, pos, pos + len(raw), raw.rstrip(b"\r\n"))
-            pos += len(raw)
-        t.read_to = pos
+            start = t.read_to
+            t.read_to += len(raw)  # before the yield: the caller may stop after any line
+            yield Line(t.key, t.path, start, t.read_to, raw.rstrip(b"\r\n"))
 
     def close_finished(self) -> set[str]:
         """Close files renamed away that have been read to their end; return their keys."""
