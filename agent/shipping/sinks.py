@@ -117,11 +117,12 @@ class ElasticsearchSink:
 
         if not self.ready and not self.setup():
             return ["retry"] * len(docs)
-        ops: list[dict[str, Any]] = []
-        for doc_id, source in docs:
-            ops += [{"create": {"_index": index, "_id": doc_id}}, source]
+        # One NDJSON body built here: the client's per-item serialisation was a third of the CPU.
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        head = '{"create":{"_index":' + dumps(index) + ',"_id":"'
+        body = "".join(head + doc_id + '"}}\n' + dumps(source) + "\n" for doc_id, source in docs)
         try:
-            resp = self.es.bulk(operations=ops)
+            resp = self.es.bulk(body=body)  # type: ignore[arg-type]  # NDJSON text passes through as is
         except (ApiError, TransportError) as exc:
             log.debug("bulk failed: %s", exc)
             return ["retry"] * len(docs)
