@@ -181,3 +181,48 @@ def test_a_reader_that_stops_early_does_not_see_lines_twice(tmp_path: Path) -> N
             break
     rest = [line.data for line in tailer.lines(1 << 20)]
     assert first + rest == [str(i).encode() for i in range(10)]
+
+
+@pytest.mark.parametrize(
+    ("status", "want"),
+    [
+        (201, "ok"),
+        (409, "ok"),
+        (429, "retry"),
+        (503, "retry"),
+        (400, "dead"),
+        (404, "dead"),
+    ],
+)
+def test_bulk_item_outcomes(status: int, want: str) -> None:
+    from agent.shipping.sinks import _outcome
+
+    got = _outcome({"status": status, "error": {"type": "t", "reason": "r"}})
+    assert (got if isinstance(got, str) else got[0]) == want
+
+
+def test_cuda_oom_lines_are_counted(tmp_path: Path) -> None:
+    from agent.shipping.shipper import Shipper
+
+    log = tmp_path / "node.log"
+    log.write_text(
+        "2026-11-29 10:00:00 ERROR torch.OutOfMemoryError: CUDA out of memory.\n"
+        "2026-11-29 10:00:01 INFO fine\n"
+    )
+    cfg = LogInputConfig(name="node", paths=[str(log)], format="text")
+    shipper = Shipper(
+        cfg,
+        FileSink(tmp_path / "out"),
+        tmp_path / "st",
+        node="n",
+        batch_size=100,
+        batch_bytes=1 << 20,
+    )
+    shipper.tailer.discover()
+    events = shipper._collect()
+    assert shipper._deliver(events)
+    shipper._commit(events)
+    assert shipper.stats.ooms == 1
+    names = {s.name: s.value for s in shipper.stats.samples(__import__("time").time(), "node")}
+    assert names["inference_cuda_oom_total"] == 1.0
+    assert len((tmp_path / "out" / "dsagent.node.ndjson").read_text().splitlines()) == 2
