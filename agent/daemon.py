@@ -7,6 +7,7 @@ import signal
 import time
 from pathlib import Path
 
+from agent import sdnotify
 from agent.alerting import persist
 from agent.alerting.engine import RuleEngine, RuleGroupJob
 from agent.alerting.rules import Group, RuleProblems, load_configured
@@ -39,7 +40,8 @@ class Daemon:
         self.cfg = cfg
         self.config_path = config_path
         self.store = SeriesStore(cfg.agent.retention, cfg.agent.sample_interval)
-        self.runner = SamplerRunner(self.store)
+        self.runner = SamplerRunner(self.store, on_run=self._on_run)
+        self._ready_sent = False
         self.engine = RuleEngine(
             self.store, groups, time.time(), resolved_retention=cfg.rules.resolved_retention,
             state_path=cfg.agent.state_dir / "alerts.json",
@@ -72,12 +74,21 @@ class Daemon:
             sum(len(g.rules) for g in self.engine.groups), self.cfg.agent.sample_interval,
         )  # fmt: skip
 
+    def _on_run(self, name: str) -> None:
+        """Tell systemd we are ready once the first sampler has reported."""
+        if not self._ready_sent and name != "watchdog":
+            self._ready_sent = True
+            sdnotify.notify("READY=1", f"STATUS=sampling every {self.cfg.agent.sample_interval:g}s")
+
     def _schedule(self, samplers: list[Sampler], start: bool = False) -> None:
         notifier = Notifier(self.cfg, self.engine)
         rules = [RuleGroupJob(self.engine, g) for g in self.engine.groups]
         shipping = build_shipping(self.cfg)
         jobs: list[Sampler] = [*samplers, *rules, notifier, *([shipping] if shipping else [])]
         every = {f"rules:{g.name}": g.interval for g in self.engine.groups if g.interval}
+        if (watchdog := sdnotify.watchdog_interval()) is not None:
+            jobs.append(sdnotify.Watchdog())  # runs on the scheduler: a stuck one goes quiet
+            every["watchdog"] = watchdog
         late = [*(job.name for job in rules), notifier.name]
         interval = self.cfg.agent.sample_interval
         if start:
@@ -112,6 +123,7 @@ class Daemon:
 
     def reload(self) -> bool:
         """Re-read config and rules; if either is bad, keep running on the old ones."""
+        sdnotify.reloading()
         try:
             new = load_config(self.config_path)
             groups = load_rules(new)
@@ -119,6 +131,7 @@ class Daemon:
             for problem in getattr(exc, "problems", []):
                 log.error("reload refused: %s", problem)
             log.error("reload refused: keeping the running configuration and rules")
+            sdnotify.notify("READY=1", "STATUS=reload refused; running the old configuration")
             return False
         for section, key in RESTART_KEYS:
             if getattr(getattr(new, section), key) != getattr(getattr(self.cfg, section), key):
@@ -129,10 +142,12 @@ class Daemon:
         self.engine.replace_groups(groups)
         self._schedule(build_samplers(self.cfg))
         log.info("configuration reloaded: %d rules", sum(len(g.rules) for g in groups))
+        sdnotify.notify("READY=1", "STATUS=configuration reloaded")
         return True
 
     def stop(self) -> None:
         """Stop serving and sampling, then flush the alert state."""
+        sdnotify.notify("STOPPING=1")
         if self.server:
             self.server.shutdown()
             self.server.server_close()

@@ -9,6 +9,8 @@ command -v promtool >/dev/null 2>&1 || need="$need prometheus"
 command -v prometheus-node-exporter >/dev/null 2>&1 || need="$need prometheus-node-exporter"
 command -v prometheus-alertmanager >/dev/null 2>&1 || need="$need prometheus-alertmanager"
 command -v nft >/dev/null 2>&1 || need="$need nftables"
+command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
+command -v dpkg-deb >/dev/null 2>&1 || need="$need dpkg-dev"
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then sudo=""; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else
