@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run demo test lint servers bench deps clean
+.PHONY: run demo test lint servers bench deps deb clean
 
 $(BIN)/dsagent: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ test: servers lint
 
 bench: deps servers
 	$(BIN)/python bench/overhead.py
+
+deb:
+	sh packaging/build-deb.sh
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
