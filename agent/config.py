@@ -6,6 +6,7 @@ import os
 import re
 import socket
 import tomllib
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ from agent.config_types import Duration, Section
 from agent.targets import parse_target
 
 DEFAULT_PATH = Path("/etc/dsagent/agent.toml")
+NOT_SETTINGS = {"DSAGENT_TOKEN"}  # read by the CLI (the admin API token), not a config section
 ENV_PREFIX = "DSAGENT_"
 
 
@@ -58,9 +60,12 @@ class AgentConfig(Section):
 
 
 class HttpConfig(Section):
-    """[http]: where /metrics, /healthz and the rest are served."""
+    """[http]: where /metrics, /healthz and the rest are served, and how safely."""
 
     listen: str = "127.0.0.1:9840"
+    web_config: Path | None = None  # exporter-toolkit web.yml: TLS, client certs, basic auth
+    insecure: bool = False  # allow plain HTTP on a non-loopback address
+    max_body_bytes: int = Field(default=1 << 20, gt=0)
 
     @field_validator("listen")
     @classmethod
@@ -145,6 +150,16 @@ class WorkerConfig(Section):
     window: Duration = Field(default=60.0, gt=0)  # rates and quantiles over this
 
 
+class TokenConfig(Section):
+    """[[api_tokens]]: a bearer token for the admin API, and its role."""
+
+    name: str = Field(min_length=1)
+    role: Literal["viewer", "operator", "admin"]
+    token_file: Path | None = None
+    token_env: str | None = None
+    expires: datetime | None = None
+
+
 class Config(BaseSettings):
     """The whole configuration, one frozen model per section."""
 
@@ -164,6 +179,7 @@ class Config(BaseSettings):
     routes: list[RouteConfig] = Field(default_factory=list)
     inhibit_rules: list[InhibitConfig] = Field(default_factory=list)
     logs: list[LogInputConfig] = Field(default_factory=list)
+    api_tokens: list[TokenConfig] = Field(default_factory=list)
     elasticsearch: ElasticsearchConfig = Field(default_factory=ElasticsearchConfig)
     workers: list[WorkerConfig] = Field(default_factory=list)
 
@@ -210,6 +226,7 @@ def cross_check(cfg: Config) -> list[Problem]:
         )
         for name in sorted(os.environ)
         if name.upper().startswith(ENV_PREFIX)
+        and name.upper() not in NOT_SETTINGS
         and name.split("__")[0][len(ENV_PREFIX) :].lower() not in Config.model_fields
     ]
     if cfg.network.probe_targets and cfg.network.probe_timeout >= cfg.agent.sample_interval:
@@ -218,11 +235,36 @@ def cross_check(cfg: Config) -> list[Problem]:
         )
     if cfg.gpu.timeout >= cfg.agent.sample_interval:
         problems.append(Problem("gpu.timeout", "must be shorter than agent.sample_interval"))
-    problems += receiver_problems(cfg)
+    problems += receiver_problems(cfg) + http_problems(cfg)
     names = [w.name for w in cfg.workers]
     for i, name in enumerate(names):
         if name in names[:i]:
             problems.append(Problem(f"workers.{i}.name", f"duplicate worker name {name!r}"))
+    return problems
+
+
+def http_problems(cfg: Config) -> list[Problem]:
+    """Require TLS (or insecure) off loopback, and one source for each token."""
+    from agent.web.webconfig import load_web_config
+
+    problems, tls = [], False
+    if cfg.http.web_config is not None:
+        try:
+            tls = load_web_config(cfg.http.web_config).tls is not None
+        except ValueError as exc:
+            problems.append(Problem("http.web_config", str(exc)))
+    host, _ = split_listen(cfg.http.listen)
+    loopback = host in ("localhost", "::1") or host.startswith("127.")
+    if not loopback and not tls and not cfg.http.insecure:
+        problems.append(Problem("http.listen", f"{host} is not loopback: set http.web_config "
+                                "with tls_server_config, or http.insecure = true"))  # fmt: skip
+    for i, t in enumerate(cfg.api_tokens):
+        if (t.token_file is None) == (t.token_env is None):
+            problems.append(Problem(f"api_tokens.{i}", "give token_file or token_env (one)"))
+        elif t.token_file is not None and not t.token_file.is_file():
+            problems.append(Problem(f"api_tokens.{i}.token_file", f"no such file {t.token_file}"))
+        elif t.token_env is not None and not os.environ.get(t.token_env):
+            problems.append(Problem(f"api_tokens.{i}.token_env", f"{t.token_env} is not set"))
     return problems
 
 

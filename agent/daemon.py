@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +20,10 @@ from agent.samplers import Sampler, build_samplers
 from agent.samplers.worker import WorkerSampler
 from agent.shipping.job import build as build_shipping
 from agent.store import SeriesStore
+from agent.web.admin_routes import build_admin
+from agent.web.auth import BasicAuth
 from agent.web.server import WebServer
+from agent.web.webconfig import load_web_config
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ class Daemon:
         self.store = SeriesStore(cfg.agent.retention, cfg.agent.sample_interval)
         self.runner = SamplerRunner(self.store, on_run=self._on_run)
         self._ready_sent = False
+        self._reload_lock = threading.Lock()
         self.engine = RuleEngine(
             self.store, groups, time.time(), resolved_retention=cfg.rules.resolved_retention,
             state_path=cfg.agent.state_dir / "alerts.json",
@@ -52,7 +57,14 @@ class Daemon:
     def start(self) -> None:
         """Create the state dir, restore alert state, start sampling, evaluating and serving."""
         self.cfg.agent.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-        self.server = WebServer(self.cfg.http.listen, self.store, self.healthy, self.not_ready)
+        web = load_web_config(self.cfg.http.web_config) if self.cfg.http.web_config else None
+        self.server = WebServer(
+            self.cfg.http.listen, self.store, self.healthy, self.not_ready,
+            tls=web.ssl_context() if web else None,
+            basic=BasicAuth(web.users) if web and web.users else None,
+            admin=build_admin(self.cfg, self.engine, self.reload),
+            max_body=self.cfg.http.max_body_bytes,
+        )  # fmt: skip
         rules = self.cfg.rules
         assert self.engine.state_path is not None
         self.engine.restore(
@@ -123,6 +135,10 @@ class Daemon:
 
     def reload(self) -> bool:
         """Re-read config and rules; if either is bad, keep running on the old ones."""
+        with self._reload_lock:  # SIGHUP and the admin API may ask at once
+            return self._reload()
+
+    def _reload(self) -> bool:
         sdnotify.reloading()
         try:
             new = load_config(self.config_path)

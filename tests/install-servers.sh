@@ -11,6 +11,8 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || need="$need prometheus-ale
 command -v nft >/dev/null 2>&1 || need="$need nftables"
 command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
 command -v dpkg-deb >/dev/null 2>&1 || need="$need dpkg-dev"
+command -v openssl >/dev/null 2>&1 || need="$need openssl"
+[ -x /usr/bin/python3 ] || need="$need python3 python3-venv"
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then sudo=""; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else

@@ -63,10 +63,10 @@ def test_healthz_follows_the_scheduler(served: tuple[str, SeriesStore, list[bool
 def test_unknown_path_and_method(served: tuple[str, SeriesStore, list[bool]]) -> None:
     url, _, _ = served
     assert requests.get(url + "/nope", timeout=5).status_code == 404
-    assert requests.post(url + "/metrics", timeout=5).status_code == 501
+    assert requests.post(url + "/metrics", timeout=5).status_code == 405
     text = requests.get(url + "/metrics", timeout=5).text
     assert 'dsagent_http_requests_total{code="404",handler="other"} 1.0' in text
-    assert 'dsagent_http_requests_total{code="501",handler="other"} 1.0' in text
+    assert 'dsagent_http_requests_total{code="405",handler="/metrics"} 1.0' in text
 
 
 def test_malformed_request_line_is_answered_and_counted(

@@ -12,8 +12,8 @@ from typing import Any
 from agent.alerting.engine import RuleEngine
 from agent.alerting.state import Alert
 from agent.config import Config
+from agent.jsonlog import JsonLinesLog
 from agent.notify import channels
-from agent.notify.alertlog import AlertLog
 from agent.notify.dispatch import Dispatcher, build_routes
 from agent.notify.inhibit import DEFAULTS, InhibitRule, inhibited
 from agent.notify.outbox import Outbox
@@ -45,7 +45,7 @@ class Notifier:
         self.external_url = cfg.notify.external_url
         self.outbox = Outbox(state / "outbox.db")
         self.silences = SilenceStore(state)
-        self.alert_log = AlertLog(state / "alerts.log", cfg.notify.alert_log_max_bytes)
+        self.alert_log = JsonLinesLog(state / "alerts.log", cfg.notify.alert_log_max_bytes)
         self.inhibit_rules = [InhibitRule.from_config(c) for c in cfg.inhibit_rules]
         if cfg.notify.default_inhibit:
             self.inhibit_rules += DEFAULTS

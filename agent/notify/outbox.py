@@ -93,6 +93,14 @@ class Outbox:
             (due, error[:500], item.id))  # fmt: skip
         return due
 
+    def items(self, limit: int) -> list[dict[str, Any]]:
+        """Return the queue, oldest first, for the admin API."""
+        rows = self._db().execute(
+            "SELECT receiver, key, payload, created, attempts, next_at, last_error FROM outbox"
+            " ORDER BY id LIMIT ?", (limit,)).fetchall()  # fmt: skip
+        keys = ("receiver", "key", "payload", "created", "attempts", "next_at", "last_error")
+        return [{**dict(zip(keys, r, strict=True)), "payload": json.loads(r[2])} for r in rows]
+
     def stats(self) -> dict[str, tuple[int, float]]:
         """Return per receiver: pending count and the oldest pending age in seconds."""
         now = time.time()

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 import time
 from pathlib import Path
 
-from agent.config import load_config
+from agent.config import Config, load_config, split_listen
 from agent.config_errors import ConfigError
 from agent.durations import format_duration, parse_duration
-from agent.notify.silences import SilenceStore, matcher_from_cli
+from agent.notify.silences import Silence, SilenceStore, matcher_from_cli
+from agent.web.webconfig import load_web_config
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,16 +32,91 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     exp = ssub.add_parser("expire", help="end a silence now")
     exp.add_argument("id")
     for p in (add, lst, exp):
-        p.add_argument("--config", type=Path, help="config file (for agent.state_dir)")
+        p.add_argument("--config", type=Path, help="config file (for http.listen, agent.state_dir)")
+        p.add_argument("--url", help="the agent's URL (default: from http.listen)")
+        p.add_argument("--token-file", type=Path, help="admin API token (or $DSAGENT_TOKEN)")
+        p.add_argument("--ca-file", help="CA bundle to verify the agent's TLS certificate")
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    if args.token_file is not None:
+        return str(args.token_file.read_text().strip())
+    return os.environ.get("DSAGENT_TOKEN") or None
+
+
+def _base_url(args: argparse.Namespace, cfg: Config) -> str:
+    if args.url:
+        return str(args.url).rstrip("/")
+    host, port = split_listen(cfg.http.listen)
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    tls = cfg.http.web_config is not None and load_web_config(cfg.http.web_config).tls is not None
+    return f"{'https' if tls else 'http'}://{host}:{port}"
+
+
+def _api(args: argparse.Namespace, cfg: Config, token: str) -> int:
+    """Do it through the admin API, so the call is authorised and audited."""
+    import requests
+
+    url = _base_url(args, cfg) + "/api/v1/silences"
+    kw = {"headers": {"Authorization": f"Bearer {token}"}, "timeout": 10,
+          "verify": args.ca_file or True}  # fmt: skip
+    try:
+        if args.silence_command == "add":
+            body = {"matchers": args.matchers, "duration": args.duration, "comment": args.comment,
+                    "author": args.author}  # fmt: skip
+            resp = requests.post(url, json=body, **kw)  # type: ignore[arg-type]
+        elif args.silence_command == "expire":
+            resp = requests.delete(f"{url}/{args.id}", **kw)  # type: ignore[arg-type]
+        else:
+            resp = requests.get(url, **kw)  # type: ignore[arg-type]
+    except requests.RequestException as exc:
+        print(f"dsagent: cannot reach the agent at {url}: {type(exc).__name__}", file=sys.stderr)
+        return 1
+    if not resp.ok:
+        print(f"dsagent: {resp.status_code} {resp.json().get('error', '')}", file=sys.stderr)
+        return 1 if resp.status_code in (400, 404) else 2
+    return _print(args, resp.json())
+
+
+def _print(args: argparse.Namespace, data: object) -> int:
+    if args.silence_command == "add":
+        assert isinstance(data, dict)
+        until = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(data["ends_at"]))
+        print(f"{data['id']}  until {until}")
+    elif args.silence_command == "expire":
+        print(f"expired {args.id}")
+    else:
+        now = time.time()
+        for s in data if isinstance(data, list) else []:
+            silence = Silence(**s)
+            if args.all or silence.active(now):
+                left = (
+                    f"{format_duration(round(silence.ends_at - now))} left"
+                    if silence.active(now)
+                    else "expired"
+                )
+                print(
+                    f"{silence.id}  {' '.join(silence.matchers)}  {left}  by {silence.created_by}: "
+                    f"{silence.comment}"
+                )
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run a `silence` subcommand; return the exit code."""
+    """Run a `silence` subcommand through the API (with a token) or on the state dir."""
     try:
-        store = SilenceStore(load_config(args.config).agent.state_dir)
-    except ConfigError as exc:
+        cfg = load_config(args.config)
+        token = _token(args)
+    except (ConfigError, OSError) as exc:
         print(f"dsagent: {exc}", file=sys.stderr)
         return 2
+    if token is not None:
+        return _api(args, cfg, token)
+    return _local(args, SilenceStore(cfg.agent.state_dir))
+
+
+def _local(args: argparse.Namespace, store: SilenceStore) -> int:
+    """Without a token: write the state dir directly (needs its file permissions)."""
     if args.silence_command == "add":
         try:
             matchers = [matcher_from_cli(m) for m in args.matchers]
@@ -47,22 +124,10 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"dsagent: {exc}", file=sys.stderr)
             return 2
-        s = store.add(matchers, duration, args.author, args.comment)
-        print(f"{s.id}  until {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(s.ends_at))}")
-        return 0
+        return _print(args, store.add(matchers, duration, args.author, args.comment).to_json())
     if args.silence_command == "expire":
         if store.expire(args.id):
-            print(f"expired {args.id}")
-            return 0
+            return _print(args, None)
         print(f"dsagent: no active silence {args.id}", file=sys.stderr)
         return 1
-    now = time.time()
-    for s in store.load():
-        if args.all or s.active(now):
-            left = (
-                "expired"
-                if not s.active(now)
-                else f"{format_duration(round(s.ends_at - now))} left"
-            )
-            print(f"{s.id}  {' '.join(s.matchers)}  {left}  by {s.created_by}: {s.comment}")
-    return 0
+    return _print(args, [s.to_json() for s in store.load()])

@@ -43,15 +43,16 @@ class LogShipping:
         sink: Sink = ElasticsearchSink(es) if es.hosts else FileSink(state / "shipped")
         inputs = list(cfg.logs)
         if es.hosts and es.ship_alerts:
-            alerts = str(state / "alerts.log")
-            inputs.append(
-                LogInputConfig(
-                    name="dsagent-alerts",
-                    paths=[alerts],
-                    dataset="dsagent.alerts",
-                    request_stats=False,
+            for name in ("alerts", "audit"):  # the agent's own records, each to its own index
+                path = str(state / f"{name}.log")
+                inputs.append(
+                    LogInputConfig(
+                        name=f"dsagent-{name}",
+                        paths=[path],
+                        dataset=f"dsagent.{name}",
+                        request_stats=False,
+                    )
                 )
-            )
         self.shippers = [Shipper(i, sink, state, node=cfg.agent.node_name,
                                  batch_size=es.batch_size, batch_bytes=es.batch_bytes)
                          for i in inputs]  # fmt: skip

@@ -107,6 +107,20 @@ def alert_doc(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def audit_doc(record: dict[str, Any]) -> dict[str, Any]:
+    """Map one audit-log line onto ECS: who, what, the answer."""
+    return {
+        "@timestamp": record.get("@timestamp"),
+        "user": {"name": record.get("who"), "roles": [record.get("role")]},
+        "http": {"request": {"method": record.get("method")},
+                 "response": {"status_code": record.get("status")}},
+        "url": {"path": record.get("path")},
+        "source": {"ip": record.get("remote")},
+        "event": {"kind": "event", "outcome": "success" if (record.get("status") or 500) < 400
+                  else "failure", "reason": record.get("reason")},
+    }  # fmt: skip
+
+
 def to_doc(
     event: Event, cfg: LogInputConfig, node: str, dataset: str
 ) -> tuple[dict[str, Any], bool]:
@@ -119,7 +133,10 @@ def to_doc(
             record = json.loads(text)
             if not isinstance(record, dict):
                 raise ValueError("not an object")
-            doc = alert_doc(record) if dataset == "dsagent.alerts" else request_doc(record)
+            mapper = {"dsagent.alerts": alert_doc, "dsagent.audit": audit_doc}.get(
+                dataset, request_doc
+            )
+            doc = mapper(record)
         except ValueError:
             malformed = True
     if cfg.format == "text" or malformed:

@@ -1,10 +1,11 @@
-"""A small threaded HTTP server: routes, counted requests, and clean JSON errors."""
+"""A small threaded HTTP(S) server: routes, auth, counted requests, and clean JSON errors."""
 
 from __future__ import annotations
 
 import json
 import logging
 import socket
+import ssl
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -18,6 +19,8 @@ from prometheus_client.exposition import choose_encoder
 
 from agent.config import split_listen
 from agent.store import SeriesStore
+from agent.web.admin import AdminApi
+from agent.web.auth import BasicAuth
 from agent.web.exporter import SelfCollector
 from agent.web.render import Renderer
 
@@ -33,32 +36,83 @@ def json_response(code: int, body: object) -> Response:
 
 
 class Handler(BaseHTTPRequestHandler):
-    """Dispatches GET requests to the server's routes."""
+    """Dispatches requests: open health routes, /metrics (basic auth if set), /api/v1 (tokens)."""
 
     server: WebServer
     protocol_version = "HTTP/1.1"
     default_request_version = "HTTP/1.0"  # so even a garbage request line gets a status line
     server_version = "dsagent"
+    timeout = 15  # a client that stalls mid-request is dropped, not waited for
 
     def do_GET(self) -> None:
-        """Answer a GET from the route table."""
-        path = urlsplit(self.path).path
-        route = self.server.routes.get(path)
-        if route is None:
-            self._send(path, *json_response(404, {"error": f"no such endpoint: {path}"}))
-            return
-        self._send(path, *route(self))
+        """Answer a GET."""
+        self._dispatch()
 
     def do_HEAD(self) -> None:
         """Answer HEAD like GET; the body is dropped in _send."""
-        self.do_GET()
+        self._dispatch()
 
-    def _send(self, path: str, code: int, ctype: str, body: bytes) -> None:
-        handler = path if path in self.server.routes else "other"
+    def do_POST(self) -> None:
+        """Answer a POST (the admin API)."""
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        """Answer a DELETE (the admin API)."""
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        path = urlsplit(self.path).path
+        body = self._body()
+        if body is None:
+            return
+        if path.startswith("/api/"):
+            self._admin(path, body)
+            return
+        route = self.server.routes.get(path)
+        if route is None:
+            self._send(path, *json_response(404, {"error": f"no such endpoint: {path}"}))
+        elif self.command not in ("GET", "HEAD"):
+            self._send(path, *json_response(405, {"error": f"{self.command} not allowed"}))
+        elif path == "/metrics" and not self.server.scrape_allowed(self):
+            self._send(path, *json_response(401, {"error": "basic auth required"}),
+                       extra={"WWW-Authenticate": 'Basic realm="dsagent"'})  # fmt: skip
+        else:
+            self._send(path, *route(self))
+
+    def _body(self) -> bytes | None:
+        """Read a bounded body; None when the request was refused for its size."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self._send("", *json_response(400, {"error": "bad Content-Length"}))
+            return None
+        if length < 0 or length > self.server.max_body:
+            self.close_connection = True
+            self._send(
+                "", *json_response(413, {"error": f"body over {self.server.max_body} bytes"})
+            )
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _admin(self, path: str, body: bytes) -> None:
+        api = self.server.admin
+        if api is None:
+            self._send(path, *json_response(404, {"error": "the admin API is off"}))
+            return
+        headers = dict(self.headers.items())
+        code, answer = api.handle(self.command, path, headers, body, self.client_address[0])
+        extra = {"WWW-Authenticate": 'Bearer realm="dsagent"'} if code == 401 else None
+        self._send("/api", *json_response(code, answer), extra=extra)
+
+    def _send(self, path: str, code: int, ctype: str, body: bytes,
+              extra: dict[str, str] | None = None) -> None:  # fmt: skip
+        handler = path if path in self.server.routes or path == "/api" else "other"
         self.server.count(handler, code)
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -75,16 +129,20 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class WebServer(ThreadingHTTPServer):
-    """The agent's HTTP listener."""
+    """The agent's HTTP or HTTPS listener."""
 
     daemon_threads = True
+    request_queue_size = 64
 
     def __init__(self, listen: str, store: SeriesStore, healthy: Callable[[], bool],
-                 readiness: Callable[[], list[str]] | None = None) -> None:  # fmt: skip
+                 readiness: Callable[[], list[str]] | None = None, *,
+                 tls: ssl.SSLContext | None = None, basic: BasicAuth | None = None,
+                 admin: AdminApi | None = None, max_body: int = 1 << 20) -> None:  # fmt: skip
         host, port = split_listen(listen)
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), Handler)
+        self.tls, self.basic, self.admin, self.max_body = tls, basic, admin, max_body
         self.requests: Counter[tuple[str, int]] = Counter()
         self._lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=False)
@@ -96,6 +154,22 @@ class WebServer(ThreadingHTTPServer):
         }  # fmt: skip
         self.healthy = healthy
         self.readiness = readiness or (lambda: [])
+
+    def finish_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        """Do the TLS handshake on the handler's thread; a plain-HTTP client is refused here."""
+        if self.tls is not None:
+            try:
+                request.settimeout(15)
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (OSError, ssl.SSLError) as exc:
+                self.count("tls", 400)
+                log.debug("TLS handshake with %s failed: %s", client_address, exc)
+                return
+        super().finish_request(request, client_address)
+
+    def scrape_allowed(self, req: Handler) -> bool:
+        """Require basic auth on /metrics when web.yml lists users."""
+        return self.basic is None or self.basic.check(dict(req.headers.items()))
 
     def count(self, handler: str, code: int) -> None:
         """Count one answered request."""

@@ -1,18 +1,22 @@
-"""The alert log: every transition as a JSON line in the state dir, the receiver always there."""
+"""Append-only JSON-lines logs in the state dir: the alert log and the audit log."""
 
 from __future__ import annotations
 
 import json
 import os
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.notify.payload import rfc3339
+
+def rfc3339(ts: float) -> str:
+    """Format a Unix time as RFC 3339 UTC with milliseconds."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class AlertLog:
-    """Appends one JSON object per transition; rotates to .1 past a size."""
+class JsonLinesLog:
+    """Appends one JSON object per event; rotates to .1 past a size."""
 
     def __init__(self, path: Path, max_bytes: int) -> None:
         self.path, self.max_bytes = path, max_bytes
