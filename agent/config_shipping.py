@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from agent.config_types import Duration, Section
+from agent.config_types import Duration, Regex, Section
 
 
 class LogInputConfig(Section):
@@ -16,22 +16,10 @@ class LogInputConfig(Section):
     name: str = Field(min_length=1)
     paths: list[str] = Field(min_length=1)
     format: Literal["json", "text"] = "json"
-    multiline: str | None = None  # regex a first line matches; other lines continue the event
+    multiline: Regex | None = None  # regex a first line matches; other lines continue the event
     dataset: str | None = None  # default: llm.inference for json, dsagent.node for text
     fields: dict[str, str] = Field(default_factory=dict)
     request_stats: bool = True  # json request logs feed latency, QPS and error series
-
-    @field_validator("multiline")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        import re
-
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from None
-        return value
 
 
 class ElasticsearchConfig(Section):

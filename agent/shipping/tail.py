@@ -77,22 +77,26 @@ class Tailer:
         fh.seek(offset)
         self.files[(st.st_dev, st.st_ino)] = Tracked(st.st_dev, st.st_ino, gen, path, fh, offset)
 
-    def discover(self) -> None:
-        """Open files that newly match the globs (new files are picked up while running)."""
+    def _matching(self) -> Iterator[tuple[str, os.stat_result]]:
+        """Yield each file the globs match now, with its stat."""
         for pattern in self.patterns:
             for path in glob.glob(pattern):
                 try:
-                    st = os.stat(path)
+                    yield path, os.stat(path)
                 except OSError:
                     continue
-                ident = (st.st_dev, st.st_ino)
-                if ident in self.files:
-                    self.files[ident].path = path
-                    continue
-                key = f"{st.st_dev}:{st.st_ino}:"
-                gen = max([int(k.rsplit(":", 1)[1]) for k in self.registry.entries
-                           if k.startswith(key)] or [0])  # fmt: skip
-                self._open(path, st, gen, self.registry.offset(f"{key}{gen}"))
+
+    def discover(self) -> None:
+        """Open files that newly match the globs (new files are picked up while running)."""
+        for path, st in self._matching():
+            ident = (st.st_dev, st.st_ino)
+            if ident in self.files:
+                self.files[ident].path = path
+                continue
+            key = f"{st.st_dev}:{st.st_ino}:"
+            gen = max([int(k.rsplit(":", 1)[1]) for k in self.registry.entries
+                       if k.startswith(key)] or [0])  # fmt: skip
+            self._open(path, st, gen, self.registry.offset(f"{key}{gen}"))
 
     def lines(self, max_bytes: int) -> Iterator[Line]:
         """Yield complete new lines from every file, at most about max_bytes in all."""
@@ -132,14 +136,7 @@ class Tailer:
 
     def close_finished(self) -> set[str]:
         """Close files renamed away that have been read to their end; return their keys."""
-        current = set()
-        for pattern in self.patterns:
-            for path in glob.glob(pattern):
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    continue
-                current.add((st.st_dev, st.st_ino))
+        current = {(st.st_dev, st.st_ino) for _, st in self._matching()}
         done = set()
         for ident, t in list(self.files.items()):
             if ident not in current and t.idle >= 3:
