@@ -20,7 +20,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     sim.add_argument("--port", type=int, default=8000)
     sim.add_argument("--model", default="deepseek-v3")
     sim.add_argument("--log", type=Path, help="append JSON request logs here")
-    demo = sub.add_parser("demo", help="a one-minute tour: simulator, agent, alerts, webhook")
+    demo = sub.add_parser("demo", help="a 90-second tour: simulator, agent, alerts, webhook")
     demo.add_argument("--keep", action="store_true", help="keep the demo's files afterwards")
 
 
