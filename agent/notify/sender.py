@@ -6,10 +6,12 @@ import logging
 import threading
 import time
 from collections import Counter
-
-import requests
+from typing import TYPE_CHECKING
 
 from agent.notify.channels import Channel
+
+if TYPE_CHECKING:
+    pass
 from agent.notify.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,9 @@ class Sender(threading.Thread):
         self.timeout, self.counts = timeout, counts
         self.stopping = threading.Event()
         self._failing = False
+        import requests  # only with receivers configured: 6 MB the default run need not hold
+
+        self._requests = requests
         self._session = requests.Session()
 
     def run(self) -> None:
@@ -57,7 +62,7 @@ class Sender(threading.Thread):
         url, body, headers = self.channel.request(payload, key)
         try:
             resp = self._session.post(url, data=body, headers=headers, timeout=self.timeout)
-        except requests.RequestException as exc:
+        except self._requests.RequestException as exc:
             return type(exc).__name__
         if self.channel.accepted(resp.status_code, resp.text):
             return None

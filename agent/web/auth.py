@@ -11,8 +11,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import bcrypt
-
 from agent.config import TokenConfig
 
 ROLES = {"viewer": 0, "operator": 1, "admin": 2}
@@ -73,6 +71,8 @@ class BasicAuth:
         key = hashlib.sha256(f"{user}\0{password}".encode()).digest()
         if key in self._good:
             return True
+        import bcrypt  # only when web.yml has users
+
         hashed = self.users.get(user)
         try:
             ok = hashed is not None and bcrypt.checkpw(password.encode(), hashed)
