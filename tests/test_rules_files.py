@@ -120,3 +120,28 @@ def test_humanize_functions_match_prometheus() -> None:
     assert t.render({"gpu": "7"}, 1234567.0) == "1.235M 1.235e+08% 14d 6h 56m 7s 7 1234567.0"
     assert humanize(0.0012) == "1.2m"
     assert Template("{{ $value | humanizeDuration }}").render({}, 0.25) == "250ms"
+
+
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        ("1+2x3", [1.0, 3.0, 5.0, 7.0]),
+        ("5x2", [5.0, 5.0, 5.0]),
+        ("_x2", [None, None]),
+        ("1 _ 3", [1.0, None, 3.0]),
+        ("10-1x2", [10.0, 9.0, 8.0]),
+        ("0.95", [0.95]),
+        ("stale", [None]),
+    ],
+)
+def test_promtool_expanding_notation(text: str, values: list[float | None]) -> None:
+    from agent.alerting.promtest import expand_values
+
+    assert expand_values(text) == values
+
+
+def test_bad_series_notation_is_a_value_error() -> None:
+    from agent.alerting.promtest import expand_values
+
+    with pytest.raises(ValueError, match="bad series value"):
+        expand_values("1+x")
