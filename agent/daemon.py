@@ -77,7 +77,8 @@ class Daemon:
             )
         )
         samplers = build_samplers(self.cfg)
-        self._schedule(samplers, start=True)
+        self._schedule(samplers)
+        self.runner.start()
         self.server.serve_in_thread()
         log.info(
             "dsagent started: node %s, listening on %s, %d samplers (%s), %d rules, every %gs",
@@ -92,7 +93,7 @@ class Daemon:
             self._ready_sent = True
             sdnotify.notify("READY=1", f"STATUS=sampling every {self.cfg.agent.sample_interval:g}s")
 
-    def _schedule(self, samplers: list[Sampler], start: bool = False) -> None:
+    def _schedule(self, samplers: list[Sampler]) -> None:
         notifier = Notifier(self.cfg, self.engine)
         rules = [RuleGroupJob(self.engine, g) for g in self.engine.groups]
         shipping = build_shipping(self.cfg)
@@ -103,10 +104,7 @@ class Daemon:
             every["watchdog"] = watchdog
         late = [*(job.name for job in rules), notifier.name]
         interval = self.cfg.agent.sample_interval
-        if start:
-            self.runner.start(jobs, interval, every, late)
-        else:
-            self.runner.schedule(jobs, interval, every, late)  # closes the old notifier, shippers
+        self.runner.schedule(jobs, interval, every, late)  # closes the old notifier, shippers
         notifier.start()
         if shipping:
             shipping.start()

@@ -16,7 +16,7 @@ from pynvml import NVMLError
 log = logging.getLogger(__name__)
 
 # pynvml error codes (stable in NVML's ABI); named here so the fake and the real module agree.
-NOT_SUPPORTED, NOT_FOUND, NO_PERMISSION = 3, 6, 4
+NOT_SUPPORTED = 3
 UNINITIALIZED, DRIVER_NOT_LOADED, TIMEOUT, LIBRARY_NOT_FOUND = 1, 9, 10, 12
 GPU_IS_LOST, RM_VERSION_MISMATCH = 15, 18
 SESSION_DOWN = {UNINITIALIZED, DRIVER_NOT_LOADED, LIBRARY_NOT_FOUND, RM_VERSION_MISMATCH}

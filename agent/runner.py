@@ -57,15 +57,8 @@ class SamplerRunner:
         self.scheduler.add_listener(self._on_skip, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         store.describe(METRICS)
 
-    def start(
-        self,
-        samplers: Sequence[Sampler],
-        interval: float,
-        intervals: Mapping[str, float] | None = None,
-        late: Sequence[str] = (),
-    ) -> None:
-        """Schedule the samplers and start the scheduler."""
-        self.schedule(samplers, interval, intervals, late)
+    def start(self) -> None:
+        """Start the scheduler on the jobs given to schedule()."""
         self.scheduler.start()
 
     def schedule(

@@ -6,7 +6,7 @@ import bisect
 import threading
 from array import array
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 Labels = tuple[tuple[str, str], ...]
@@ -120,7 +120,6 @@ class StoreStats:
 
     out_of_order: int = 0
     evicted: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class SeriesStore:

@@ -63,7 +63,8 @@ def test_overrunning_sampler_is_skipped_and_counted_never_stacked() -> None:
     store = SeriesStore()
     slow = Fake("slow", sleep=2.5)
     runner = SamplerRunner(store)
-    runner.start([slow], 1.0)
+    runner.schedule([slow], 1.0)
+    runner.start()
     try:
         wait_for(lambda: runner.skipped["slow"] >= 2, timeout=10, what="skips")
     finally:
@@ -86,7 +87,8 @@ def test_real_runs_land_on_the_grid_without_accumulating_lateness() -> None:
     store = SeriesStore()
     tick = Fake("tick")
     runner = SamplerRunner(store)
-    runner.start([tick], 1.0)
+    runner.schedule([tick], 1.0)
+    runner.start()
     try:
         wait_for(lambda: len(tick.runs) >= 6, timeout=12, what="six runs")
     finally:

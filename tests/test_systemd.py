@@ -118,7 +118,8 @@ def test_a_stalled_scheduler_stops_the_watchdog(
 ) -> None:
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
     runner = SamplerRunner(SeriesStore())
-    runner.start([sdnotify.Watchdog()], 1.0, {"watchdog": 0.2})
+    runner.schedule([sdnotify.Watchdog()], 1.0, {"watchdog": 0.2})
+    runner.start()
     try:
         wait_for(lambda: len(notify_socket.seen("WATCHDOG=1")) >= 3, 5, "beats")
         runner.scheduler.pause()  # the scheduler's loop stops

@@ -8,8 +8,6 @@ from collections.abc import Iterator, Sequence
 from agent.alerting.rules import Group, Rule
 from agent.durations import format_duration
 
-INVERSE = {">": "<=", ">=": "<", "<": ">=", "<=": ">", "==": "!=", "!=": "=="}
-
 
 def _q(text: str) -> str:
     return json.dumps(text)  # a JSON string is a valid YAML scalar

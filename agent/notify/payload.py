@@ -5,19 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
+from agent import jsonlog
 from agent.alerting.state import Alert
 
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's "not ended"
 
 
 def rfc3339(ts: float | None) -> str:
-    """Format a Unix time as RFC 3339 UTC, as Alertmanager does."""
-    if ts is None:
-        return ZERO_TIME
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Format a Unix time as RFC 3339 UTC, as Alertmanager does; None is its 'not ended'."""
+    return ZERO_TIME if ts is None else jsonlog.rfc3339(ts)
 
 
 def fingerprint(labels: Mapping[str, str]) -> str:

@@ -61,11 +61,6 @@ class Assembler:
             if event is not None:
                 yield event
 
-    def held_from(self, key: str) -> int | None:
-        """Where the held (incomplete) event of a file starts: offsets stop short of it."""
-        event = self.pending.get(key)
-        return event.start if event else None
-
 
 def doc_id(key: str, offset: int) -> str:
     """Return the id of a document: its file and offset, so a replay collides, never doubles."""

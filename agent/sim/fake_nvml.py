@@ -57,6 +57,9 @@ class FakeNvml:
         self.driver_loaded = True
         self._start = clock()
         self._rng = random.Random(7)
+        self.pending_xids: list[
+            tuple[int, int]
+        ] = []  # (gpu, xid) raised when events are registered
 
     def __getattr__(self, name: str) -> Any:
         return getattr(pynvml, name)
@@ -78,8 +81,6 @@ class FakeNvml:
         elif name == "xid_burst":
             fake.pending_xids = [(0, 79), (0, 79), (0, 48)]
         return fake
-
-    pending_xids: list[tuple[int, int]] = []  # noqa: RUF012  (replaced per instance)
 
     # --- lifecycle -----------------------------------------------------------------
     def nvmlInit(self) -> None:

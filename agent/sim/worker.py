@@ -14,6 +14,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from agent.jsonlog import rfc3339
+
 MODES = ("ok", "hang", "loading", "error", "slow_first_token")
 BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 
@@ -52,12 +54,6 @@ class SimMetrics:
             metric.labels(model)  # series exist from the start, as vLLM's do
         self.cache.labels(model).set(0.2)
         self.waiting.labels(model).set(0)
-
-
-def iso_now() -> str:
-    """Return the current UTC time in RFC 3339 with milliseconds."""
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
 
 
 class Simulator:
@@ -99,7 +95,7 @@ class Simulator:
             m.e2e.labels(self.model).observe(total)
         status = 500 if failed else 200
         self.write_log({
-            "timestamp": iso_now(),
+            "timestamp": rfc3339(time.time()),
             "request_id": uuid.uuid4().hex, "model_version": self.model,
             "input_length": len(prompt.split()), "output_length": out,
             "latency_ms": round(total * 1000, 1), "gpu_util": b.gpu_util,
