@@ -84,10 +84,11 @@ class Notifier:
             alerts = [a for a in self.engine.all_alerts() if a.state != "pending"]
             dicts = [alert_dict(a, self.node, self.external_url) for a in alerts]
             firing = [d["labels"] for d in dicts if d["status"] == "firing"]
+            silences = self.silences.active(now)  # once per flush, not once per alert
             keep: list[dict[str, Any]] = []
             for alert, d in zip(alerts, dicts, strict=True):
                 muted = (alert.inhibited or inhibited(d["labels"], firing, self.inhibit_rules)
-                         or self.silences.silencing(d["labels"], now) is not None)  # fmt: skip
+                         or any(s.matches(d["labels"]) for s in silences))  # fmt: skip
                 if not muted:
                     keep.append(d)
             self.suppressed = len(dicts) - len(keep)

@@ -81,9 +81,13 @@ class SilenceStore:
             self._mtime = mtime
         return list(self._cache)
 
+    def active(self, now: float) -> list[Silence]:
+        """Return the silences in force now (the file is read only if it changed)."""
+        return [s for s in self.load() if s.active(now)]
+
     def silencing(self, labels: Mapping[str, str], now: float) -> Silence | None:
         """Return the active silence that mutes these labels, if any."""
-        return next((s for s in self.load() if s.active(now) and s.matches(labels)), None)
+        return next((s for s in self.active(now) if s.matches(labels)), None)
 
     @contextmanager
     def _locked(self) -> Iterator[list[Silence]]:
