@@ -125,4 +125,7 @@ class Node:
         """Return the number of documents after a refresh."""
         requests.post(f"{self.url}/{index}/_refresh", timeout=60)
         resp = requests.get(f"{self.url}/{index}/_count", timeout=60)
-        return int(resp.json()["count"]) if resp.status_code != 404 else 0
+        if resp.status_code in (404, 503):  # not created yet, or its shard still allocating
+            return 0
+        resp.raise_for_status()
+        return int(resp.json()["count"])
