@@ -36,7 +36,7 @@ def sample(name: str, value: float, **labels: object) -> Sample:
 class Ring:
     """Fixed-capacity ring of (timestamp, value) pairs kept in two float arrays."""
 
-    __slots__ = ("_head", "_len", "_newest", "_ts", "_vals")
+    __slots__ = ("_head", "_latest", "_len", "_newest", "_since", "_ts", "_vals")
 
     def __init__(self, capacity: int) -> None:
         self._ts = array("d", bytes(8 * capacity))
@@ -44,9 +44,16 @@ class Ring:
         self._head = 0
         self._len = 0
         self._newest = float("-inf")
+        self._latest = 0.0  # the newest value, kept apart: every scrape and render reads it
+        self._since = 0.0  # when the run of samples equal to the newest value began
 
     def __len__(self) -> int:
         return self._len
+
+    @property
+    def newest(self) -> float:
+        """The newest timestamp (-inf while empty)."""
+        return self._newest
 
     def _find(self, t: float, right: bool) -> int:
         """Bisect for a timestamp on the (at most two) contiguous segments, in C."""
@@ -62,29 +69,40 @@ class Ring:
 
     def last(self) -> tuple[float, float] | None:
         """Return the newest (timestamp, value), if any."""
-        if not self._len:
-            return None
-        i = (self._head + self._len - 1) % len(self._ts)
-        return self._ts[i], self._vals[i]
+        return (self._newest, self._latest) if self._len else None
 
     def append(self, ts: float, value: float) -> bool:
         """Add a sample; refuse (False) one older than or equal to the newest."""
         if ts <= self._newest:
             return False
-        self._newest = ts
-        cap = len(self._ts)
-        i = (self._head + self._len) % cap
+        if value != self._latest or not self._len:
+            self._since = ts
+        self._newest, self._latest = ts, value
+        cap, head, n = len(self._ts), self._head, self._len
+        i = head + n - cap if head + n >= cap else head + n
         self._ts[i], self._vals[i] = ts, value
-        if self._len < cap:
-            self._len += 1
+        if n < cap:
+            self._len = n + 1
         else:
-            self._head = (self._head + 1) % cap
+            self._head = 0 if head + 1 == cap else head + 1
         return True
 
     def between(self, start: float, end: float) -> tuple[array[float], array[float]]:
         """Return the timestamps and values with start <= ts <= end, oldest first."""
         lo, hi = self._find(start, False), self._find(end, True)
         return self._slice(self._ts, lo, hi), self._slice(self._vals, lo, hi)
+
+    def steady(self, start: float, end: float) -> tuple[int, float] | None:
+        """If every sample in [start, end] has the newest value, return (how many, the value).
+
+        Most GPU series are flags and counters that do not move; their windows need no copy.
+        The run must reach back to `start`, or to the oldest sample held.
+        """
+        if not self._len or not start <= self._newest <= end:
+            return None
+        if self._since > start and self._since > self._ts[self._head]:
+            return None
+        return self._len - self._find(start, False), self._latest
 
     def newest_between(self, start: float, end: float) -> tuple[float, float] | None:
         """Return the newest (timestamp, value) with start <= ts <= end."""
@@ -103,15 +121,28 @@ class Ring:
         return arr[a:b] if a < b else arr[a:] + arr[:b]
 
 
+class Source:
+    """One sampler, as the store sees it: when its latest run was."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last = float("-inf")
+
+
 @dataclass(eq=False, slots=True)
 class Series:
     """One labelled series: its ring buffer and which sampler owns it."""
 
     name: str
     labels: Labels
-    source: str
+    source: Source
     ring: Ring
-    stale: bool = False
+
+    @property
+    def stale(self) -> bool:
+        """True when the series was missing from its sampler's latest run."""
+        return self.ring.newest < self.source.last
 
 
 @dataclass
@@ -131,7 +162,7 @@ class SeriesStore:
         self.stats = StoreStats()
         self._lock = threading.Lock()
         self._by_name: dict[str, dict[Labels, Series]] = {}
-        self._by_source: dict[str, set[Series]] = {}
+        self._sources: dict[str, Source] = {}
         self._meta: dict[str, MetricInfo] = {}
         self._last_evict = 0.0
         self._versions: dict[str, int] = {}  # bumped when a family gains or loses a series
@@ -149,22 +180,20 @@ class SeriesStore:
     def ingest(self, source: str, samples: Iterable[Sample], ts: float) -> None:
         """Append one run's samples; the source's series missing from it turn stale."""
         with self._lock:
-            seen: set[Series] = set()
+            src = self._sources.get(source) or self._sources.setdefault(source, Source())
+            src.last = ts  # a series whose newest sample is older than this is stale
+            by_name = self._by_name
             for s in samples:
-                series = self._series(s.name, s.labels, source)
-                if series.ring.append(ts, s.value):
-                    series.stale = False
-                else:
+                family = by_name.get(s.name)
+                series = family.get(s.labels) if family is not None else None
+                if series is None:
+                    series = self._series(s.name, s.labels, src)
+                if not series.ring.append(ts, s.value):
                     self.stats.out_of_order += 1
-                seen.add(series)
-            owned = self._by_source.setdefault(source, set())
-            for series in owned - seen:
-                series.stale = True
-            owned |= seen
             if ts - self._last_evict >= 60.0:
                 self._evict(ts)
 
-    def _series(self, name: str, labels: Labels, source: str) -> Series:
+    def _series(self, name: str, labels: Labels, source: Source) -> Series:
         family = self._by_name.setdefault(name, {})
         series = family.get(labels)
         if series is None:
@@ -182,7 +211,6 @@ class SeriesStore:
                 if newest is None or newest[0] < horizon:
                     del family[labels]
                     self._versions[name] = self._versions.get(name, 0) + 1
-                    self._by_source.get(series.source, set()).discard(series)
                     self.stats.evicted += 1
             if not family:
                 del self._by_name[name]
@@ -213,21 +241,35 @@ class SeriesStore:
         with self._lock:
             return series.ring.between(start, end)
 
+    def steady(self, series: Series, start: float, end: float) -> tuple[int, float] | None:
+        """Return (count, value) if a series held one value throughout [start, end]."""
+        with self._lock:
+            return series.ring.steady(start, end)
+
     def newest(self, series: Series, start: float, end: float) -> tuple[float, float] | None:
         """Return a series' newest sample inside [start, end]."""
         with self._lock:
             return series.ring.newest_between(start, end)
 
-    def current(self) -> Iterator[tuple[str, Labels, float]]:
-        """Yield the newest value of every series that is not stale."""
+    def live(self) -> list[tuple[str, list[tuple[Series, float]]]]:
+        """Return each family's series that are not stale, with their newest values, by name."""
+        out = []
         with self._lock:
-            rows = [
-                (name, labels, last[1])
-                for name, family in self._by_name.items()
-                for labels, series in family.items()
-                if not series.stale and (last := series.ring.last()) is not None
-            ]
-        yield from rows
+            for name in sorted(self._by_name):
+                rows = [
+                    (series, last[1])
+                    for series in self._by_name[name].values()
+                    if not series.stale and (last := series.ring.last()) is not None
+                ]
+                if rows:
+                    out.append((name, rows))
+        return out
+
+    def current(self) -> Iterator[tuple[str, Labels, float]]:
+        """Yield (name, labels, newest value) of every series that is not stale."""
+        for name, rows in self.live():
+            for series, value in rows:
+                yield name, series.labels, value
 
     def names(self) -> list[str]:
         """Return every metric name held."""

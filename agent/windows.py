@@ -61,3 +61,13 @@ def quantile(q: float, vals: Sequence[float]) -> float | None:
     hi = min(lo + 1, len(ordered) - 1)
     weight = rank - lo
     return ordered[lo] * (1 - weight) + ordered[hi] * weight
+
+
+def steady(func: str, q: float | None, count: int, value: float) -> float | None:
+    """Return a window function over `count` samples that all equal `value`, without them."""
+    if func in ("increase", "rate"):
+        return 0.0 if count >= 2 else None
+    if func == "quantile_over_time":
+        assert q is not None
+        return quantile(q, [value])
+    return value

@@ -87,3 +87,28 @@ def test_cached_label_text_is_reused_and_bounded() -> None:
     first = renderer.render(False)
     assert renderer.render(False) == first
     assert len(renderer._labels) == 3
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(values, min_size=3, max_size=3), min_size=1, max_size=6))
+def test_each_scrape_shows_the_newest_values_however_few_moved(rounds: list[list[float]]) -> None:
+    store = SeriesStore()
+    renderer = Renderer(store)
+    for ts, round_values in enumerate(rounds, start=1):
+        store.ingest("s", [sample("v", x, gpu=str(i)) for i, x in enumerate(round_values)], ts)
+        got = {
+            s.labels["gpu"]: s.value
+            for fam in parse_text(renderer.render(False))
+            for s in fam.samples
+        }
+        want = dict(enumerate(round_values))
+        assert {k: str(v) for k, v in got.items()} == {str(k): str(v) for k, v in want.items()}
+
+
+def test_lines_of_evicted_series_do_not_pile_up() -> None:
+    store = SeriesStore(retention=10.0)
+    renderer = Renderer(store)
+    for ts in range(0, 3000, 20):  # each series lives one round, then is evicted
+        store.ingest(f"s{ts}", [sample("v", 1.0, run=str(ts + i)) for i in range(20)], float(ts))
+        renderer.render(False)
+    assert len(renderer._lines) <= 2 * store.series_count() + 1000

@@ -5,6 +5,9 @@ import tracemalloc
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent import windows
+from agent.alerting.expr import FUNCTIONS as FUNCS
+from agent.alerting.expr import _apply, parse_expr
 from agent.store import Ring, SeriesStore, sample
 
 times = st.lists(st.floats(min_value=0, max_value=1e6, allow_nan=False), max_size=60)
@@ -94,3 +97,44 @@ def test_memory_stays_flat_over_24h_of_synthetic_time() -> None:
     assert store.series_count() <= 8 + 2 * 17
     assert store.stats.evicted >= 2 * 60 * 23
     assert after_24h - after_2h < 64 * 1024, "store grew over 22 synthetic hours"
+
+
+@given(
+    capacity=st.integers(min_value=1, max_value=30),
+    values=st.lists(st.sampled_from([0.0, 1.0, 2.5, float("nan")]), min_size=1, max_size=60),
+    back=st.floats(0, 8),  # the window starts this far behind the newest sample
+    width=st.floats(0, 10),
+    func=st.sampled_from(FUNCS),
+)
+def test_a_steady_window_gives_what_reading_it_would(
+    capacity: int, values: list[float], back: float, width: float, func: str
+) -> None:
+    ring = Ring(capacity)
+    for i, value in enumerate(values):
+        ring.append(float(i), value)
+    start = len(values) - 1 - back
+    steady = ring.steady(start, start + width)
+    ts, vals = ring.between(start, start + width)
+    if steady is None:  # declining is always correct: the window is then read
+        return
+    assert steady[0] == len(vals) and {str(v) for v in vals} == {str(steady[1])}
+    expr = parse_expr(f"{func}(x[1m])" if func != "quantile_over_time" else f"{func}(0.9, x[1m])")
+    full = _apply(expr, ts, vals)
+    short = windows.steady(func, expr.q, *steady)
+    assert str(short) == str(full)
+
+
+def test_a_flag_that_stays_zero_is_steady_and_a_moving_value_is_not() -> None:
+    flag, util = Ring(100), Ring(100)
+    for i in range(100):
+        flag.append(float(i), 0.0)
+        util.append(float(i), float(i % 7))
+    assert flag.steady(40.0, 99.0) == (60, 0.0)
+    assert util.steady(40.0, 99.0) is None
+    flag.append(100.0, 1.0)  # the flag goes up: only a window after that is steady
+    assert flag.steady(40.0, 100.0) is None
+    assert flag.steady(100.0, 100.0) == (1, 1.0)
+    young = Ring(100)  # younger than the window: steady over all it holds
+    for i in range(10):
+        young.append(float(i), 0.0)
+    assert young.steady(-50.0, 9.0) == (10, 0.0)

@@ -89,6 +89,8 @@ def evaluate(expr: Expr, store: SeriesStore, at: float,
         if expr.func is None:
             newest = None if series.stale else store.newest(series, at - LOOKBACK, at)
             value: float | None = newest[1] if newest else None
+        elif (steady := store.steady(series, at - expr.range, at)) is not None:
+            value = windows.steady(expr.func, expr.q, *steady)
         else:
             ts, vals = store.window(series, at - expr.range, at)
             value = _apply(expr, ts, vals)

@@ -1,17 +1,17 @@
 """Exposition of the store in Prometheus text 0.0.4 or OpenMetrics 1.0, label strings cached.
 
 prometheus_client validates and escapes every label of every sample on every scrape; with
-hundreds of GPU series that was most of the agent's CPU. Label sets repeat from scrape to
-scrape, so each is escaped once here. tests/test_render.py checks the output against
+hundreds of GPU series that was most of the agent's CPU. Series repeat from scrape to scrape
+and many values do not move (limits, totals, throttle flags), so each series' line is kept
+with the value it was rendered for. tests/test_render.py checks the output against
 prometheus_client's own parsers.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 
-from agent.store import Labels, SeriesStore
+from agent.store import Labels, Series, SeriesStore
 
 _CACHE_LIMIT = 50_000
 
@@ -42,6 +42,8 @@ class Renderer:
     def __init__(self, store: SeriesStore) -> None:
         self.store = store
         self._labels: dict[Labels, str] = {}
+        self._lines: dict[Series, tuple[float, str]] = {}  # series -> (value, its line)
+        self._heads: dict[tuple[str, bool], tuple[object, str]] = {}
 
     def _label_text(self, labels: Labels) -> str:
         text = self._labels.get(labels)
@@ -52,19 +54,34 @@ class Renderer:
             text = self._labels[labels] = f"{{{pairs}}}" if labels else ""
         return text
 
+    def _line(self, name: str, series: Series, value: float) -> str:
+        cached = self._lines.get(series)
+        if cached is not None and cached[0] == value:  # NaN never equals: re-rendered, fine
+            return cached[1]
+        line = f"{name}{self._label_text(series.labels)} {format_value(value)}\n"
+        self._lines[series] = (value, line)
+        return line
+
+    def _head(self, name: str, openmetrics: bool) -> str:
+        info = self.store.info(name)
+        cached = self._heads.get((name, openmetrics))
+        if cached is not None and cached[0] == info:
+            return cached[1]
+        family = name.removesuffix("_total") if openmetrics and info.kind == "counter" else name
+        head = (
+            f"# HELP {family} {escape_help(info.help, openmetrics)}\n# TYPE {family} {info.kind}\n"
+        )
+        self._heads[(name, openmetrics)] = (info, head)
+        return head
+
     def render(self, openmetrics: bool) -> str:
         """Return every live series as exposition text (without OpenMetrics' # EOF)."""
-        families: dict[str, list[tuple[Labels, float]]] = defaultdict(list)
-        for name, labels, value in self.store.current():
-            families[name].append((labels, value))
+        families = self.store.live()
+        if len(self._lines) > 2 * sum(len(rows) for _, rows in families) + 1000:
+            self._lines.clear()  # evicted series: start over, stay bounded
         out: list[str] = []
-        for name in sorted(families):
-            info = self.store.info(name)
-            family = name.removesuffix("_total") if openmetrics and info.kind == "counter" else name
-            out.append(f"# HELP {family} {escape_help(info.help, openmetrics)}\n")
-            out.append(f"# TYPE {family} {info.kind}\n")
-            out.extend(
-                f"{name}{self._label_text(labels)} {format_value(value)}\n"
-                for labels, value in sorted(families[name])
-            )
+        for name, rows in families:
+            out.append(self._head(name, openmetrics))
+            # Sorting the lines sorts the family by its label text: stable output, C speed.
+            out.extend(sorted([self._line(name, series, value) for series, value in rows]))
         return "".join(out)
