@@ -7,11 +7,13 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 from pynvml import NVMLError
+
+from agent.store import Labels
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +34,22 @@ class NvmlDown(Exception):
 
 @dataclass(frozen=True)
 class Device:
-    """One GPU's handle and identity labels."""
+    """One GPU's handle, identity labels, and the fields it answered NotSupported for."""
 
     index: int
     handle: Any
-    labels: tuple[tuple[str, str], ...]
+    labels: Labels
+    unsupported: set[str] = field(default_factory=set, compare=False)
+    _labelled: dict[Labels, Labels] = field(default_factory=dict, compare=False, repr=False)
+
+    def labelled(self, extra: Labels) -> Labels:
+        """Return the GPU's labels plus extra ones, sorted once and remembered."""
+        if not extra:
+            return self.labels
+        labels = self._labelled.get(extra)
+        if labels is None:
+            labels = self._labelled[extra] = tuple(sorted(self.labels + extra))
+        return labels
 
 
 def load_pynvml() -> ModuleType:
@@ -124,11 +137,21 @@ def classify(exc: NVMLError) -> Exception:
     return LookupError(str(exc))
 
 
-def field(call: Callable[[], Any]) -> Any:
-    """Read one NVML value; None when this GPU does not support it (never a fake 0)."""
+def ask(dev: Device, key: str, call: Callable[..., Any], *args: Any) -> Any:
+    """Read one NVML value of a GPU; None when it lacks the field (never a fake 0).
+
+    A NotSupported answer holds for the session, so that field is not asked again: on real
+    hardware each refused call is a driver round trip, and with the exception it raises,
+    the dearest call of a round.
+    """
+    if key in dev.unsupported:
+        return None
     try:
-        return call()
+        return call(*args)
     except NVMLError as exc:
+        if exc.value == NOT_SUPPORTED:
+            dev.unsupported.add(key)
+            return None
         mapped = classify(exc)
         if isinstance(mapped, LookupError):
             return None

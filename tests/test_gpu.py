@@ -94,6 +94,31 @@ def test_unsupported_fields_are_absent_never_zero(closing: list[GpuSampler]) -> 
     assert {"gpu_up", "gpu_utilization_ratio", "gpu_temperature_celsius"} <= present
 
 
+class CountingNvml(FakeNvml):
+    """The fake, counting the fan-speed calls that reach it."""
+
+    fan_calls = 0
+
+    def nvmlDeviceGetFanSpeed(self, h: FakeGpu) -> int:
+        self.fan_calls += 1
+        return super().nvmlDeviceGetFanSpeed(h)
+
+
+def test_a_field_refused_as_not_supported_is_not_asked_again(closing: list[GpuSampler]) -> None:
+    fake = CountingNvml([FakeGpu(0), FakeGpu(1, unsupported=set())])
+    sampler = make(fake, retry=0.0)
+    closing.append(sampler)
+    for _ in range(3):
+        samples = sampler.sample(time.time())
+    assert fake.fan_calls == 1 + 3  # GPU 0 (no fan) once; GPU 1 every round
+    assert by_gpu(samples, "gpu_fan_speed_ratio") == {"1": 0.4}
+    fake.driver_loaded = False  # a new session (the driver reloaded) asks again
+    sampler.sample(time.time())
+    fake.driver_loaded = True
+    sampler.sample(time.time())
+    assert fake.fan_calls == 1 + 3 + 2
+
+
 def test_throttling_shows_one_series_per_reason(closing: list[GpuSampler]) -> None:
     sampler = make(FakeNvml.scenario(1, "throttle"))
     closing.append(sampler)

@@ -8,27 +8,57 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from agent.config import Config
-from agent.nvml import Device, GpuLost, NvmlDown, NvmlSession, field, load_pynvml
-from agent.samplers.gpu_fields import METRICS, Reading, read_gpu
+from agent.nvml import Device, GpuLost, NvmlDown, NvmlSession, ask, load_pynvml
+from agent.samplers.gpu_fields import METRICS, read_gpu
 from agent.samplers.gpu_xid import XidWatcher
-from agent.store import Labels, Sample
+from agent.store import Sample
 from agent.workers import WorkerMap
 
 log = logging.getLogger(__name__)
 
-GpuRead = tuple[list[Reading], list[tuple[int, float]]]  # fields, (pid, bytes)
+GpuRead = tuple[list[Sample], list[tuple[int, float]]]  # fields, (pid, bytes)
+PASSES = 2  # reads of the GPUs behind a hung one, within a round
 
 
 def _read(nvml: Any, dev: Device) -> GpuRead:
-    """Everything read from one GPU in one worker thread."""
-    readings = read_gpu(nvml, dev.handle)
-    procs = field(lambda: nvml.nvmlDeviceGetComputeRunningProcesses(dev.handle)) or []
-    usage = [(int(p.pid), float(p.usedGpuMemory)) for p in procs if p.usedGpuMemory is not None]
+    """Everything read from one GPU."""
+    readings = read_gpu(nvml, dev)
+    procs = ask(dev, "processes", nvml.nvmlDeviceGetComputeRunningProcesses, dev.handle)
+    usage = [
+        (int(p.pid), float(p.usedGpuMemory)) for p in procs or () if p.usedGpuMemory is not None
+    ]
     return readings, usage
 
 
+class Batch:
+    """Reads GPUs one after another on one thread; the caller can tell which one it is stuck on."""
+
+    def __init__(self, devices: list[Device]) -> None:
+        self.devices = devices
+        self.results: dict[int, GpuRead | GpuLost] = {}
+        self.current = -1
+        self.cancelled = False
+
+    def run(self, nvml: Any) -> None:
+        """Read each GPU until done or cancelled; NvmlDown ends the batch and reaches the caller."""
+        for dev in self.devices:
+            if self.cancelled:
+                return
+            self.current = dev.index
+            try:
+                self.results[dev.index] = _read(nvml, dev)
+            except GpuLost as exc:
+                self.results[dev.index] = exc
+        self.current = -1
+
+
 class GpuSampler:
-    """Owns the NVML session, the XID watcher and the threads that read each GPU."""
+    """Owns the NVML session, the XID watcher and the thread that reads the GPUs.
+
+    One thread reads every GPU in turn: eight hand-offs a round to eight threads cost more CPU
+    than the reads. A read that outruns the timeout leaves its thread stuck on that GPU; the
+    GPUs behind it are read by a fresh batch, and the stuck one is skipped until it answers.
+    """
 
     name = "gpu"
     metrics = METRICS
@@ -38,78 +68,71 @@ class GpuSampler:
         self.xid = XidWatcher()
         self.timeouts = 0
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="nvml")
-        self._inflight: dict[int, Future[GpuRead]] = {}
-        self._hung: set[int] = set()
+        self._stuck: dict[int, Future[None]] = {}  # GPU index -> the batch still stuck on it
         self._watching: Any = None
-        self._label_cache: dict[tuple[int, Labels], Labels] = {}
 
-    def sample(self, now: float) -> Iterator[Sample]:
+    def sample(self, now: float) -> list[Sample]:
         """Read every GPU within the deadline; a lost or hung GPU reports gpu_up 0."""
         if not self.session.open():
-            yield Sample("dsagent_nvml_up", 0.0)
-            return
+            return [Sample("dsagent_nvml_up", 0.0)]
         if self._watching is not self.session.nvml:  # a new (or re-initialised) session
             self._watching = self.session.nvml
-            self._inflight.clear()
-            self._label_cache.clear()
+            self._stuck.clear()
             self.xid.start(self.session.nvml, self.session.devices)
         try:
-            yield from self._read_all()
+            out = self._samples(self._collect())
         except NvmlDown as exc:
             self.xid.stop()
             self._watching = None
             self.session.lost_driver(exc)
-            yield Sample("dsagent_nvml_up", 0.0)
-            return
-        yield Sample("dsagent_nvml_up", 1.0)
-        yield Sample("dsagent_nvml_timeouts_total", float(self.timeouts))
-        yield from self._xid_samples()
+            return [Sample("dsagent_nvml_up", 0.0)]
+        out.append(Sample("dsagent_nvml_up", 1.0))
+        out.append(Sample("dsagent_nvml_timeouts_total", float(self.timeouts)))
+        out.extend(self._xid_samples())
+        return out
 
-    def _read_all(self) -> Iterator[Sample]:
-        nvml, devices = self.session.nvml, self.session.devices
-        futures = {d.index: self._submit(nvml, d) for d in devices}
-        wait([f for f in futures.values() if f], timeout=self.timeout)
+    def _collect(self) -> dict[int, GpuRead | GpuLost]:
+        """Read the GPUs not stuck from an earlier round; raises NvmlDown."""
+        for index in [i for i, fut in self._stuck.items() if fut.done()]:
+            del self._stuck[index]
+            log.info("GPU %d: NVML answers again", index)
+        todo = [d for d in self.session.devices if d.index not in self._stuck]
+        results: dict[int, GpuRead | GpuLost] = {}
+        for _ in range(PASSES):
+            if not todo:
+                break
+            batch = Batch(todo)
+            fut = self._pool.submit(batch.run, self.session.nvml)
+            wait([fut], timeout=self.timeout)
+            batch.cancelled = True
+            results.update(batch.results)
+            if fut.done():
+                fut.result()  # re-raises NvmlDown
+                break
+            self._note_hung(batch.current, fut)
+            todo = [d for d in todo if d.index not in results and d.index not in self._stuck]
+        return results
+
+    def _note_hung(self, index: int, fut: Future[None]) -> None:
+        self.timeouts += 1
+        self._stuck[index] = fut
+        log.error("GPU %d: NVML did not answer within %gs; gpu_up 0", index, self.timeout)
+
+    def _samples(self, results: dict[int, GpuRead | GpuLost]) -> list[Sample]:
+        """Turn the reads into samples; a GPU without a good read is gpu_up 0."""
+        out: list[Sample] = []
         seen: set[int] = set()
-        for dev in devices:
-            fut = futures[dev.index]
-            if fut is None or not fut.done():
-                self._note_hung(dev, fut is not None)
-                yield Sample("gpu_up", 0.0, dev.labels)
+        for dev in self.session.devices:
+            got = results.get(dev.index)
+            if got is None or isinstance(got, GpuLost):
+                out.append(Sample("gpu_up", 0.0, dev.labels))
                 continue
-            self._hung.discard(dev.index)
-            try:
-                readings, usage = fut.result()
-            except GpuLost:
-                yield Sample("gpu_up", 0.0, dev.labels)
-                continue
-            yield Sample("gpu_up", 1.0, dev.labels)
-            yield from (Sample(n, v, self._labels(dev, extra)) for n, v, extra in readings)
-            yield from self._process_samples(dev, usage, seen)
+            readings, usage = got
+            out.append(Sample("gpu_up", 1.0, dev.labels))
+            out.extend(readings)
+            out.extend(self._process_samples(dev, usage, seen))
         self.workers.forget_except(seen)
-
-    def _labels(self, dev: Device, extra: Labels) -> Labels:
-        """Return a GPU's labels plus extra ones, sorted once and cached."""
-        key = (dev.index, extra)
-        labels = self._label_cache.get(key)
-        if labels is None:
-            labels = self._label_cache[key] = tuple(sorted(dev.labels + extra))
-        return labels
-
-    def _submit(self, nvml: Any, dev: Device) -> Future[GpuRead] | None:
-        """Start reading a GPU, unless the previous read of it is still stuck."""
-        previous = self._inflight.get(dev.index)
-        if previous is not None and not previous.done():
-            return None
-        fut = self._pool.submit(_read, nvml, dev)
-        self._inflight[dev.index] = fut
-        return fut
-
-    def _note_hung(self, dev: Device, new: bool) -> None:
-        if new:
-            self.timeouts += 1
-        if dev.index not in self._hung:
-            self._hung.add(dev.index)
-            log.error("GPU %d: NVML did not answer within %gs; gpu_up 0", dev.index, self.timeout)
+        return out
 
     def _process_samples(self, dev: Device, usage: list[tuple[int, float]],
                          seen: set[int]) -> Iterator[Sample]:  # fmt: skip

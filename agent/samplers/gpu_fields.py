@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from functools import partial
 from typing import Any
 
-from agent.nvml import field
-from agent.store import MetricInfo
+from pynvml import NVML_CLOCK_MEM, NVML_CLOCK_SM, NVML_TEMPERATURE_GPU
+
+from agent.nvml import Device, ask
+from agent.store import MetricInfo, Sample
 
 Reading = tuple[str, float, tuple[tuple[str, str], ...]]  # name, value, extra labels
-Reader = Callable[[Any, Any], Iterator[Reading]]
+Reader = Callable[[Any, Device], Iterator[Reading]]
 
 METRICS = {
     "gpu_up": MetricInfo("gauge", "1 if the GPU answers NVML, 0 if lost or hung."),
@@ -57,69 +58,79 @@ FIELD_IDS: dict[int, tuple[str, tuple[tuple[str, str], ...]]] = {
 }
 _VALUE_ATTR = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
 
-# name, NVML call, scale to base units
-SCALARS: list[tuple[str, Callable[[Any, Any], Any], float]] = [
-    ("gpu_temperature_celsius", lambda n, h: n.nvmlDeviceGetTemperature(h, 0), 1.0),  # 0: GPU die
-    ("gpu_power_watts", lambda n, h: n.nvmlDeviceGetPowerUsage(h), 1e-3),
-    ("gpu_power_limit_watts", lambda n, h: n.nvmlDeviceGetEnforcedPowerLimit(h), 1e-3),
-    ("gpu_energy_joules_total", lambda n, h: n.nvmlDeviceGetTotalEnergyConsumption(h), 1e-3),
-    ("gpu_sm_clock_hertz", lambda n, h: n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_SM), 1e6),
-    ("gpu_memory_clock_hertz", lambda n, h: n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_MEM), 1e6),
-    ("gpu_pcie_replay_errors_total", lambda n, h: n.nvmlDeviceGetPcieReplayCounter(h), 1.0),
-    ("gpu_fan_speed_ratio", lambda n, h: n.nvmlDeviceGetFanSpeed(h), 0.01),
-]  # fmt: skip
+# name, NVML function, its arguments after the handle, scale to base units
+SCALARS: list[tuple[str, str, tuple[int, ...], float]] = [
+    ("gpu_temperature_celsius", "nvmlDeviceGetTemperature", (NVML_TEMPERATURE_GPU,), 1.0),
+    ("gpu_power_watts", "nvmlDeviceGetPowerUsage", (), 1e-3),
+    ("gpu_power_limit_watts", "nvmlDeviceGetEnforcedPowerLimit", (), 1e-3),
+    ("gpu_energy_joules_total", "nvmlDeviceGetTotalEnergyConsumption", (), 1e-3),
+    ("gpu_sm_clock_hertz", "nvmlDeviceGetClockInfo", (NVML_CLOCK_SM,), 1e6),
+    ("gpu_memory_clock_hertz", "nvmlDeviceGetClockInfo", (NVML_CLOCK_MEM,), 1e6),
+    ("gpu_pcie_replay_errors_total", "nvmlDeviceGetPcieReplayCounter", (), 1.0),
+    ("gpu_fan_speed_ratio", "nvmlDeviceGetFanSpeed", (), 0.01),
+]
 
 
-def scalars(nvml: Any, h: Any) -> Iterator[Reading]:
+def scalars(nvml: Any, dev: Device) -> Iterator[Reading]:
     """Single-number fields."""
-    for name, call, scale in SCALARS:
-        value = field(partial(call, nvml, h))
+    h = dev.handle
+    for name, func, args, scale in SCALARS:
+        value = ask(dev, name, getattr(nvml, func), h, *args)
         if value is not None:
             yield name, float(value) * scale, ()
 
 
-def utilization_and_memory(nvml: Any, h: Any) -> Iterator[Reading]:
+def utilization_and_memory(nvml: Any, dev: Device) -> Iterator[Reading]:
     """Utilization rates and framebuffer memory."""
-    util = field(lambda: nvml.nvmlDeviceGetUtilizationRates(h))
+    h = dev.handle
+    util = ask(dev, "utilization", nvml.nvmlDeviceGetUtilizationRates, h)
     if util is not None:
         yield "gpu_utilization_ratio", util.gpu / 100, ()
         yield "gpu_memory_copy_utilization_ratio", util.memory / 100, ()
-    mem = field(lambda: nvml.nvmlDeviceGetMemoryInfo(h))
+    mem = ask(dev, "memory", nvml.nvmlDeviceGetMemoryInfo, h)
     if mem is not None and mem.total:
         yield "gpu_memory_used_bytes", float(mem.used), ()
         yield "gpu_memory_total_bytes", float(mem.total), ()
         yield "gpu_memory_used_ratio", mem.used / mem.total, ()
 
 
-def field_values(nvml: Any, h: Any) -> Iterator[Reading]:
+def field_values(nvml: Any, dev: Device) -> Iterator[Reading]:
     """HBM temperature and NVLink error totals in one field-values call (as DCGM reads them)."""
-    values = field(lambda: nvml.nvmlDeviceGetFieldValues(h, list(FIELD_IDS)))
+    values = ask(dev, "fields", nvml.nvmlDeviceGetFieldValues, dev.handle, list(FIELD_IDS))
     for (name, extra), value in zip(FIELD_IDS.values(), values or [], strict=False):
         attr = _VALUE_ATTR.get(value.valueType)
         if value.nvmlReturn == 0 and attr:
             yield name, float(getattr(value.value, attr)), extra
 
 
-def throttle(nvml: Any, h: Any) -> Iterator[Reading]:
+def throttle(nvml: Any, dev: Device) -> Iterator[Reading]:
     """Each clock-throttle reason as its own 0/1 series."""
-    mask = field(lambda: nvml.nvmlDeviceGetCurrentClocksThrottleReasons(h))
+    mask = ask(dev, "throttle", nvml.nvmlDeviceGetCurrentClocksThrottleReasons, dev.handle)
     if mask is not None:
         for bit, reason in THROTTLE_REASONS.items():
             yield "gpu_throttle_reason", 1.0 if mask & bit else 0.0, (("reason", reason),)
 
 
-def memory_errors(nvml: Any, h: Any) -> Iterator[Reading]:
+def memory_errors(nvml: Any, dev: Device) -> Iterator[Reading]:
     """ECC counts, retired pages and remapped rows."""
+    h = dev.handle
     for etype, ename in ((0, "corrected"), (1, "uncorrected")):
         for scope, sname in ((0, "volatile"), (1, "aggregate")):
-            count = field(partial(nvml.nvmlDeviceGetTotalEccErrors, h, etype, scope))
+            count = ask(
+                dev,
+                f"ecc{etype}{scope}",
+                nvml.nvmlDeviceGetTotalEccErrors,
+                h,
+                etype,
+                scope,
+            )
             if count is not None:
                 yield "gpu_ecc_errors_total", float(count), (("scope", sname), ("type", ename))
     for cause, cname in ((0, "single_bit_ecc"), (1, "double_bit_ecc")):
-        pages = field(partial(nvml.nvmlDeviceGetRetiredPages, h, cause))
+        pages = ask(dev, f"retired{cause}", nvml.nvmlDeviceGetRetiredPages, h, cause)
         if pages is not None:
             yield "gpu_retired_pages", float(len(pages)), (("cause", cname),)
-    rows = field(lambda: nvml.nvmlDeviceGetRemappedRows(h))
+    rows = ask(dev, "remap", nvml.nvmlDeviceGetRemappedRows, h)
     if rows is not None:
         corr, unc, pending, failed = rows
         yield "gpu_remapped_rows", float(corr), (("kind", "correctable"),)
@@ -131,6 +142,11 @@ def memory_errors(nvml: Any, h: Any) -> Iterator[Reading]:
 READERS: list[Reader] = [utilization_and_memory, scalars, field_values, throttle, memory_errors]
 
 
-def read_gpu(nvml: Any, handle: Any) -> list[Reading]:
+def read_gpu(nvml: Any, dev: Device) -> list[Sample]:
     """Read every field of one GPU; raises GpuLost or NvmlDown, never for one absent field."""
-    return [r for reader in READERS for r in reader(nvml, handle)]
+    labelled = dev.labelled
+    return [
+        Sample(name, value, labelled(extra))
+        for reader in READERS
+        for name, value, extra in reader(nvml, dev)
+    ]
