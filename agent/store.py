@@ -256,10 +256,11 @@ class SeriesStore:
         out = []
         with self._lock:
             for name in sorted(self._by_name):
+                # Every scrape walks every series: the ring's fields are read directly here.
                 rows = [
-                    (series, last[1])
+                    (series, ring._latest)
                     for series in self._by_name[name].values()
-                    if not series.stale and (last := series.ring.last()) is not None
+                    if (ring := series.ring)._len and ring._newest >= series.source.last
                 ]
                 if rows:
                     out.append((name, rows))

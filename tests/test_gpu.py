@@ -7,6 +7,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from pynvml import NVMLError
@@ -205,6 +206,32 @@ def test_driver_gone_and_back_reinitialises(closing: list[GpuSampler]) -> None:
     assert [s.value for s in samples if s.name == "dsagent_nvml_up"] == [1.0]
     fake.inject_xid(0, 13)
     wait_for(lambda: xids(sampler) == {("0", "13"): 1.0}, 5, "XID after re-init")
+
+
+class SlowEvents(FakeNvml):
+    """The fake, with an XID poll that can hang."""
+
+    poll_hang = 0.0
+
+    def nvmlEventSetWait_v2(self, event_set: Any, timeout_ms: int) -> Any:
+        time.sleep(self.poll_hang)
+        return super().nvmlEventSetWait_v2(event_set, timeout_ms)
+
+
+def test_a_hanging_xid_poll_is_bounded_and_does_not_pile_up(closing: list[GpuSampler]) -> None:
+    fake = SlowEvents([FakeGpu(0), FakeGpu(1)])
+    sampler = make(fake, timeout=0.3)
+    closing.append(sampler)
+    sampler.sample(time.time())
+    fake.poll_hang = 1.5
+    for _ in range(2):  # the stuck poll holds the event set: the next round skips it
+        began = time.monotonic()
+        samples = sampler.sample(time.time())
+        assert time.monotonic() - began < 0.6
+        assert by_gpu(samples, "gpu_up") == {"0": 1.0, "1": 1.0}
+    fake.poll_hang = 0.0
+    fake.inject_xid(1, 31)
+    wait_for(lambda: xids(sampler) == {("1", "31"): 1.0}, 5, "XID after the stuck poll")
 
 
 def test_close_shuts_nvml_down(closing: list[GpuSampler]) -> None:

@@ -112,3 +112,11 @@ def test_lines_of_evicted_series_do_not_pile_up() -> None:
         store.ingest(f"s{ts}", [sample("v", 1.0, run=str(ts + i)) for i in range(20)], float(ts))
         renderer.render(False)
     assert len(renderer._lines) <= 2 * store.series_count() + 1000
+
+
+def test_a_family_whose_help_changes_is_rendered_anew() -> None:
+    store = build(["a"], 1.0, "old help")
+    renderer = Renderer(store)
+    assert "# HELP g_ratio old help\n" in renderer.render(False)
+    store.describe({"g_ratio": MetricInfo("gauge", "new help")})  # a reload can do this
+    assert "# HELP g_ratio new help\n" in renderer.render(False)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -33,14 +33,14 @@ def _read(nvml: Any, dev: Device) -> GpuRead:
 class Batch:
     """Reads GPUs one after another on one thread; the caller can tell which one it is stuck on."""
 
-    def __init__(self, devices: list[Device]) -> None:
-        self.devices = devices
+    def __init__(self, devices: list[Device], then: Callable[[], None]) -> None:
+        self.devices, self.then = devices, then
         self.results: dict[int, GpuRead | GpuLost] = {}
-        self.current = -1
+        self.current = -1  # the GPU being read; -1 before, between and after
         self.cancelled = False
 
     def run(self, nvml: Any) -> None:
-        """Read each GPU until done or cancelled; NvmlDown ends the batch and reaches the caller."""
+        """Read each GPU until done or cancelled, then drain XIDs; NvmlDown reaches the caller."""
         for dev in self.devices:
             if self.cancelled:
                 return
@@ -50,10 +50,11 @@ class Batch:
             except GpuLost as exc:
                 self.results[dev.index] = exc
         self.current = -1
+        self.then()
 
 
 class GpuSampler:
-    """Owns the NVML session, the XID watcher and the thread that reads the GPUs.
+    """Owns the NVML session, the XID event set and the thread that reads the GPUs.
 
     One thread reads every GPU in turn: eight hand-offs a round to eight threads cost more CPU
     than the reads. A read that outruns the timeout leaves its thread stuck on that GPU; the
@@ -101,13 +102,16 @@ class GpuSampler:
         for _ in range(PASSES):
             if not todo:
                 break
-            batch = Batch(todo)
+            batch = Batch(todo, self.xid.drain)
             fut = self._pool.submit(batch.run, self.session.nvml)
             wait([fut], timeout=self.timeout)
             batch.cancelled = True
             results.update(batch.results)
             if fut.done():
                 fut.result()  # re-raises NvmlDown
+                break
+            if batch.current < 0:  # every GPU answered; the XID poll is what hangs
+                log.error("NVML XID poll did not answer within %gs", self.timeout)
                 break
             self._note_hung(batch.current, fut)
             todo = [d for d in todo if d.index not in results and d.index not in self._stuck]

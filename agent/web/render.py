@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 
-from agent.store import Labels, Series, SeriesStore
+from agent.store import Labels, MetricInfo, Series, SeriesStore
+
+Rows = list[tuple[Series, float]]
 
 _CACHE_LIMIT = 50_000
 
@@ -37,13 +39,13 @@ def format_value(value: float) -> str:
 
 
 class Renderer:
-    """Renders the store's current values; remembers each label set's rendered string."""
+    """Renders the store's current values; remembers label strings, lines and whole families."""
 
     def __init__(self, store: SeriesStore) -> None:
         self.store = store
         self._labels: dict[Labels, str] = {}
         self._lines: dict[Series, tuple[float, str]] = {}  # series -> (value, its line)
-        self._heads: dict[tuple[str, bool], tuple[object, str]] = {}
+        self._families: dict[tuple[str, bool], tuple[MetricInfo, Rows, str]] = {}
 
     def _label_text(self, labels: Labels) -> str:
         text = self._labels.get(labels)
@@ -62,26 +64,27 @@ class Renderer:
         self._lines[series] = (value, line)
         return line
 
-    def _head(self, name: str, openmetrics: bool) -> str:
+    def _family(self, name: str, rows: Rows, openmetrics: bool) -> str:
+        """Return a family's text; the same help and rows as last scrape give it back as is."""
         info = self.store.info(name)
-        cached = self._heads.get((name, openmetrics))
-        if cached is not None and cached[0] == info:
-            return cached[1]
+        cached = self._families.get((name, openmetrics))
+        if cached is not None and cached[0] == info and cached[1] == rows:
+            return cached[2]
         family = name.removesuffix("_total") if openmetrics and info.kind == "counter" else name
-        head = (
-            f"# HELP {family} {escape_help(info.help, openmetrics)}\n# TYPE {family} {info.kind}\n"
-        )
-        self._heads[(name, openmetrics)] = (info, head)
-        return head
+        # Sorting the lines sorts the family by its label text: stable output, C speed.
+        lines = sorted([self._line(name, series, value) for series, value in rows])
+        text = "".join([
+            f"# HELP {family} {escape_help(info.help, openmetrics)}\n# TYPE {family} {info.kind}\n",
+            *lines,
+        ])  # fmt: skip
+        self._families[(name, openmetrics)] = (info, rows, text)
+        return text
 
     def render(self, openmetrics: bool) -> str:
         """Return every live series as exposition text (without OpenMetrics' # EOF)."""
         families = self.store.live()
         if len(self._lines) > 2 * sum(len(rows) for _, rows in families) + 1000:
             self._lines.clear()  # evicted series: start over, stay bounded
-        out: list[str] = []
-        for name, rows in families:
-            out.append(self._head(name, openmetrics))
-            # Sorting the lines sorts the family by its label text: stable output, C speed.
-            out.extend(sorted([self._line(name, series, value) for series, value in rows]))
-        return "".join(out)
+        if len(self._families) > 4 * len(families) + 1000:
+            self._families.clear()
+        return "".join([self._family(name, rows, openmetrics) for name, rows in families])
