@@ -10,7 +10,7 @@ from pathlib import Path
 
 from agent.alerting import persist
 from agent.alerting.expr import Vector, evaluate
-from agent.alerting.rules import Condition, Group, Rule, compare
+from agent.alerting.rules import OPS, Condition, Group, Rule, compare
 from agent.alerting.schema import SEVERITIES
 from agent.alerting.state import Alert, Timing, step
 from agent.store import Labels, MetricInfo, Sample, SeriesStore
@@ -152,13 +152,19 @@ class RuleEngine:
                 ts: float) -> dict[Labels, Hit]:  # fmt: skip
         """Return the instances that hold now, by their full labels."""
         out: dict[Labels, Hit] = {}
+        op = OPS[rule.op]
         for series, value in vector:
             for severity, threshold in rule.thresholds:
-                full = self._full_labels(rule, series, severity)
-                firing = full in instances and instances[full].state == "firing"
+                if op(value, threshold):
+                    out[self._full_labels(rule, series, severity)] = (series, value, True)
+                    continue
+                # Past the threshold no more: a firing instance holds until it clears (hysteresis).
                 clear = rule.clear.get(severity)
-                held = clear is not None and firing and compare(rule.op, value, clear)
-                if compare(rule.op, value, threshold) or held:
+                if clear is None or not instances or not op(value, clear):
+                    continue
+                full = self._full_labels(rule, series, severity)
+                alert = instances.get(full)
+                if alert is not None and alert.state == "firing":
                     out[full] = (series, value, True)
         if rule.absent_for is not None:
             for series in self._absent(rid, rule, ts):

@@ -16,13 +16,13 @@ from agent.alerting.templates import Template
 from agent.alerting.yamlines import LineDict, load
 from agent.durations import parse_duration
 
-_OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
+OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
         "==": operator.eq, "!=": operator.ne}  # fmt: skip
 
 
 def compare(op: str, value: float, threshold: float) -> bool:
     """Return `value op threshold`."""
-    return bool(_OPS[op](value, threshold))
+    return bool(OPS[op](value, threshold))
 
 
 @dataclass(frozen=True)
