@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from agent.config import Config
@@ -104,11 +104,14 @@ class GpuSampler:
                 break
             batch = Batch(todo, self.xid.drain)
             fut = self._pool.submit(batch.run, self.session.nvml)
-            wait([fut], timeout=self.timeout)
+            try:
+                fut.result(timeout=self.timeout)  # re-raises NvmlDown
+                finished = True
+            except TimeoutError:
+                finished = False
             batch.cancelled = True
             results.update(batch.results)
-            if fut.done():
-                fut.result()  # re-raises NvmlDown
+            if finished:
                 break
             if batch.current < 0:  # every GPU answered; the XID poll is what hangs
                 log.error("NVML XID poll did not answer within %gs", self.timeout)

@@ -8,7 +8,7 @@ from typing import Any
 from pynvml import NVML_CLOCK_MEM, NVML_CLOCK_SM, NVML_TEMPERATURE_GPU
 
 from agent.nvml import Device, ask
-from agent.store import MetricInfo, Sample
+from agent.store import Labels, MetricInfo, Sample
 
 Reading = tuple[str, float, tuple[tuple[str, str], ...]]  # name, value, extra labels
 Reader = Callable[[Any, Device], Iterator[Reading]]
@@ -56,6 +56,7 @@ FIELD_IDS: dict[int, tuple[str, tuple[tuple[str, str], ...]]] = {
     52: ("gpu_nvlink_errors_total", (("counter", "replay"),)),
     59: ("gpu_nvlink_errors_total", (("counter", "recovery"),)),
 }
+_FIELD_LIST = list(FIELD_IDS)
 _VALUE_ATTR = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
 
 # name, NVML function, its arguments after the handle, scale to base units
@@ -96,45 +97,53 @@ def utilization_and_memory(nvml: Any, dev: Device) -> Iterator[Reading]:
 
 def field_values(nvml: Any, dev: Device) -> Iterator[Reading]:
     """HBM temperature and NVLink error totals in one field-values call (as DCGM reads them)."""
-    values = ask(dev, "fields", nvml.nvmlDeviceGetFieldValues, dev.handle, list(FIELD_IDS))
+    values = ask(dev, "fields", nvml.nvmlDeviceGetFieldValues, dev.handle, _FIELD_LIST)
     for (name, extra), value in zip(FIELD_IDS.values(), values or [], strict=False):
         attr = _VALUE_ATTR.get(value.valueType)
         if value.nvmlReturn == 0 and attr:
             yield name, float(getattr(value.value, attr)), extra
 
 
+# Label sets built once: these run for every GPU every round.
+_THROTTLE: list[tuple[int, Labels]] = [
+    (bit, (("reason", reason),)) for bit, reason in THROTTLE_REASONS.items()
+]
+_ECC: list[tuple[int, int, str, Labels]] = [
+    (etype, scope, f"ecc{etype}{scope}", (("scope", sname), ("type", ename)))
+    for etype, ename in ((0, "corrected"), (1, "uncorrected"))
+    for scope, sname in ((0, "volatile"), (1, "aggregate"))
+]
+_RETIRED: list[tuple[int, str, Labels]] = [
+    (0, "retired0", (("cause", "single_bit_ecc"),)),
+    (1, "retired1", (("cause", "double_bit_ecc"),)),
+]
+_ROWS = ((("kind", "correctable"),), (("kind", "uncorrectable"),))
+
+
 def throttle(nvml: Any, dev: Device) -> Iterator[Reading]:
     """Each clock-throttle reason as its own 0/1 series."""
     mask = ask(dev, "throttle", nvml.nvmlDeviceGetCurrentClocksThrottleReasons, dev.handle)
     if mask is not None:
-        for bit, reason in THROTTLE_REASONS.items():
-            yield "gpu_throttle_reason", 1.0 if mask & bit else 0.0, (("reason", reason),)
+        for bit, extra in _THROTTLE:
+            yield "gpu_throttle_reason", 1.0 if mask & bit else 0.0, extra
 
 
 def memory_errors(nvml: Any, dev: Device) -> Iterator[Reading]:
     """ECC counts, retired pages and remapped rows."""
     h = dev.handle
-    for etype, ename in ((0, "corrected"), (1, "uncorrected")):
-        for scope, sname in ((0, "volatile"), (1, "aggregate")):
-            count = ask(
-                dev,
-                f"ecc{etype}{scope}",
-                nvml.nvmlDeviceGetTotalEccErrors,
-                h,
-                etype,
-                scope,
-            )
-            if count is not None:
-                yield "gpu_ecc_errors_total", float(count), (("scope", sname), ("type", ename))
-    for cause, cname in ((0, "single_bit_ecc"), (1, "double_bit_ecc")):
-        pages = ask(dev, f"retired{cause}", nvml.nvmlDeviceGetRetiredPages, h, cause)
+    for etype, scope, key, extra in _ECC:
+        count = ask(dev, key, nvml.nvmlDeviceGetTotalEccErrors, h, etype, scope)
+        if count is not None:
+            yield "gpu_ecc_errors_total", float(count), extra
+    for cause, key, extra in _RETIRED:
+        pages = ask(dev, key, nvml.nvmlDeviceGetRetiredPages, h, cause)
         if pages is not None:
-            yield "gpu_retired_pages", float(len(pages)), (("cause", cname),)
+            yield "gpu_retired_pages", float(len(pages)), extra
     rows = ask(dev, "remap", nvml.nvmlDeviceGetRemappedRows, h)
     if rows is not None:
         corr, unc, pending, failed = rows
-        yield "gpu_remapped_rows", float(corr), (("kind", "correctable"),)
-        yield "gpu_remapped_rows", float(unc), (("kind", "uncorrectable"),)
+        yield "gpu_remapped_rows", float(corr), _ROWS[0]
+        yield "gpu_remapped_rows", float(unc), _ROWS[1]
         yield "gpu_row_remap_pending", 1.0 if pending else 0.0, ()
         yield "gpu_row_remap_failed", 1.0 if failed else 0.0, ()
 
