@@ -36,7 +36,7 @@ test: servers lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: deps servers
-	$(BIN)/python bench/overhead.py
+	$(BIN)/python -m bench.overhead --gpus 8 $(ARGS)
 
 deb:
 	sh packaging/build-deb.sh

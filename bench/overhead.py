@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -118,8 +119,8 @@ def report(agent: Subject, peer: Subject, wall: float) -> None:
     )
 
 
-def report_gpus(plain: Subject, with_gpus: Subject, gpus: int, wall: float) -> None:
-    """Print what the simulated GPUs add to the agent, measured in the same run."""
+def report_gpus(plain: Subject, with_gpus: Subject, gpus: int, wall: float) -> float:
+    """Print what the simulated GPUs add to the agent, measured in the same run; return it."""
     added = 100 * (with_gpus.cpu - plain.cpu) / wall
     print(
         f"\nwith {gpus} simulated GPUs (a second agent, same run): "
@@ -127,28 +128,45 @@ def report_gpus(plain: Subject, with_gpus: Subject, gpus: int, wall: float) -> N
         f"peak RSS {with_gpus.peak_rss / 1e6:.1f} MB, {with_gpus.series} series, "
         f"scrape p99 {1000 * percentile(with_gpus.latencies, 0.99):.2f} ms"
     )
+    return added
 
 
-def main() -> None:
-    """Run the benchmark."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds (default 60)")
-    parser.add_argument("--gpus", type=int, default=0, help="simulated GPUs for the agent")
-    args = parser.parse_args()
+def run_once(duration: float, gpus: int) -> float | None:
+    """Run every subject side by side once and print the tables; return what the GPUs added."""
     with tempfile.TemporaryDirectory() as tmp:
         agent, peer = start_agent(Path(tmp) / "plain", 0), start_node_exporter()
         subjects = [agent, peer]
-        if args.gpus:
-            subjects.append(start_agent(Path(tmp) / "gpus", args.gpus))
+        if gpus:
+            subjects.append(start_agent(Path(tmp) / "gpus", gpus))
         try:
-            wall = measure(subjects, args.duration)
+            wall = measure(subjects, duration)
         finally:
             for s in subjects:
                 s.proc.terminate()
                 s.proc.wait(timeout=10)
     report(agent, peer, wall)
-    if args.gpus:
-        report_gpus(agent, subjects[2], args.gpus, wall)
+    return report_gpus(agent, subjects[2], gpus, wall) if gpus else None
+
+
+def main() -> None:
+    """Run the benchmark, `--runs` times."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds (default 60)")
+    parser.add_argument("--gpus", type=int, default=0, help="simulated GPUs for the agent")
+    parser.add_argument("--runs", type=int, default=1, help="repeat; the GPU cost varies by run")
+    args = parser.parse_args()
+    added = []
+    for i in range(args.runs):
+        if i:
+            print()
+        if (gpus_added := run_once(args.duration, args.gpus)) is not None:
+            added.append(gpus_added)
+    if len(added) > 1:
+        runs = ", ".join(f"{a:+.2f}" for a in added)
+        print(
+            f"\n{args.gpus} GPUs added, over {len(added)} runs: {runs} points; "
+            f"median {statistics.median(added):+.2f}"
+        )
 
 
 if __name__ == "__main__":
