@@ -256,11 +256,10 @@ class SeriesStore:
         out = []
         with self._lock:
             for name in sorted(self._by_name):
-                # Every scrape walks every series: the ring's fields are read directly here.
                 rows = [
-                    (series, ring._latest)
+                    (series, last[1])
                     for series in self._by_name[name].values()
-                    if (ring := series.ring)._len and ring._newest >= series.source.last
+                    if not series.stale and (last := series.ring.last()) is not None
                 ]
                 if rows:
                     out.append((name, rows))
