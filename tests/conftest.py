@@ -37,6 +37,20 @@ def need_binary(name: str) -> str:
     return path
 
 
+def promtool(
+    *args: str, stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run Prometheus' promtool (Debian's) and return what it said; it must be installed."""
+    return subprocess.run(
+        [need_binary("promtool"), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import AgentProcess, free_port, need_binary, wait_for
+from tests.conftest import AgentProcess, free_port, need_binary, promtool, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -104,14 +104,6 @@ def test_prometheus_scrapes_without_errors(prometheus: str) -> None:
 
 
 def test_promtool_check_metrics_is_clean(agent: AgentProcess) -> None:
-    promtool = need_binary("promtool")
-    out = subprocess.run(
-        [promtool, "check", "metrics"],
-        input=agent.metrics(),
-        text=True,
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
+    out = promtool("check", "metrics", stdin=agent.metrics(), timeout=30)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.strip() == "" and out.stderr.strip() == ""

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, ROOT, AgentProcess, need_binary, wait_for
+from tests.conftest import FIXTURES, ROOT, AgentProcess, promtool, wait_for
 from tests.test_cli import dsagent
 
 DEFAULT_TESTS = ROOT / "tests" / "rules" / "default.test.yml"
@@ -53,30 +52,17 @@ def test_a_failing_case_prints_a_diff_and_exits_1(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_promtool_accepts_the_export_and_agrees_with_our_engine(tmp_path: Path) -> None:
-    promtool = need_binary("promtool")
     exported = tmp_path / "exported.yml"
     out = dsagent("rules", "export", "--format", "prometheus")
     assert out.returncode == 0
     exported.write_text(out.stdout)
-    check = subprocess.run(
-        [promtool, "check", "rules", str(exported)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    check = promtool("check", "rules", str(exported))
     assert check.returncode == 0, check.stdout + check.stderr
     assert "SUCCESS: 26 rules found" in check.stdout
     # The very test cases our engine passes, run by promtool on the exported rules.
     tests = tmp_path / "exported.test.yml"
     tests.write_text(DEFAULT_TESTS.read_text().replace("../../rules/default.yml", str(exported)))
-    run = subprocess.run(
-        [promtool, "test", "rules", str(tests)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    run = promtool("test", "rules", str(tests), timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "SUCCESS" in run.stdout
 
