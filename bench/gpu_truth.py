@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import requests
@@ -47,16 +48,34 @@ FIELDS: dict[str, tuple[str, dict[str, str], float]] = {
     "clocks_throttle_reasons.sw_thermal_slowdown": (
         "gpu_throttle_reason", {"reason": "sw_thermal_slowdown"}, 1),
 }  # fmt: skip
+# Drivers from 535 on name the throttle reasons "clocks_event_reasons"; either may be missing.
+RENAMED = ("clocks_throttle_reasons.", "clocks_event_reasons.")
 
 
-def parse_smi(text: str) -> dict[str, dict[str, float | None]]:
-    """Parse `nvidia-smi --query-gpu=index,<FIELDS> --format=csv,noheader,nounits` by GPU."""
+def query_names(help_text: str) -> dict[str, str]:
+    """Map each field this nvidia-smi knows (its `--help-query-gpu`) to its name in FIELDS.
+
+    An unknown name makes nvidia-smi refuse the whole query, so fields it lacks are left out.
+    """
+    known = {}
+    for field in FIELDS:
+        for name in (field, field.replace(*RENAMED)):
+            if f'"{name}"' in help_text:
+                known[name] = field
+                break
+    return known
+
+
+def parse_smi(
+    text: str, fields: Sequence[str] = tuple(FIELDS)
+) -> dict[str, dict[str, float | None]]:
+    """Parse `nvidia-smi --query-gpu=index,<fields> --format=csv,noheader,nounits` by GPU."""
     out: dict[str, dict[str, float | None]] = {}
     for row in csv.reader(io.StringIO(text)):
-        if len(row) != len(FIELDS) + 1:
+        if len(row) != len(fields) + 1:
             continue
         values: dict[str, float | None] = {}
-        for name, cell in zip(FIELDS, row[1:], strict=True):
+        for name, cell in zip(fields, row[1:], strict=True):
             raw = cell.strip()
             flags = {"Active": 1.0, "Not Active": 0.0}
             try:
@@ -91,13 +110,13 @@ def ours(metrics: dict[tuple[str, frozenset[tuple[str, str]]], float], gpu: str,
     return None
 
 
-def compare(pairs: list[tuple[str, str]]) -> list[str]:
+def compare(pairs: list[tuple[str, str]], fields: Sequence[str] = tuple(FIELDS)) -> list[str]:
     """Compare (metrics text, nvidia-smi csv) pairs; return the report lines."""
     diffs: dict[tuple[str, str], list[float]] = defaultdict(list)
     presence: dict[tuple[str, str], set[str]] = defaultdict(set)
     for metrics_text, smi_text in pairs:
         metrics = parse_metrics(metrics_text)
-        for gpu, row in parse_smi(smi_text).items():
+        for gpu, row in parse_smi(smi_text, fields).items():
             for field, theirs in row.items():
                 mine = ours(metrics, gpu, field)
                 if theirs is None or mine is None:
@@ -115,11 +134,19 @@ def compare(pairs: list[tuple[str, str]]) -> list[str]:
     return lines
 
 
-def collect(duration: int) -> list[tuple[str, str]]:
+def smi_fields(smi: str) -> dict[str, str]:
+    """Ask nvidia-smi which of FIELDS it can query; say which it cannot."""
+    help_text = subprocess.run(
+        [smi, "--help-query-gpu"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    names = query_names(help_text)
+    if missing := sorted(set(FIELDS) - set(names.values())):
+        print(f"nvidia-smi cannot query: {', '.join(missing)}", file=sys.stderr)
+    return names
+
+
+def collect(duration: int, smi: str, names: Sequence[str]) -> list[tuple[str, str]]:
     """Run the agent and sample both sides once a second."""
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        raise SystemExit("gpu_truth: nvidia-smi not found: run this on a machine with a GPU")
     port = free_port()
     with tempfile.TemporaryDirectory() as state:
         env = {
@@ -130,7 +157,7 @@ def collect(duration: int) -> list[tuple[str, str]]:
         }
         agent = subprocess.Popen([sys.executable, "-m", "agent", "run"], cwd=ROOT, env=env)
         url = f"http://127.0.0.1:{port}/metrics"
-        query = f"--query-gpu=index,{','.join(FIELDS)}"
+        query = f"--query-gpu=index,{','.join(names)}"
         pairs = []
         try:
             wait_until(lambda: "gpu_up{" in requests.get(url, timeout=2).text, 30, "GPU metrics")
@@ -156,7 +183,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=int, default=30, help="seconds (default 30)")
     args = parser.parse_args()
-    print("\n".join(compare(collect(args.duration))))
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        raise SystemExit("gpu_truth: nvidia-smi not found: run this on a machine with a GPU")
+    names = smi_fields(smi)
+    pairs = collect(args.duration, smi, list(names))
+    print("\n".join(compare(pairs, list(names.values()))))
 
 
 if __name__ == "__main__":

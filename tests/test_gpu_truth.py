@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.gpu_truth import FIELDS, compare, parse_smi
+from bench.gpu_truth import FIELDS, compare, parse_smi, query_names
 
 
 def smi_line(index: int, values: dict[str, str]) -> str:
@@ -39,3 +39,31 @@ def test_parse_smi_handles_not_supported() -> None:
     parsed = parse_smi(smi_line(3, {"temperature.gpu": "41", "fan.speed": "[Not Supported]"}))
     assert parsed["3"]["temperature.gpu"] == 41.0
     assert parsed["3"]["fan.speed"] is None
+
+
+HELP_535 = """Section about clocks_event_reasons properties
+"clocks_event_reasons.sw_power_cap"
+"clocks_event_reasons.sw_thermal_slowdown"
+"utilization.gpu"
+"temperature.gpu"
+"""
+
+
+def test_only_fields_this_nvidia_smi_knows_are_queried_by_their_current_name() -> None:
+    names = query_names(HELP_535)
+    assert names == {
+        "utilization.gpu": "utilization.gpu",
+        "temperature.gpu": "temperature.gpu",
+        "clocks_event_reasons.sw_power_cap": "clocks_throttle_reasons.sw_power_cap",
+        "clocks_event_reasons.sw_thermal_slowdown": "clocks_throttle_reasons.sw_thermal_slowdown",
+    }
+    assert "fan.speed" not in query_names(HELP_535)  # an unknown name would fail the query
+
+
+def test_compare_reads_the_columns_of_the_fields_queried() -> None:
+    fields = ["utilization.gpu", "clocks_throttle_reasons.sw_power_cap"]
+    report = compare([(METRICS, "0, 50, Active\n")], fields)
+    rows = {line.split()[0]: line.split() for line in report[1:]}
+    assert set(rows) == set(fields)
+    assert rows["utilization.gpu"][3] == "0.000"
+    assert rows["clocks_throttle_reasons.sw_power_cap"][3] == "0.000"
