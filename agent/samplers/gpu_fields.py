@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from pynvml import NVML_CLOCK_MEM, NVML_CLOCK_SM, NVML_TEMPERATURE_GPU
@@ -10,8 +10,7 @@ from pynvml import NVML_CLOCK_MEM, NVML_CLOCK_SM, NVML_TEMPERATURE_GPU
 from agent.nvml import Device, ask
 from agent.store import Labels, MetricInfo, Sample
 
-Reading = tuple[str, float, tuple[tuple[str, str], ...]]  # name, value, extra labels
-Reader = Callable[[Any, Device], Iterator[Reading]]
+Reader = Callable[[Any, Device], list[Sample]]
 
 METRICS = {
     "gpu_up": MetricInfo("gauge", "1 if the GPU answers NVML, 0 if lost or hung."),
@@ -72,36 +71,42 @@ SCALARS: list[tuple[str, str, tuple[int, ...], float]] = [
 ]
 
 
-def scalars(nvml: Any, dev: Device) -> Iterator[Reading]:
+def scalars(nvml: Any, dev: Device) -> list[Sample]:
     """Single-number fields."""
-    h = dev.handle
+    h, labels = dev.handle, dev.labels
+    out = []
     for name, func, args, scale in SCALARS:
         value = ask(dev, name, getattr(nvml, func), h, *args)
         if value is not None:
-            yield name, float(value) * scale, ()
+            out.append(Sample(name, float(value) * scale, labels))
+    return out
 
 
-def utilization_and_memory(nvml: Any, dev: Device) -> Iterator[Reading]:
+def utilization_and_memory(nvml: Any, dev: Device) -> list[Sample]:
     """Utilization rates and framebuffer memory."""
-    h = dev.handle
+    h, labels = dev.handle, dev.labels
+    out = []
     util = ask(dev, "utilization", nvml.nvmlDeviceGetUtilizationRates, h)
     if util is not None:
-        yield "gpu_utilization_ratio", util.gpu / 100, ()
-        yield "gpu_memory_copy_utilization_ratio", util.memory / 100, ()
+        out.append(Sample("gpu_utilization_ratio", util.gpu / 100, labels))
+        out.append(Sample("gpu_memory_copy_utilization_ratio", util.memory / 100, labels))
     mem = ask(dev, "memory", nvml.nvmlDeviceGetMemoryInfo, h)
     if mem is not None and mem.total:
-        yield "gpu_memory_used_bytes", float(mem.used), ()
-        yield "gpu_memory_total_bytes", float(mem.total), ()
-        yield "gpu_memory_used_ratio", mem.used / mem.total, ()
+        out.append(Sample("gpu_memory_used_bytes", float(mem.used), labels))
+        out.append(Sample("gpu_memory_total_bytes", float(mem.total), labels))
+        out.append(Sample("gpu_memory_used_ratio", mem.used / mem.total, labels))
+    return out
 
 
-def field_values(nvml: Any, dev: Device) -> Iterator[Reading]:
+def field_values(nvml: Any, dev: Device) -> list[Sample]:
     """HBM temperature and NVLink error totals in one field-values call (as DCGM reads them)."""
     values = ask(dev, "fields", nvml.nvmlDeviceGetFieldValues, dev.handle, _FIELD_LIST)
+    out = []
     for (name, extra), value in zip(FIELD_IDS.values(), values or [], strict=False):
         attr = _VALUE_ATTR.get(value.valueType)
         if value.nvmlReturn == 0 and attr:
-            yield name, float(getattr(value.value, attr)), extra
+            out.append(Sample(name, float(getattr(value.value, attr)), dev.labelled(extra)))
+    return out
 
 
 # Label sets built once: these run for every GPU every round.
@@ -120,32 +125,38 @@ _RETIRED: list[tuple[int, str, Labels]] = [
 _ROWS = ((("kind", "correctable"),), (("kind", "uncorrectable"),))
 
 
-def throttle(nvml: Any, dev: Device) -> Iterator[Reading]:
+def throttle(nvml: Any, dev: Device) -> list[Sample]:
     """Each clock-throttle reason as its own 0/1 series."""
     mask = ask(dev, "throttle", nvml.nvmlDeviceGetCurrentClocksThrottleReasons, dev.handle)
-    if mask is not None:
-        for bit, extra in _THROTTLE:
-            yield "gpu_throttle_reason", 1.0 if mask & bit else 0.0, extra
+    if mask is None:
+        return []
+    labelled = dev.labelled
+    return [
+        Sample("gpu_throttle_reason", 1.0 if mask & bit else 0.0, labelled(extra))
+        for bit, extra in _THROTTLE
+    ]
 
 
-def memory_errors(nvml: Any, dev: Device) -> Iterator[Reading]:
+def memory_errors(nvml: Any, dev: Device) -> list[Sample]:
     """ECC counts, retired pages and remapped rows."""
-    h = dev.handle
+    h, labelled = dev.handle, dev.labelled
+    out = []
     for etype, scope, key, extra in _ECC:
         count = ask(dev, key, nvml.nvmlDeviceGetTotalEccErrors, h, etype, scope)
         if count is not None:
-            yield "gpu_ecc_errors_total", float(count), extra
+            out.append(Sample("gpu_ecc_errors_total", float(count), labelled(extra)))
     for cause, key, extra in _RETIRED:
         pages = ask(dev, key, nvml.nvmlDeviceGetRetiredPages, h, cause)
         if pages is not None:
-            yield "gpu_retired_pages", float(len(pages)), extra
+            out.append(Sample("gpu_retired_pages", float(len(pages)), labelled(extra)))
     rows = ask(dev, "remap", nvml.nvmlDeviceGetRemappedRows, h)
     if rows is not None:
         corr, unc, pending, failed = rows
-        yield "gpu_remapped_rows", float(corr), _ROWS[0]
-        yield "gpu_remapped_rows", float(unc), _ROWS[1]
-        yield "gpu_row_remap_pending", 1.0 if pending else 0.0, ()
-        yield "gpu_row_remap_failed", 1.0 if failed else 0.0, ()
+        out.append(Sample("gpu_remapped_rows", float(corr), labelled(_ROWS[0])))
+        out.append(Sample("gpu_remapped_rows", float(unc), labelled(_ROWS[1])))
+        out.append(Sample("gpu_row_remap_pending", 1.0 if pending else 0.0, dev.labels))
+        out.append(Sample("gpu_row_remap_failed", 1.0 if failed else 0.0, dev.labels))
+    return out
 
 
 READERS: list[Reader] = [utilization_and_memory, scalars, field_values, throttle, memory_errors]
@@ -153,9 +164,7 @@ READERS: list[Reader] = [utilization_and_memory, scalars, field_values, throttle
 
 def read_gpu(nvml: Any, dev: Device) -> list[Sample]:
     """Read every field of one GPU; raises GpuLost or NvmlDown, never for one absent field."""
-    labelled = dev.labelled
-    return [
-        Sample(name, value, labelled(extra))
-        for reader in READERS
-        for name, value, extra in reader(nvml, dev)
-    ]
+    out: list[Sample] = []
+    for reader in READERS:
+        out += reader(nvml, dev)
+    return out
