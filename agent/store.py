@@ -36,24 +36,20 @@ def sample(name: str, value: float, **labels: object) -> Sample:
 class Ring:
     """Fixed-capacity ring of (timestamp, value) pairs kept in two float arrays."""
 
-    __slots__ = ("_head", "_latest", "_len", "_newest", "_since", "_ts", "_vals")
+    __slots__ = ("_head", "_len", "_since", "_ts", "_vals", "latest", "newest")
 
     def __init__(self, capacity: int) -> None:
         self._ts = array("d", bytes(8 * capacity))
         self._vals = array("d", bytes(8 * capacity))
         self._head = 0
         self._len = 0
-        self._newest = float("-inf")
-        self._latest = 0.0  # the newest value, kept apart: every scrape and render reads it
+        # The newest timestamp and value, kept apart: every scrape reads them. Read-only outside.
+        self.newest = float("-inf")
+        self.latest = 0.0
         self._since = 0.0  # when the run of samples equal to the newest value began
 
     def __len__(self) -> int:
         return self._len
-
-    @property
-    def newest(self) -> float:
-        """The newest timestamp (-inf while empty)."""
-        return self._newest
 
     def _find(self, t: float, right: bool) -> int:
         """Bisect for a timestamp on the (at most two) contiguous segments, in C."""
@@ -69,15 +65,15 @@ class Ring:
 
     def last(self) -> tuple[float, float] | None:
         """Return the newest (timestamp, value), if any."""
-        return (self._newest, self._latest) if self._len else None
+        return (self.newest, self.latest) if self._len else None
 
     def append(self, ts: float, value: float) -> bool:
         """Add a sample; refuse (False) one older than or equal to the newest."""
-        if ts <= self._newest:
+        if ts <= self.newest:
             return False
-        if value != self._latest or not self._len:
+        if value != self.latest or not self._len:
             self._since = ts
-        self._newest, self._latest = ts, value
+        self.newest, self.latest = ts, value
         cap, head, n = len(self._ts), self._head, self._len
         i = head + n - cap if head + n >= cap else head + n
         self._ts[i], self._vals[i] = ts, value
@@ -98,11 +94,11 @@ class Ring:
         Most GPU series are flags and counters that do not move; their windows need no copy.
         The run must reach back to `start`, or to the oldest sample held.
         """
-        if not self._len or not start <= self._newest <= end:
+        if not self._len or not start <= self.newest <= end:
             return None
         if self._since > start and self._since > self._ts[self._head]:
             return None
-        return self._len - self._find(start, False), self._latest
+        return self._len - self._find(start, False), self.latest
 
     def newest_between(self, start: float, end: float) -> tuple[float, float] | None:
         """Return the newest (timestamp, value) with start <= ts <= end."""
@@ -256,10 +252,11 @@ class SeriesStore:
         out = []
         with self._lock:
             for name in sorted(self._by_name):
+                # A series that is not stale holds a sample at least as new as its source's run.
                 rows = [
-                    (series, last[1])
+                    (series, series.ring.latest)
                     for series in self._by_name[name].values()
-                    if not series.stale and (last := series.ring.last()) is not None
+                    if not series.stale
                 ]
                 if rows:
                     out.append((name, rows))
