@@ -14,7 +14,7 @@ from agent.nvml import NOT_SUPPORTED, TIMEOUT, Device
 log = logging.getLogger(__name__)
 
 XID_CRITICAL = 0x8  # nvmlEventTypeXidCriticalError
-POLL_MS = 1  # the driver queues events between rounds: a poll, not a wait
+POLL_MS = 0  # the driver queues events between rounds: NVML answers at once, without a sleep
 MOST_PER_ROUND = 1000  # an event storm cannot hold the reading thread
 
 
