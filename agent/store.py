@@ -89,16 +89,19 @@ class Ring:
         return self._slice(self._ts, lo, hi), self._slice(self._vals, lo, hi)
 
     def steady(self, start: float, end: float) -> tuple[int, float] | None:
-        """If every sample in [start, end] has the newest value, return (how many, the value).
+        """If every sample in [start, end] has the newest value, return (1 or 2, the value).
 
-        Most GPU series are flags and counters that do not move; their windows need no copy.
-        The run must reach back to `start`, or to the oldest sample held.
+        Most GPU series are flags and counters that do not move; their windows need no copy
+        and no search. The run must reach back to `start`, or to the oldest sample held. The
+        count stops at two, all a window function of one value needs (increase needs two).
         """
-        if not self._len or not start <= self.newest <= end:
+        n = self._len
+        if not n or not start <= self.newest <= end:
             return None
         if self._since > start and self._since > self._ts[self._head]:
             return None
-        return self._len - self._find(start, False), self.latest
+        two = n > 1 and self._ts[(self._head + n - 2) % len(self._ts)] >= start
+        return (2 if two else 1), self.latest
 
     def newest_between(self, start: float, end: float) -> tuple[float, float] | None:
         """Return the newest (timestamp, value) with start <= ts <= end."""
@@ -238,7 +241,7 @@ class SeriesStore:
             return series.ring.between(start, end)
 
     def steady(self, series: Series, start: float, end: float) -> tuple[int, float] | None:
-        """Return (count, value) if a series held one value throughout [start, end]."""
+        """Return (1 or 2 samples, value) if a series held one value throughout [start, end]."""
         with self._lock:
             return series.ring.steady(start, end)
 

@@ -64,7 +64,7 @@ def quantile(q: float, vals: Sequence[float]) -> float | None:
 
 
 def steady(func: str, q: float | None, count: int, value: float) -> float | None:
-    """Return a window function over `count` samples that all equal `value`, without them."""
+    """Return a window function over samples that all equal `value`: `count` of them, or 2+."""
     if func in ("increase", "rate"):
         return 0.0 if count >= 2 else None
     if func == "quantile_over_time":
