@@ -105,6 +105,8 @@ class Ring:
 
     def newest_between(self, start: float, end: float) -> tuple[float, float] | None:
         """Return the newest (timestamp, value) with start <= ts <= end."""
+        if self.newest <= end:  # nothing newer than the window (rules ask at "now"): no search
+            return (self.newest, self.latest) if self._len and self.newest >= start else None
         hi = self._find(end, True)
         if hi == 0:
             return None
