@@ -18,7 +18,7 @@ from agent.store import Labels
 log = logging.getLogger(__name__)
 
 # pynvml error codes (stable in NVML's ABI); named here so the fake and the real module agree.
-NOT_SUPPORTED = 3
+NOT_SUPPORTED, FUNCTION_NOT_FOUND = 3, 13
 UNINITIALIZED, DRIVER_NOT_LOADED, TIMEOUT, LIBRARY_NOT_FOUND = 1, 9, 10, 12
 GPU_IS_LOST, RM_VERSION_MISMATCH = 15, 18
 SESSION_DOWN = {UNINITIALIZED, DRIVER_NOT_LOADED, LIBRARY_NOT_FOUND, RM_VERSION_MISMATCH}
@@ -142,14 +142,14 @@ def ask(dev: Device, key: str, call: Callable[..., Any], *args: Any) -> Any:
 
     A NotSupported answer holds for the session, so that field is not asked again: on real
     hardware each refused call is a driver round trip, and with the exception it raises,
-    the dearest call of a round.
+    the dearest call of a round. So does a function this driver lacks (FunctionNotFound).
     """
     if key in dev.unsupported:
         return None
     try:
         return call(*args)
     except NVMLError as exc:
-        if exc.value == NOT_SUPPORTED:
+        if exc.value in (NOT_SUPPORTED, FUNCTION_NOT_FOUND):
             dev.unsupported.add(key)
             return None
         mapped = classify(exc)

@@ -132,6 +132,32 @@ def test_throttling_shows_one_series_per_reason(closing: list[GpuSampler]) -> No
     assert sum(reasons.values()) == 2.0 and len(reasons) == 9
 
 
+class OldDriverNvml(FakeNvml):
+    """A driver before 535: it lacks nvmlDeviceGetCurrentClocksEventReasons."""
+
+    event_calls = 0
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, h: FakeGpu) -> int:
+        self.event_calls += 1
+        return super().nvmlDeviceGetCurrentClocksEventReasons(h)
+
+
+def test_a_driver_before_535_gives_throttle_reasons_under_their_old_name(
+    closing: list[GpuSampler],
+) -> None:
+    fake = OldDriverNvml([FakeGpu(0, throttle=0x40)])
+    fake.old_driver = True
+    sampler = make(fake)
+    closing.append(sampler)
+    for _ in range(3):
+        samples = sampler.sample(time.time())
+    reasons = {
+        dict(s.labels)["reason"]: s.value for s in samples if s.name == "gpu_throttle_reason"
+    }
+    assert reasons["hw_thermal_slowdown"] == 1.0 and sum(reasons.values()) == 1.0
+    assert fake.event_calls == 1  # a function the driver lacks is not looked for again
+
+
 def xids(sampler: GpuSampler) -> dict[tuple[str, str], float]:
     return {
         (dict(s.labels)["gpu"], dict(s.labels)["xid"]): s.value

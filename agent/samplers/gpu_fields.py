@@ -126,8 +126,14 @@ _ROWS = ((("kind", "correctable"),), (("kind", "uncorrectable"),))
 
 
 def throttle(nvml: Any, dev: Device) -> list[Sample]:
-    """Each clock-throttle reason as its own 0/1 series."""
-    mask = ask(dev, "throttle", nvml.nvmlDeviceGetCurrentClocksThrottleReasons, dev.handle)
+    """Each clock-throttle reason as its own 0/1 series.
+
+    Drivers from 535 on call them clock event reasons; older ones know only the first name.
+    """
+    h = dev.handle
+    mask = ask(dev, "event_reasons", nvml.nvmlDeviceGetCurrentClocksEventReasons, h)
+    if mask is None:
+        mask = ask(dev, "throttle", nvml.nvmlDeviceGetCurrentClocksThrottleReasons, h)
     if mask is None:
         return []
     labelled = dev.labelled

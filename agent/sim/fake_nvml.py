@@ -15,7 +15,7 @@ from typing import Any
 import pynvml
 from pynvml import NVMLError
 
-from agent.nvml import GPU_IS_LOST, NOT_SUPPORTED, TIMEOUT, UNINITIALIZED
+from agent.nvml import FUNCTION_NOT_FOUND, GPU_IS_LOST, NOT_SUPPORTED, TIMEOUT, UNINITIALIZED
 
 GIB = 1024**3
 
@@ -55,6 +55,7 @@ class FakeNvml:
         self.clock = clock
         self.initialized = 0
         self.driver_loaded = True
+        self.old_driver = False  # before 535: no clock event reasons, only throttle reasons
         self._start = clock()
         self._rng = random.Random(7)
         self.pending_xids: list[
@@ -192,8 +193,14 @@ class FakeNvml:
             return 2619
         return 1410 if g.throttle else 1980
 
+    def nvmlDeviceGetCurrentClocksEventReasons(self, h: FakeGpu) -> int:
+        """Active clock event (throttle) reasons as a bitmask; drivers from 535 on."""
+        if self.old_driver:
+            raise NVMLError(FUNCTION_NOT_FOUND)
+        return self._dev(h).throttle
+
     def nvmlDeviceGetCurrentClocksThrottleReasons(self, h: FakeGpu) -> int:
-        """Active throttle reasons as a bitmask."""
+        """Return the same bitmask, under its name before 535."""
         return self._dev(h).throttle
 
     def nvmlDeviceGetPcieReplayCounter(self, h: FakeGpu) -> int:
