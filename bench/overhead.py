@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 import requests
 
-from bench.common import cpu_seconds, free_port, percentile, wait_until
+from bench.common import CpuClock, free_port, percentile, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,7 +36,7 @@ class Subject:
     latencies: list[float] = field(default_factory=list)
     peak_rss: int = 0
     series: int = 0
-    cpu_start: float = 0.0
+    clock: CpuClock | None = None
     cpu: float = 0.0
 
     def scrape(self, session: requests.Session) -> None:
@@ -85,7 +85,7 @@ def measure(subjects: list[Subject], duration: float) -> float:
         wait_until(lambda s=s: session.get(s.url, timeout=2).ok, 30, s.name)  # type: ignore[misc]
     time.sleep(3)  # let the agent's first samples and imports settle
     for s in subjects:
-        s.cpu_start = cpu_seconds(psutil.Process(s.proc.pid))
+        s.clock = CpuClock(s.proc.pid)
     began = time.monotonic()
     tick = began
     while time.monotonic() - began < duration:
@@ -95,7 +95,8 @@ def measure(subjects: list[Subject], duration: float) -> float:
         time.sleep(max(0.0, tick - time.monotonic()))
     wall = time.monotonic() - began
     for s in subjects:
-        s.cpu = cpu_seconds(psutil.Process(s.proc.pid)) - s.cpu_start
+        assert s.clock is not None
+        s.cpu = s.clock.seconds()
     return wall
 
 
@@ -115,8 +116,15 @@ def report(agent: Subject, peer: Subject, wall: float) -> None:
         print(f"{label:22} {fmt.format(a):>10} {fmt.format(p):>14} {ratio:>7}")
     print(
         f"\n{len(agent.latencies)} scrapes each over {wall:.0f} s, 1 s sampling, "
-        f"{psutil.cpu_count()} cores"
+        f"{psutil.cpu_count()} cores; CPU time {clock_used(agent, peer)}"
     )
+
+
+def clock_used(*subjects: Subject) -> str:
+    """Say how the subjects' CPU time was counted."""
+    if all(s.clock and s.clock.precise for s in subjects):
+        return "per thread, in ns"
+    return "in 10 ms ticks"  # a thread ended in the run, or the kernel has no schedstat
 
 
 def report_gpus(plain: Subject, with_gpus: Subject, gpus: int, wall: float) -> float:
@@ -126,6 +134,7 @@ def report_gpus(plain: Subject, with_gpus: Subject, gpus: int, wall: float) -> f
         f"\nwith {gpus} simulated GPUs (a second agent, same run): "
         f"CPU {100 * with_gpus.cpu / wall:.2f} % of a core ({added:+.2f} points), "
         f"peak RSS {with_gpus.peak_rss / 1e6:.1f} MB, {with_gpus.series} series, "
+        f"CPU time {clock_used(plain, with_gpus)}, "
         f"scrape p99 {1000 * percentile(with_gpus.latencies, 0.99):.2f} ms"
     )
     return added
