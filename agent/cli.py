@@ -10,7 +10,7 @@ from pathlib import Path
 
 from agent import __version__
 from agent.config import Config, load_config, resolve_path
-from agent.config_errors import ConfigError
+from agent.config.errors import ConfigError
 from agent.logsetup import setup_logging
 
 log = logging.getLogger("agent")
@@ -46,13 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate the configuration and exit")
     _config_arg(check)
     sub.add_parser("version", help="print the version and exit")
-    from agent import workers_cli
-    from agent.alerting.cli import add_parser
+    from agent.alerting import cli as rules_cli
     from agent.notify import silence_cli
+    from agent.sim import cli as sim_cli
+    from agent.workers import cli as workers_cli
 
-    add_parser(sub)
+    rules_cli.add_parser(sub)
     silence_cli.add_parser(sub)
-    workers_cli.add_parsers(sub)
+    workers_cli.add_parser(sub)
+    sim_cli.add_parsers(sub)
     return parser
 
 
@@ -75,11 +77,11 @@ def check_config(path: Path | None) -> int:
     cfg = load_or_report(path)
     if cfg is None:
         return 2
-    from agent.alerting.rules import RuleProblems
-    from agent.daemon import load_rules
+    from agent.alerting.model import RuleProblems
+    from agent.alerting.rules import load_configured
 
     try:
-        rules = sum(len(g.rules) for g in load_rules(cfg))
+        rules = sum(len(g.rules) for g in load_configured(cfg.rules))
     except RuleProblems as exc:
         print(f"dsagent: rules have {len(exc.problems)} problem(s):", file=sys.stderr)
         for problem in exc.problems:
@@ -114,13 +116,14 @@ def run(args: argparse.Namespace) -> int:
 
 def dispatch(args: argparse.Namespace) -> int:
     """Run the chosen subcommand (its module imported only when used)."""
-    from agent import workers_cli
     from agent.alerting import cli as rules_cli
     from agent.notify import silence_cli
+    from agent.sim import cli as sim_cli
+    from agent.workers import cli as workers_cli
 
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "version": version, "run": run, "check-config": lambda a: check_config(a.config),
-        "probe": workers_cli.run, "sim-worker": workers_cli.run, "demo": workers_cli.run,
+        "probe": workers_cli.run, "sim-worker": sim_cli.run, "demo": sim_cli.run,
         "silence": silence_cli.run, "rules": rules_cli.run,
     }  # fmt: skip
     return commands[args.command](args)

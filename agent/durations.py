@@ -8,13 +8,13 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 6048
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
 
-def parse_duration(text: str | float | int) -> float:
-    """Return seconds for a duration string or a plain number of seconds."""
-    if isinstance(text, bool):
-        raise ValueError(f"invalid duration {text!r}")
+def parse_duration(text: object) -> float:
+    """Return seconds for a duration string or a plain number of seconds; else ValueError."""
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        raise ValueError(f"invalid duration {text!r}: use e.g. 500ms, 1s, 5m, 1h30m")
     if isinstance(text, int | float):
-        if text < 0:
-            raise ValueError(f"invalid duration {text!r}: negative")
+        if not 0 <= text < float("inf"):
+            raise ValueError(f"invalid duration {text!r}: must be a finite number >= 0")
         return float(text)
     raw = text.strip()
     pos, total = 0, 0.0

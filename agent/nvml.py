@@ -52,6 +52,9 @@ class Device:
         return labels
 
 
+Loader = Callable[[], Any]  # returns the pynvml module, or a fake with its call surface
+
+
 def load_pynvml() -> ModuleType:
     """Import nvidia-ml-py's pynvml module."""
     return importlib.import_module("pynvml")
@@ -64,7 +67,7 @@ def _text(value: object) -> str:
 class NvmlSession:
     """Holds NVML open and the device list; calls come through `field` and `guard`."""
 
-    def __init__(self, loader: Callable[[], Any] = load_pynvml, retry_after: float = 30.0):
+    def __init__(self, loader: Loader = load_pynvml, retry_after: float = 30.0):
         self.loader = loader
         self.retry_after = retry_after
         self.nvml: Any = None

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import config as config_mod
 from agent.config import ConfigError, load_config, split_listen
-from agent.config_errors import find_line
+from agent.config import settings as config_mod
+from agent.config.errors import find_line
 
 
 @pytest.fixture(autouse=True)

@@ -92,10 +92,12 @@ def test_every_field_a_panel_uses_is_mapped_with_a_fitting_type() -> None:
 
 def exported_metrics() -> set[str]:
     from agent.alerting.engine import METRICS as ALERTS
+    from agent.daemon import RELOAD_METRICS
     from agent.notify.notifier import METRICS as NOTIFY
     from agent.runner import METRICS as RUNNER
-    from agent.samplers import disk, gpu_fields, host, netprobe, network, worker
+    from agent.samplers import disk, gpu_fields, host, netprobe, network
     from agent.shipping.job import METRICS as SHIPPING
+    from agent.workers import sampler as worker
 
     names: set[str] = set()
     for table in (
@@ -109,6 +111,7 @@ def exported_metrics() -> set[str]:
         network.METRICS,
         worker.METRICS,
         SHIPPING,
+        RELOAD_METRICS,
     ):
         names |= set(table)
     return names | {"dsagent_build_info"}

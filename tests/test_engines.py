@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.engines import ENGINES, bucket_increase, histogram_quantile, parse
-from agent.samplers.worker import engine_samples
+from agent.workers.engine_metrics import ENGINES, bucket_increase, histogram_quantile, parse
+from agent.workers.sampler import engine_samples
 from tests.conftest import FIXTURES
 
 DIR = FIXTURES / "engines"

@@ -16,9 +16,9 @@ from agent.config import Config, WorkerConfig
 from agent.nvml import NvmlSession
 from agent.samplers import gpu as gpu_mod
 from agent.samplers.gpu import GpuSampler
-from agent.sim.fake_nvml import GIB, FakeGpu, FakeNvml
+from agent.sim.fake_nvml import GIB, FakeGpu, FakeNvml, simulated_nvml
 from agent.store import Sample
-from agent.workers import WorkerMap, unit_of
+from agent.workers.pids import WorkerMap, unit_of
 from tests.conftest import wait_for
 
 
@@ -315,7 +315,8 @@ def test_no_nvml_library_gives_one_line_and_no_sampler(
 
 
 def test_simulate_builds_n_gpus() -> None:
-    sampler = gpu_mod.build(Config(gpu={"simulate": 4}))  # type: ignore[arg-type]
+    cfg = Config(gpu={"simulate": 4})  # type: ignore[arg-type]
+    sampler = gpu_mod.build(cfg, simulated_nvml(cfg))
     assert sampler is not None
     try:
         assert len(by_gpu(list(sampler.sample(time.time())), "gpu_up")) == 4

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.alerting.expr import parse_expr
-from agent.alerting.rules import RuleProblems, load_files, parse_file
+from agent.alerting.model import RuleProblems
+from agent.alerting.rules import load_files, parse_file
 from agent.alerting.templates import Template, TemplateError, go_float, humanize
 from tests.conftest import FIXTURES
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.config import TokenConfig
-from agent.jsonlog import JsonLinesLog
+from agent.files import JsonLinesLog
 from agent.store import SeriesStore
 from agent.web.admin import AdminApi, endpoint, redact
 from agent.web.auth import load_tokens

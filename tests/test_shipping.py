@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config_shipping import LogInputConfig
+from agent.config.shipping import LogInputConfig
 from agent.shipping.parse import Assembler, doc_id, to_doc
 from agent.shipping.registry import Registry
 from agent.shipping.sinks import FileSink

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from agent import probes
 from agent.config import WorkerConfig
-from agent.samplers.worker import WorkerSampler
 from agent.sim.worker import SimServer
+from agent.workers import checks as probes
+from agent.workers.sampler import WorkerSampler
 from tests.conftest import AgentProcess, free_port, wait_for
 from tests.test_cli import dsagent
 

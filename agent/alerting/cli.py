@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 from agent.alerting.export import export
+from agent.alerting.model import Group, RuleProblems
 from agent.alerting.promtest import run_file
-from agent.alerting.rules import Group, RuleProblems, expand, load_configured, load_files
+from agent.alerting.rules import expand, load_configured, load_files
 from agent.config import load_config
-from agent.config_errors import ConfigError
+from agent.config.errors import ConfigError
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,7 +33,7 @@ def _groups(paths: list[str], config: Path | None) -> list[Group]:
     if paths:
         return load_files(paths)
     cfg = load_config(config)
-    return load_configured(cfg.rules.defaults, cfg.rules.paths, cfg.rules.disabled)
+    return load_configured(cfg.rules)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 
-from agent.alerting.rules import Group, Rule
+from agent.alerting.model import Group, Rule
 from agent.durations import format_duration
 
 

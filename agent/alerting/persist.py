@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 from agent.alerting.state import Alert
+from agent.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -18,22 +17,14 @@ log = logging.getLogger(__name__)
 def save(path: Path, alerts: list[Alert], now: float) -> None:
     """Write every instance to `path` through a temporary file and an atomic rename."""
     records = [{**asdict(a), "labels": [list(kv) for kv in a.labels]} for a in alerts]
-    data = json.dumps({"saved_at": now, "alerts": records}, separators=(",", ":"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".alerts.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, json.dumps({"saved_at": now, "alerts": records}, separators=(",", ":")))
+
+
+FIELDS = {f.name for f in fields(Alert)}
 
 
 def _alert(record: dict[str, Any]) -> Alert:
-    record = dict(record)
+    record = {k: v for k, v in record.items() if k in FIELDS}  # older files had more keys
     record["labels"] = tuple(tuple(kv) for kv in record["labels"])
     return Alert(**record)
 

@@ -1,75 +1,19 @@
-"""Rule files: YAML groups of threshold rules, validated with file:line for every problem."""
+"""The one rule loader: YAML files of groups, validated with file:line for every problem."""
 
 from __future__ import annotations
 
 import glob
-import operator
 import sys
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agent.alerting.expr import Expr
+from agent.alerting.model import Group, Rule, RuleProblems
 from agent.alerting.schema import rule_fields
-from agent.alerting.templates import Template
 from agent.alerting.yamlines import LineDict, load
+from agent.config.settings import RulesConfig
 from agent.durations import parse_duration
-
-OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
-        "==": operator.eq, "!=": operator.ne}  # fmt: skip
-
-
-def compare(op: str, value: float, threshold: float) -> bool:
-    """Return `value op threshold`."""
-    return bool(OPS[op](value, threshold))
-
-
-@dataclass(frozen=True)
-class Condition:
-    """`only_if`: the rule applies only where this holds, joined on the `on` labels."""
-
-    expr: Expr
-    op: str
-    value: float
-    on: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One alerting rule with one instance per label set and threshold level."""
-
-    alert: str
-    expr: Expr
-    op: str = ">"
-    thresholds: tuple[tuple[str, float], ...] = ()
-    clear: Mapping[str, float] = field(default_factory=dict)
-    hold: float = 0.0  # `for`
-    keep_firing_for: float = 0.0
-    absent_for: float | None = None
-    absent_severity: str = "warning"
-    only_if: Condition | None = None
-    labels: Mapping[str, str] = field(default_factory=dict)
-    annotations: Mapping[str, Template] = field(default_factory=dict)
-    source: str = ""  # file:line
-
-
-@dataclass(frozen=True)
-class Group:
-    """A named group of rules evaluated together on one interval."""
-
-    name: str
-    interval: float | None
-    rules: tuple[Rule, ...]
-    source: str = ""
-
-
-class RuleProblems(Exception):
-    """Raised with every problem found, each as 'file:line: message'."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 def default_rules_dir() -> Path:
@@ -95,11 +39,11 @@ def expand(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def load_configured(defaults: bool, paths: Iterable[str], disabled: Iterable[str]) -> list[Group]:
+def load_configured(cfg: RulesConfig) -> list[Group]:
     """Load the packaged rules (unless turned off) and the configured ones, minus disabled ones."""
-    off = set(disabled)
-    files: list[str | Path] = [default_rules_dir()] if defaults else []
-    groups = load_files([*files, *paths])
+    off = set(cfg.disabled)
+    files: list[str | Path] = [default_rules_dir()] if cfg.defaults else []
+    groups = load_files([*files, *cfg.paths])
     return [replace(g, rules=tuple(r for r in g.rules if r.alert not in off)) for g in groups]
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from agent.alerting.expr import parse_expr
+from agent.alerting.model import SEVERITIES, Condition
 from agent.alerting.templates import Template, TemplateError
 from agent.alerting.yamlines import LineDict
 from agent.durations import parse_duration
 
-SEVERITIES = ("info", "warning", "critical")  # ascending: a higher one inhibits a lower one
 OPS = (">", ">=", "<", "<=", "==", "!=")
 RULE_KEYS = {"alert", "expr", "op", "thresholds", "clear", "for", "keep_firing_for", "absent_for",
              "absent_severity", "only_if", "labels", "annotations"}  # fmt: skip
@@ -66,8 +66,6 @@ def _templates(raw: LineDict, errors: Errors) -> dict[str, Template]:
 
 
 def _only_if(raw: LineDict, errors: Errors) -> Any:
-    from agent.alerting.rules import Condition
-
     spec = raw.get("only_if")
     if spec is None:
         return None

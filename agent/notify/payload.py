@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agent import jsonlog
+from agent import files
 from agent.alerting.state import Alert
 
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's "not ended"
@@ -15,7 +15,7 @@ ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's "not ended"
 
 def rfc3339(ts: float | None) -> str:
     """Format a Unix time as RFC 3339 UTC, as Alertmanager does; None is its 'not ended'."""
-    return ZERO_TIME if ts is None else jsonlog.rfc3339(ts)
+    return ZERO_TIME if ts is None else files.rfc3339(ts)
 
 
 def fingerprint(labels: Mapping[str, str]) -> str:

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 from agent.config import Config, load_config, split_listen
-from agent.config_errors import ConfigError
+from agent.config.errors import ConfigError
+from agent.config.web import load_web_config
 from agent.durations import format_duration, parse_duration
 from agent.notify.silences import Silence, SilenceStore, matcher_from_cli
-from agent.web.webconfig import load_web_config
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import re
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -14,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from agent.files import atomic_write
 from agent.matchers import Matcher, parse_matchers
 
 _CLI_MATCHER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$")
@@ -97,10 +96,7 @@ class SilenceStore:
             self._mtime = -1.0
             silences = self.load()
             yield silences
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".silences.")
-            with os.fdopen(fd, "w") as f:
-                json.dump([s.to_json() for s in silences], f, indent=1)
-            os.replace(tmp, self.path)
+            atomic_write(self.path, json.dumps([s.to_json() for s in silences], indent=1))
 
     def add(self, matchers: list[str], duration: float, author: str, comment: str) -> Silence:
         """Create a silence from now for `duration` seconds."""

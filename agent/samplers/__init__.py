@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
 from agent.config import Config
+from agent.nvml import Loader
 from agent.store import MetricInfo, Sample
 
 
@@ -46,15 +48,19 @@ def close_all(samplers: Iterable[object]) -> None:
 Factory = Callable[[Config], "Sampler | None"]
 
 
-def factories() -> list[Factory]:
+def factories(nvml: Loader | None = None) -> list[Factory]:
     """Return the sampler factories in order (imported here to keep this module light)."""
     from agent.samplers import disk, gpu, host, netprobe, network, textfile
 
-    return [host.build, disk.build, network.build, netprobe.build, gpu.build, textfile.build]
+    return [host.build, disk.build, network.build, netprobe.build,
+            functools.partial(gpu.build, nvml=nvml), textfile.build]  # fmt: skip
 
 
-def build_samplers(cfg: Config) -> list[Sampler]:
-    """Build every sampler the configuration enables, one per worker for the workers."""
-    from agent.samplers.worker import build_all
+def build_samplers(cfg: Config, nvml: Loader | None = None) -> list[Sampler]:
+    """Build every sampler the configuration enables, one per worker for the workers.
 
-    return [*(s for make in factories() if (s := make(cfg)) is not None), *build_all(cfg)]
+    `nvml` is the NVML loader the daemon injects (the simulator's fake for gpu.simulate).
+    """
+    from agent.workers.sampler import build_all
+
+    return [*(s for make in factories(nvml) if (s := make(cfg)) is not None), *build_all(cfg)]

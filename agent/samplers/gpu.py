@@ -8,11 +8,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from agent.config import Config
-from agent.nvml import Device, GpuLost, NvmlDown, NvmlSession, ask, load_pynvml
+from agent.nvml import Device, GpuLost, Loader, NvmlDown, NvmlSession, ask, load_pynvml
 from agent.samplers.gpu_fields import METRICS, read_gpu
 from agent.samplers.gpu_xid import XidWatcher
 from agent.store import Sample
-from agent.workers import WorkerMap
+from agent.workers.pids import WorkerMap
 
 log = logging.getLogger(__name__)
 
@@ -170,17 +170,15 @@ class GpuSampler:
         self.session.close()
 
 
-def build(cfg: Config) -> GpuSampler | None:
-    """Build the GPU sampler; off when disabled, or on 'auto' without NVML or GPUs."""
+def build(cfg: Config, nvml: Loader | None = None) -> GpuSampler | None:
+    """Build the GPU sampler; off when disabled, or on 'auto' without NVML or GPUs.
+
+    `nvml` loads the NVML module: pynvml unless the daemon injects the simulator's fake.
+    """
     gpu = cfg.gpu
     if gpu.enabled is False:
         return None
-    loader: Any = load_pynvml
-    if gpu.simulate:
-        from agent.sim.fake_nvml import FakeNvml
-
-        loader = lambda: FakeNvml.scenario(gpu.simulate, gpu.scenario)  # noqa: E731
-    session = NvmlSession(loader)
+    session = NvmlSession(nvml or load_pynvml)
     opened = session.open()
     if gpu.enabled == "auto" and not gpu.simulate and not (opened and session.devices):
         log.info("GPU sampler off: %s", session.error or "NVML found no GPUs")

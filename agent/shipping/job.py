@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator
 
 from agent.config import Config
-from agent.config_shipping import LogInputConfig
+from agent.config.shipping import LogInputConfig
 from agent.shipping.shipper import Shipper, Sink
 from agent.shipping.sinks import ElasticsearchSink, FileSink
 from agent.shipping.stats import METRICS as STATS_METRICS

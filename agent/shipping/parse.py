@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.config_shipping import LogInputConfig
+from agent.config.shipping import LogInputConfig
 from agent.shipping.tail import Line
 
 OOM = re.compile(rb"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED")

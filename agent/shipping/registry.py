@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from agent.files import atomic_write
 
 
 class Registry:
@@ -29,13 +29,7 @@ class Registry:
         """Record new offsets and write the registry through an atomic rename."""
         for key, entry in updates.items():
             self.entries.setdefault(key, {}).update(entry)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".registry.")
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.entries, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        atomic_write(self.path, json.dumps(self.entries))
 
     def forget(self, keys: set[str]) -> None:
         """Drop files that are gone for good."""

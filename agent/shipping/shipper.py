@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent.config_shipping import LogInputConfig
+from agent.config.shipping import LogInputConfig
 from agent.shipping.parse import OOM, Assembler, Event, doc_id, to_doc
 from agent.shipping.registry import Registry
 from agent.shipping.sinks import DeadLetters, Doc, Outcome

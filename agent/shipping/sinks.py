@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, Literal
 
-from agent.config_shipping import ElasticsearchConfig
+from agent.config.shipping import ElasticsearchConfig
+from agent.files import JsonLinesLog
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,7 @@ class FileSink:
 
     def __init__(self, directory: Path, max_bytes: int = 64 << 20, keep: int = 5) -> None:
         self.directory, self.max_bytes, self.keep = directory, max_bytes, keep
+        self._logs: dict[str, JsonLinesLog] = {}
         directory.mkdir(parents=True, exist_ok=True)
 
     def index(self, dataset: str) -> str:
@@ -155,30 +156,23 @@ class FileSink:
 
     def ship(self, index: str, docs: list[Doc]) -> list[Outcome]:
         """Append and fsync; rotate past max_bytes."""
-        path = self.directory / index
-        if path.exists() and path.stat().st_size > self.max_bytes:
-            for n in range(self.keep - 1, 0, -1):
-                older = path.with_name(f"{index}.{n}")
-                if older.exists():
-                    os.replace(older, path.with_name(f"{index}.{n + 1}"))
-            os.replace(path, path.with_name(f"{index}.1"))
-        with path.open("a", encoding="utf-8") as f:
-            for doc_id, source in docs:
-                f.write(json.dumps({"_id": doc_id, **source}, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        log = self._logs.get(index)
+        if log is None:
+            log = self._logs[index] = JsonLinesLog(
+                self.directory / index, self.max_bytes, self.keep
+            )
+        log.append({"_id": doc_id, **source} for doc_id, source in docs)
         return ["ok"] * len(docs)
 
 
 class DeadLetters:
     """Documents the cluster refused for their content, with the reason: never silently dropped."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_bytes: int = 64 << 20) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = JsonLinesLog(path, max_bytes, keep=5)
 
     def write(self, index: str, doc_id: str, source: dict[str, Any], reason: str) -> None:
         """Append one refused document."""
         entry = {"at": time.time(), "index": index, "_id": doc_id, "reason": reason, "doc": source}
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        self._log.append([entry])

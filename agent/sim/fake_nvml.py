@@ -15,7 +15,15 @@ from typing import Any
 import pynvml
 from pynvml import NVMLError
 
-from agent.nvml import FUNCTION_NOT_FOUND, GPU_IS_LOST, NOT_SUPPORTED, TIMEOUT, UNINITIALIZED
+from agent.config import Config
+from agent.nvml import (
+    FUNCTION_NOT_FOUND,
+    GPU_IS_LOST,
+    NOT_SUPPORTED,
+    TIMEOUT,
+    UNINITIALIZED,
+    Loader,
+)
 
 GIB = 1024**3
 
@@ -267,3 +275,11 @@ class FakeNvml:
         data = SimpleNamespace(device=g, eventType=0x8, eventData=xid)
         for event_set in g.events:
             event_set.put(data)
+
+
+def simulated_nvml(cfg: Config) -> Loader | None:
+    """Return the loader of simulated GPUs when gpu.simulate asks for them, else None (NVML)."""
+    gpu = cfg.gpu
+    if not gpu.simulate:
+        return None
+    return lambda: FakeNvml.scenario(gpu.simulate, gpu.scenario)

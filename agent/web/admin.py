@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from agent.jsonlog import JsonLinesLog
+from agent.files import JsonLinesLog
 from agent.web.auth import ROLES, Token, bearer
 
 Answer = tuple[int, Any]

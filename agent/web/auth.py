@@ -27,10 +27,12 @@ class Token:
 
 
 def load_tokens(configs: Sequence[TokenConfig]) -> list[Token]:
-    """Read each token from its file or environment variable."""
+    """Read each token from its file or environment variable; an empty one is a ValueError."""
     out = []
     for c in configs:
         secret = c.token_file.read_text().strip() if c.token_file else os.environ[str(c.token_env)]
+        if not secret.strip():
+            raise ValueError(f"api token {c.name!r}: {c.token_file or c.token_env} is empty")
         expires = c.expires.replace(tzinfo=c.expires.tzinfo or UTC) if c.expires else None
         out.append(Token(c.name, c.role, secret, expires))
     return out
@@ -42,6 +44,8 @@ def bearer(headers: Mapping[str, str], tokens: Sequence[Token]) -> tuple[Token |
     if not auth.lower().startswith("bearer "):
         return None, "no credentials"
     given = auth[7:].strip().encode()
+    if not given:
+        return None, "no credentials"
     for token in tokens:
         if hmac.compare_digest(given, token.secret.encode()):
             if token.expires is not None and token.expires <= datetime.now(UTC):

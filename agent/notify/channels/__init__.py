@@ -2,69 +2,23 @@
 
 from __future__ import annotations
 
-import json
-import os
-from typing import Any, Protocol
+from typing import Any
 
-from agent.config_notify import ReceiverConfig
+from agent.config.notify import ReceiverConfig
+from agent.notify.channels import alertmanager, dingtalk, feishu, slack, webhook, wecom
+from agent.notify.channels.base import Channel, read_secret
 
-Request = tuple[str, bytes, dict[str, str]]  # url, body, headers
-
-
-class Channel(Protocol):
-    """Builds the request for a payload, and says whether the answer means delivered."""
-
-    def request(self, payload: dict[str, Any], key: str) -> Request:
-        """Return url, body and headers; signatures are made here, fresh at every try."""
-        ...
-
-    def accepted(self, status: int, text: str) -> bool:
-        """Return True if the receiver took the notification."""
-        ...
-
-
-def json_request(url: str, body: object, key: str) -> Request:
-    """Build a JSON POST carrying the idempotency key."""
-    headers = {"Content-Type": "application/json", "Idempotency-Key": key}
-    return url, json.dumps(body, ensure_ascii=False).encode(), headers
-
-
-def ok_2xx(status: int, text: str) -> bool:
-    """Delivered on any 2xx."""
-    return 200 <= status < 300
-
-
-def ok_errcode(status: int, text: str, field: str = "errcode") -> bool:
-    """Delivered on 2xx with a JSON `errcode` (or `code`) of 0, as the chat robots answer."""
-    if not ok_2xx(status, text):
-        return False
-    try:
-        answer = json.loads(text)
-    except ValueError:
-        return False
-    return isinstance(answer, dict) and answer.get(field, answer.get("StatusCode", 1)) == 0
-
-
-def read_secret(cfg: ReceiverConfig) -> bytes | None:
-    """Read a receiver's secret from its file or environment variable (never logged)."""
-    if cfg.secret_file is not None:
-        return cfg.secret_file.read_bytes().strip()
-    if cfg.secret_env is not None:
-        return os.environ[cfg.secret_env].encode()
-    return None
+KINDS: dict[str, Any] = {
+    "webhook": webhook.Webhook,
+    "alertmanager": alertmanager.Alertmanager,
+    "slack": slack.Slack,
+    "dingtalk": dingtalk.DingTalk,
+    "feishu": feishu.Feishu,
+    "wecom": wecom.WeCom,
+}
 
 
 def build(cfg: ReceiverConfig, url: str) -> Channel:
     """Build the channel of a receiver for one of its URLs."""
-    from agent.notify.channels import alertmanager, dingtalk, feishu, slack, webhook, wecom
-
-    kinds: dict[str, Any] = {
-        "webhook": webhook.Webhook,
-        "alertmanager": alertmanager.Alertmanager,
-        "slack": slack.Slack,
-        "dingtalk": dingtalk.DingTalk,
-        "feishu": feishu.Feishu,
-        "wecom": wecom.WeCom,
-    }
-    channel: Channel = kinds[cfg.type](url, read_secret(cfg), cfg.text)
+    channel: Channel = KINDS[cfg.type](url, read_secret(cfg), cfg.text)
     return channel

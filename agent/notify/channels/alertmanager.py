@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.notify.channels import Request, json_request, ok_2xx
+from agent.notify.channels.base import Request, json_request, ok_2xx
 
 FIELDS = ("labels", "annotations", "startsAt", "endsAt", "generatorURL")
 

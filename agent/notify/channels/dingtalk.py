@@ -9,7 +9,7 @@ import time
 from typing import Any
 from urllib.parse import quote_plus
 
-from agent.notify.channels import Request, json_request, ok_errcode
+from agent.notify.channels.base import Request, json_request, ok_errcode
 from agent.notify.payload import render_text, summary_lines
 
 

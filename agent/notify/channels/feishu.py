@@ -8,7 +8,7 @@ import hmac
 import time
 from typing import Any
 
-from agent.notify.channels import Request, json_request, ok_errcode
+from agent.notify.channels.base import Request, json_request, ok_errcode
 from agent.notify.payload import render_text
 
 

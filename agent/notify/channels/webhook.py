@@ -6,7 +6,7 @@ import hashlib
 import hmac
 from typing import Any
 
-from agent.notify.channels import Request, json_request, ok_2xx
+from agent.notify.channels.base import Request, json_request, ok_2xx
 
 
 class Webhook:

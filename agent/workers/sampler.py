@@ -8,9 +8,11 @@ import time
 from collections import deque
 from collections.abc import Iterator
 
-from agent import probes
 from agent.config import Config, WorkerConfig
-from agent.engines import (
+from agent.store import MetricInfo, Sample, sample
+from agent.windows import quantile
+from agent.workers import checks as probes
+from agent.workers.engine_metrics import (
     ENGINES,
     EngineMap,
     Snapshot,
@@ -19,8 +21,6 @@ from agent.engines import (
     histogram_quantile,
     parse,
 )
-from agent.store import MetricInfo, Sample, sample
-from agent.windows import quantile
 
 log = logging.getLogger(__name__)
 QUANTILES = (0.5, 0.95, 0.99)

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
-from agent.config_errors import Problem
-from agent.config_types import Duration, Section
+from agent.config.errors import Problem
+from agent.config.types import Duration, Section
 
 Channel = Literal["webhook", "alertmanager", "slack", "dingtalk", "feishu", "wecom"]
 

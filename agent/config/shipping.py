@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from agent.config_types import Duration, Regex, Section
+from agent.config.types import Duration, Regex, Section
 
 
 class LogInputConfig(Section):

@@ -13,16 +13,16 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from agent.config_errors import ConfigError, Problem, locate, problems_from
-from agent.config_notify import (
+from agent.config.errors import ConfigError, Problem, locate, problems_from
+from agent.config.notify import (
     InhibitConfig,
     NotifyConfig,
     ReceiverConfig,
     RouteConfig,
     receiver_problems,
 )
-from agent.config_shipping import ElasticsearchConfig, LogInputConfig
-from agent.config_types import Duration, Regex, Section
+from agent.config.shipping import ElasticsearchConfig, LogInputConfig
+from agent.config.types import Duration, Regex, Section
 from agent.targets import parse_target
 
 DEFAULT_PATH = Path("/etc/dsagent/agent.toml")
@@ -236,7 +236,7 @@ def cross_check(cfg: Config) -> list[Problem]:
 
 def http_problems(cfg: Config) -> list[Problem]:
     """Require TLS (or insecure) off loopback, and one source for each token."""
-    from agent.web.webconfig import load_web_config
+    from agent.config.web import load_web_config
 
     problems, tls = [], False
     if cfg.http.web_config is not None:
@@ -254,9 +254,18 @@ def http_problems(cfg: Config) -> list[Problem]:
             problems.append(Problem(f"api_tokens.{i}", "give token_file or token_env (one)"))
         elif t.token_file is not None and not t.token_file.is_file():
             problems.append(Problem(f"api_tokens.{i}.token_file", f"no such file {t.token_file}"))
-        elif t.token_env is not None and not os.environ.get(t.token_env):
+        elif t.token_file is not None and not _read(t.token_file).strip():
+            problems.append(Problem(f"api_tokens.{i}.token_file", f"{t.token_file} is empty"))
+        elif t.token_env is not None and not os.environ.get(t.token_env, "").strip():
             problems.append(Problem(f"api_tokens.{i}.token_env", f"{t.token_env} is not set"))
     return problems
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def load_config(path: Path | None = None) -> Config:

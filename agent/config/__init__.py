@@ -1,0 +1,21 @@
+"""Configuration: the settings model and its sections, web.yml, and errors naming key paths."""
+
+from agent.config.errors import ConfigError
+from agent.config.settings import (
+    Config,
+    TokenConfig,
+    WorkerConfig,
+    load_config,
+    resolve_path,
+    split_listen,
+)
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "TokenConfig",
+    "WorkerConfig",
+    "load_config",
+    "resolve_path",
+    "split_listen",
+]

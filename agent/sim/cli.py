@@ -1,0 +1,29 @@
+"""`dsagent sim-worker` and `dsagent demo`: the simulator, on its own or in a guided tour."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `sim-worker` and `demo`."""
+    sim = sub.add_parser("sim-worker", help="run the vLLM-style worker simulator")
+    sim.add_argument("--port", type=int, default=8000)
+    sim.add_argument("--model", default="deepseek-v3")
+    sim.add_argument("--log", type=Path, help="append JSON request logs here")
+    demo = sub.add_parser("demo", help="a 90-second tour: simulator, agent, alerts, webhook")
+    demo.add_argument("--keep", action="store_true", help="keep the demo's files afterwards")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch `sim-worker` and `demo`."""
+    if args.command == "sim-worker":
+        from agent.sim.worker import serve
+
+        serve(args.port, args.model, args.log)
+        return 0
+    from agent.sim.demo import run_demo
+
+    code: int = run_demo(keep=args.keep)
+    return code

@@ -1,0 +1,1 @@
+"""Local inference workers: HTTP checks, engine metric mappings, the worker sampler, `probe`."""
