@@ -1,90 +1,156 @@
-"""Wiring and lifecycle: store, samplers, rules, scheduler, HTTP server, signals."""
+"""Wiring and lifecycle: builds the long-lived parts once, swaps configuration in on reload."""
 
 from __future__ import annotations
 
 import logging
 import signal
+import ssl
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agent import sdnotify
 from agent.alerting import persist
 from agent.alerting.engine import RuleEngine, RuleGroupJob
-from agent.alerting.rules import Group, RuleProblems, load_configured
-from agent.config import Config, load_config
-from agent.config_errors import ConfigError
+from agent.alerting.model import Group, RuleProblems
+from agent.alerting.rules import load_configured
+from agent.alerting.trigger import RuleTrigger
+from agent.config import Config, ConfigError, load_config
+from agent.config.web import load_web_config
 from agent.notify.notifier import Notifier
+from agent.notify.outbox import Outbox
+from agent.notify.silences import SilenceStore
 from agent.runner import SamplerRunner
 from agent.samplers import Sampler, build_samplers
-from agent.samplers.worker import WorkerSampler
+from agent.shipping.job import LogShipping
 from agent.shipping.job import build as build_shipping
-from agent.store import SeriesStore
-from agent.web.admin_routes import build_admin
-from agent.web.auth import BasicAuth
+from agent.sim.fake_nvml import simulated_nvml
+from agent.store import MetricInfo, Sample, SeriesStore, sample
+from agent.web.admin_routes import Admin
+from agent.web.auth import BasicAuth, Token, load_tokens
 from agent.web.server import WebServer
-from agent.web.webconfig import load_web_config
+from agent.workers.sampler import WorkerSampler
 
 log = logging.getLogger(__name__)
 
 SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 # Changing these needs a new store or listener: a reload says so and keeps the old value.
 RESTART_KEYS = (("http", "listen"), ("agent", "state_dir"), ("agent", "retention"))
+# The sections each rebuildable part is made from: a reload rebuilds a part only if they moved.
+SAMPLER_KEYS = {"agent", "host", "network", "gpu", "textfile", "workers"}
+SHIPPING_KEYS = {"agent", "logs", "elasticsearch"}
 
 
-def load_rules(cfg: Config) -> list[Group]:
-    """Load the configured rule groups; raises RuleProblems."""
-    return load_configured(cfg.rules.defaults, cfg.rules.paths, cfg.rules.disabled)
+RELOAD_METRICS = {
+    "dsagent_config_last_reload_successful": MetricInfo(
+        "gauge", "1 if the last configuration reload (or the start) succeeded."
+    ),
+    "dsagent_config_last_reload_success_timestamp_seconds": MetricInfo(
+        "gauge", "When the configuration was last loaded successfully."
+    ),
+}
+
+
+class ReloadStatus:
+    """dsagent_config_last_reload_* as Prometheus exports them, on the scheduler like a sampler."""
+
+    name = "config"
+    metrics = RELOAD_METRICS
+
+    def __init__(self, now: float) -> None:
+        self.ok, self.success_at = True, now
+
+    def sample(self, now: float) -> Iterator[Sample]:
+        """Report the last reload."""
+        yield sample("dsagent_config_last_reload_successful", 1.0 if self.ok else 0.0)
+        yield sample("dsagent_config_last_reload_success_timestamp_seconds", self.success_at)
+
+
+@dataclass
+class Loaded:
+    """Everything a reload reads and checks before it changes anything."""
+
+    cfg: Config
+    groups: list[Group]
+    tls: ssl.SSLContext | None
+    basic: BasicAuth | None
+    tokens: list[Token]
+
+
+def load_all(path: Path | None, cfg: Config | None = None) -> Loaded:
+    """Read config, rules, web.yml (and its certificates) and tokens; raise on any problem."""
+    cfg = cfg or load_config(path)
+    groups = load_configured(cfg.rules)
+    web = load_web_config(cfg.http.web_config) if cfg.http.web_config else None
+    basic = BasicAuth(web.users) if web and web.users else None
+    return Loaded(cfg, groups, web.ssl_context() if web else None, basic,
+                  load_tokens(cfg.api_tokens))  # fmt: skip
+
+
+def _view(cfg: Config, keys: set[str]) -> dict[str, Any]:
+    return cfg.model_dump(include=keys)
 
 
 class Daemon:
-    """The running agent."""
+    """The running agent: one store, engine, trigger, notifier and server for its whole life."""
 
-    def __init__(self, cfg: Config, config_path: Path | None, groups: list[Group]) -> None:
-        self.cfg = cfg
+    def __init__(self, loaded: Loaded, config_path: Path | None) -> None:
+        cfg = self.cfg = loaded.cfg
         self.config_path = config_path
+        state = cfg.agent.state_dir
+        state.mkdir(parents=True, exist_ok=True, mode=0o750)
         self.store = SeriesStore(cfg.agent.retention, cfg.agent.sample_interval)
-        self.runner = SamplerRunner(self.store, on_run=self._on_run)
+        self.runner = SamplerRunner(self.store, self._on_run, self._on_ingest)
+        self.notifier = Notifier(Outbox(state / "outbox.db"), SilenceStore(state))
+        self.engine = RuleEngine(
+            self.store, loaded.groups, time.time(), resolved_retention=cfg.rules.resolved_retention,
+            state_path=state / "alerts.json", warmup=max(5.0, 3 * cfg.agent.sample_interval),
+            notify=self.notifier.deliver,
+        )  # fmt: skip
+        self.trigger = RuleTrigger(self.store, self.runner.run_once, self.runner.count_skip)
+        self.reloads = ReloadStatus(time.time())
+        self.admin = Admin(cfg, self.engine, self.notifier, self.reload)
+        self.samplers: list[Sampler] = []
+        self.shipping: LogShipping | None = None
+        self.server: WebServer | None = None
+        self._loaded = loaded
         self._ready_sent = False
         self._reload_lock = threading.Lock()
-        self.engine = RuleEngine(
-            self.store, groups, time.time(), resolved_retention=cfg.rules.resolved_retention,
-            state_path=cfg.agent.state_dir / "alerts.json",
-            warmup=max(5.0, 3 * cfg.agent.sample_interval),
-        )  # fmt: skip
-        self.server: WebServer | None = None
 
     def start(self) -> None:
-        """Create the state dir, restore alert state, start sampling, evaluating and serving."""
-        self.cfg.agent.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-        web = load_web_config(self.cfg.http.web_config) if self.cfg.http.web_config else None
+        """Restore alert state, start sampling, evaluating, delivering and serving."""
+        cfg, loaded = self.cfg, self._loaded
+        self.notifier.configure(cfg)
         self.server = WebServer(
-            self.cfg.http.listen, self.store, self.healthy, self.not_ready,
-            tls=web.ssl_context() if web else None,
-            basic=BasicAuth(web.users) if web and web.users else None,
-            admin=build_admin(self.cfg, self.engine, self.reload),
-            max_body=self.cfg.http.max_body_bytes,
+            cfg.http.listen, self.store, self.healthy, self.not_ready, tls=loaded.tls,
+            basic=loaded.basic, admin=self.admin, max_body=cfg.http.max_body_bytes,
         )  # fmt: skip
-        rules = self.cfg.rules
         assert self.engine.state_path is not None
-        self.engine.restore(
-            persist.restore(
-                self.engine.state_path,
-                self.engine.holds(),
-                time.time(),
-                rules.outage_tolerance,
-                rules.grace_period,
-            )
-        )
-        samplers = build_samplers(self.cfg)
-        self._schedule(samplers)
+        rules = cfg.rules
+        self.engine.restore(persist.restore(self.engine.state_path, self.engine.holds(),
+                                            time.time(), rules.outage_tolerance,
+                                            rules.grace_period))  # fmt: skip
+        interval = cfg.agent.sample_interval
+        jobs: list[Sampler] = [self.notifier, self.reloads]
+        every = {}
+        if (watchdog := sdnotify.watchdog_interval()) is not None:
+            jobs.append(sdnotify.Watchdog())  # runs on the scheduler: a stuck one goes quiet
+            every["watchdog"] = watchdog
+        self.runner.schedule(jobs, interval, every)
+        self.runner.add_timer("rules", self.trigger.fallback, interval, interval / 2)
+        self._set_rules(loaded.groups)
+        self._set_samplers(build_samplers(cfg, simulated_nvml(cfg)))
+        self._set_shipping(build_shipping(cfg))
         self.runner.start()
         self.server.serve_in_thread()
         log.info(
             "dsagent started: node %s, listening on %s, %d samplers (%s), %d rules, every %gs",
-            self.cfg.agent.node_name, self.cfg.http.listen, len(samplers),
-            ", ".join(s.name for s in samplers),
-            sum(len(g.rules) for g in self.engine.groups), self.cfg.agent.sample_interval,
+            cfg.agent.node_name, cfg.http.listen, len(self.samplers),
+            ", ".join(s.name for s in self.samplers),
+            sum(len(g.rules) for g in self.engine.groups), interval,
         )  # fmt: skip
 
     def _on_run(self, name: str) -> None:
@@ -93,20 +159,26 @@ class Daemon:
             self._ready_sent = True
             sdnotify.notify("READY=1", f"STATUS=sampling every {self.cfg.agent.sample_interval:g}s")
 
-    def _schedule(self, samplers: list[Sampler]) -> None:
-        notifier = Notifier(self.cfg, self.engine)
-        rules = [RuleGroupJob(self.engine, g) for g in self.engine.groups]
-        shipping = build_shipping(self.cfg)
-        jobs: list[Sampler] = [*samplers, *rules, notifier, *([shipping] if shipping else [])]
-        every = {f"rules:{g.name}": g.interval for g in self.engine.groups if g.interval}
-        if (watchdog := sdnotify.watchdog_interval()) is not None:
-            jobs.append(sdnotify.Watchdog())  # runs on the scheduler: a stuck one goes quiet
-            every["watchdog"] = watchdog
-        late = [*(job.name for job in rules), notifier.name]
-        interval = self.cfg.agent.sample_interval
-        self.runner.schedule(jobs, interval, every, late)  # closes the old notifier, shippers
-        notifier.start()
-        if shipping:
+    def _on_ingest(self, source: str, tick: float) -> None:
+        self.trigger.ingested(source, tick)
+
+    def _set_rules(self, groups: list[Group]) -> None:
+        self.engine.replace_groups(groups)
+        jobs = [RuleGroupJob(self.engine, g) for g in groups]
+        self.trigger.set_jobs(jobs, self.cfg.agent.sample_interval)
+
+    def _set_samplers(self, samplers: list[Sampler]) -> None:
+        self.runner.remove(self.samplers)
+        self.samplers = samplers
+        self.runner.add(samplers, self.cfg.agent.sample_interval)
+
+    def _set_shipping(self, shipping: LogShipping | None) -> None:
+        """Replace log shipping; the old shippers commit and stop first (offsets are durable)."""
+        if self.shipping is not None:
+            self.runner.remove([self.shipping])
+        self.shipping = shipping
+        if shipping is not None:
+            self.runner.add([shipping], self.cfg.agent.sample_interval)
             shipping.start()
 
     def healthy(self) -> bool:
@@ -117,15 +189,19 @@ class Daemon:
         )
 
     def not_ready(self) -> list[str]:
-        """Why a load balancer should not send traffic here (empty: ready)."""
-        reasons = [f"worker {s.worker.name}: {s.reason}" for s in self.runner.samplers
+        """Why a load balancer should not send traffic here (empty: ready).
+
+        A worker that is not ready, or a firing critical alert of a rule labelled
+        `readiness: block` (the default GPU rules are).
+        """
+        reasons = [f"worker {s.worker.name}: {s.reason}" for s in self.samplers
                    if isinstance(s, WorkerSampler) and not s.ready]  # fmt: skip
         for alert in self.engine.all_alerts():
             labels = dict(alert.labels)
             if (
                 alert.state == "firing"
                 and alert.severity == "critical"
-                and labels["alertname"].startswith("Gpu")
+                and (labels.get("readiness") == "block")
             ):
                 where = f" on GPU {labels['gpu']}" if "gpu" in labels else ""
                 reasons.append(f"{labels['alertname']} firing{where}")
@@ -134,30 +210,51 @@ class Daemon:
     def reload(self) -> bool:
         """Re-read config and rules; if either is bad, keep running on the old ones."""
         with self._reload_lock:  # SIGHUP and the admin API may ask at once
-            return self._reload()
+            sdnotify.reloading()
+            ok = self._reload()
+            self.reloads.ok = ok
+            if ok:
+                self.reloads.success_at = time.time()
+            status = "configuration reloaded" if ok else "reload refused; running the old one"
+            sdnotify.notify("READY=1", f"STATUS={status}")
+            return ok
 
     def _reload(self) -> bool:
-        sdnotify.reloading()
         try:
-            new = load_config(self.config_path)
-            groups = load_rules(new)
+            loaded = load_all(self.config_path)
+            self.notifier.configure(loaded.cfg)  # the one step that can still fail: first
         except (ConfigError, RuleProblems) as exc:
-            for problem in getattr(exc, "problems", []):
+            for problem in exc.problems:
                 log.error("reload refused: %s", problem)
             log.error("reload refused: keeping the running configuration and rules")
-            sdnotify.notify("READY=1", "STATUS=reload refused; running the old configuration")
             return False
-        for section, key in RESTART_KEYS:
-            if getattr(getattr(new, section), key) != getattr(getattr(self.cfg, section), key):
-                log.warning("%s.%s changed: restart dsagent to apply it", section, key)
-        agent = new.agent.model_copy(update={"state_dir": self.cfg.agent.state_dir,
-                                             "retention": self.cfg.agent.retention})  # fmt: skip
-        self.cfg = new.model_copy(update={"http": self.cfg.http, "agent": agent})
-        self.engine.replace_groups(groups)
-        self._schedule(build_samplers(self.cfg))
-        log.info("configuration reloaded: %d rules", sum(len(g.rules) for g in groups))
-        sdnotify.notify("READY=1", "STATUS=configuration reloaded")
+        except Exception as exc:  # a reload never kills the agent, whatever the files hold
+            log.error(
+                "reload refused: %s: %s; keeping the running configuration", type(exc).__name__, exc
+            )
+            return False
+        self._apply(loaded)
+        log.info("configuration reloaded: %d rules", sum(len(g.rules) for g in loaded.groups))
         return True
+
+    def _apply(self, loaded: Loaded) -> None:
+        """Swap a checked configuration into the running parts; rebuild only what changed."""
+        old, new = self.cfg, loaded.cfg
+        for section, key in RESTART_KEYS:
+            if getattr(getattr(new, section), key) != getattr(getattr(old, section), key):
+                log.warning("%s.%s changed: restart dsagent to apply it", section, key)
+        agent = new.agent.model_copy(update={"state_dir": old.agent.state_dir,
+                                             "retention": old.agent.retention})  # fmt: skip
+        http = new.http.model_copy(update={"listen": old.http.listen})
+        self.cfg = new = new.model_copy(update={"http": http, "agent": agent})
+        self.admin.configure(new, loaded.tokens)
+        assert self.server is not None
+        self.server.configure(loaded.tls, loaded.basic)
+        self._set_rules(loaded.groups)
+        if _view(new, SAMPLER_KEYS) != _view(old, SAMPLER_KEYS):
+            self._set_samplers(build_samplers(new, simulated_nvml(new)))
+        if _view(new, SHIPPING_KEYS) != _view(old, SHIPPING_KEYS):
+            self._set_shipping(build_shipping(new))
 
     def stop(self) -> None:
         """Stop serving and sampling, then flush the alert state."""
@@ -166,6 +263,7 @@ class Daemon:
             self.server.shutdown()
             self.server.server_close()
         self.runner.stop()
+        self.trigger.close()
         self.engine.save(time.time(), force=True)
         log.info("dsagent stopped")
 
@@ -173,14 +271,17 @@ class Daemon:
 def serve(cfg: Config, config_path: Path | None) -> int:
     """Run until SIGTERM or SIGINT; SIGHUP reloads. Returns the exit code."""
     try:
-        groups = load_rules(cfg)
+        loaded = load_all(config_path, cfg)
     except RuleProblems as exc:
         for problem in exc.problems:
             log.error("rules: %s", problem)
         return 2
+    except (OSError, ValueError, KeyError) as exc:
+        log.error("cannot start: %s", exc)
+        return 2
     # Block the signals before any thread starts so only this loop receives them.
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
-    daemon = Daemon(cfg, config_path, groups)
+    daemon = Daemon(loaded, config_path)
     try:
         daemon.start()
     except OSError as exc:

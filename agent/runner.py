@@ -41,9 +41,11 @@ def grid_start(now: float, interval: float) -> float:
 class SamplerRunner:
     """One job per sampler; an overrunning job is skipped and counted, never stacked."""
 
-    def __init__(self, store: SeriesStore, on_run: Callable[[str], None] | None = None) -> None:
+    def __init__(self, store: SeriesStore, on_run: Callable[[str], None] | None = None,
+                 on_ingest: Callable[[str, float], None] | None = None) -> None:  # fmt: skip
         self.store = store
         self.on_run = on_run
+        self.on_ingest = on_ingest  # (source, round): the rule trigger listens here
         self.skipped: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.last_run = time.monotonic()
@@ -75,7 +77,18 @@ class SamplerRunner:
         """
         self.scheduler.remove_all_jobs()
         close_all(self.samplers)
-        self.samplers = list(samplers)
+        self.samplers = []
+        self.add(samplers, interval, intervals, late)
+
+    def add(
+        self,
+        samplers: Sequence[Sampler],
+        interval: float,
+        intervals: Mapping[str, float] | None = None,
+        late: Sequence[str] = (),
+    ) -> None:
+        """Add jobs beside the running ones (a reload that keeps the samplers adds the rest)."""
+        self.samplers += samplers
         start = grid_start(time.time() + 0.05, interval)
         self._grid = (start, interval)
         for s in samplers:
@@ -90,6 +103,37 @@ class SamplerRunner:
                 max_instances=1, coalesce=True, misfire_grace_time=max(1, math.ceil(every)),
             )  # fmt: skip
 
+    def add_timer(self, name: str, fn: Callable[[float], None], interval: float,
+                  offset: float) -> None:  # fmt: skip
+        """Call fn(round) `offset` seconds into every round, on the same grid as the samplers."""
+        first = grid_start(time.time() + 0.05, interval) + offset
+        trigger = IntervalTrigger(
+            seconds=interval, start_date=datetime.fromtimestamp(first, UTC), timezone=UTC
+        )
+        self.scheduler.add_job(
+            lambda: fn(self.round_of(time.time() - offset)), trigger, id=name, name=name,
+            max_instances=1, coalesce=True, replace_existing=True,
+            misfire_grace_time=max(1, math.ceil(interval)),
+        )  # fmt: skip
+
+    def remove(self, samplers: Sequence[Sampler]) -> None:
+        """Unschedule and close some jobs (a reload replacing them)."""
+        for s in samplers:
+            if self.scheduler.get_job(s.name) is not None:
+                self.scheduler.remove_job(s.name)
+        close_all(samplers)
+        self.samplers = [s for s in self.samplers if s not in samplers]
+
+    def round_of(self, ts: float) -> float:
+        """Return the grid time of the round a run started at `ts` belongs to."""
+        grid, interval = self._grid
+        return grid + math.floor((ts - grid) / interval + 1e-6) * interval
+
+    def count_skip(self, name: str) -> None:
+        """Count a run skipped because the previous one was still going."""
+        with self._lock:
+            self.skipped[name] += 1
+
     def stop(self) -> None:
         """Stop scheduling and release the samplers; runs in progress finish on their threads."""
         if self.scheduler.running:
@@ -98,8 +142,7 @@ class SamplerRunner:
         self.samplers = []
 
     def _on_skip(self, event: JobEvent) -> None:
-        with self._lock:
-            self.skipped[event.job_id] += 1
+        self.count_skip(event.job_id)
 
     def run_once(self, sampler: Sampler) -> None:
         """Run one sampler once and put its samples and its own health into the store."""
@@ -119,6 +162,10 @@ class SamplerRunner:
             f"self:{sampler.name}", self._health(sampler.name, ok, duration, start), start
         )
         self.last_run = time.monotonic()
+        if self.on_ingest is not None:
+            tick = self.round_of(start)
+            self.on_ingest(sampler.name, tick)
+            self.on_ingest(f"self:{sampler.name}", tick)
         if self.on_run:
             self.on_run(sampler.name)
 

@@ -9,7 +9,8 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-Labels = tuple[tuple[str, str], ...]
+Labels = tuple[tuple[str, str], ...]  # sorted (name, value) pairs: a series' identity
+LabelMap = Mapping[str, str]  # the same labels as a mapping, as notifications carry them
 Kind = Literal["gauge", "counter"]
 
 
@@ -123,12 +124,13 @@ class Ring:
 
 
 class Source:
-    """One sampler, as the store sees it: when its latest run was."""
+    """One sampler, as the store sees it: when its latest run was, and what it writes."""
 
-    __slots__ = ("last",)
+    __slots__ = ("families", "last")
 
     def __init__(self) -> None:
         self.last = float("-inf")
+        self.families: set[str] = set()
 
 
 @dataclass(eq=False, slots=True)
@@ -195,6 +197,7 @@ class SeriesStore:
                 self._evict(ts)
 
     def _series(self, name: str, labels: Labels, source: Source) -> Series:
+        source.families.add(name)
         family = self._by_name.setdefault(name, {})
         series = family.get(labels)
         if series is None:
@@ -215,6 +218,22 @@ class SeriesStore:
                     self.stats.evicted += 1
             if not family:
                 del self._by_name[name]
+        for src in self._sources.values():
+            src.families &= self._by_name.keys()
+
+    def families_of(self, source: str) -> frozenset[str]:
+        """Return the metric names a source (a sampler) writes."""
+        with self._lock:
+            src = self._sources.get(source)
+            return frozenset(src.families) if src is not None else frozenset()
+
+    def feeders(self, names: Iterable[str]) -> dict[str, float]:
+        """Return the sources that write any of these names, with when each last ran."""
+        wanted = set(names)
+        with self._lock:
+            return {
+                n: s.last for n, s in self._sources.items() if not wanted.isdisjoint(s.families)
+            }
 
     def select(self, name: str, match: Callable[[Labels], bool] | None = None,
                key: Hashable | None = None) -> list[Series]:  # fmt: skip

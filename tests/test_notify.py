@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.alerting.state import Alert
-from agent.config_notify import ReceiverConfig, RouteConfig
+from agent.config.notify import ReceiverConfig, RouteConfig
 from agent.notify.channels import build
 from agent.notify.dispatch import Dispatcher, build_routes, matching
 from agent.notify.inhibit import DEFAULTS, inhibited
@@ -95,6 +95,12 @@ def test_routes_first_match_wins_unless_continue() -> None:
     assert all(r.cfg.group_wait == 0 for r in every)
 
 
+def dispatcher(outbox: Outbox, routes: list[RouteConfig], recv: list[ReceiverConfig]) -> Dispatcher:
+    d = Dispatcher(outbox)
+    d.configure(build_routes(routes, recv), recv, "", resend_delay=60)
+    return d
+
+
 def rows(outbox: Outbox, receiver: str) -> list[dict[str, Any]]:
     out = []
     while (item := outbox.head(receiver)) is not None:
@@ -106,7 +112,7 @@ def rows(outbox: Outbox, receiver: str) -> list[dict[str, Any]]:
 def test_grouping_timers_as_alertmanager(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "o.db")
     cfg = route("hook", group_wait=10, group_interval=30, repeat_interval=300)
-    d = Dispatcher(build_routes([cfg], receivers("hook")), receivers("hook"), outbox, "", 60)
+    d = dispatcher(outbox, [cfg], receivers("hook"))
     gpu0 = alert_dict(alert("Hot", gpu="0"), "n", "")
     gpu1 = alert_dict(alert("Hot", gpu="1"), "n", "")
     assert d.flush([gpu0], T0) == 0, "group_wait"
@@ -126,7 +132,7 @@ def test_grouping_timers_as_alertmanager(tmp_path: Path) -> None:
 
 def test_no_resolve_for_an_alert_never_notified_as_firing(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "o.db")
-    d = Dispatcher(build_routes([], receivers("hook")), receivers("hook"), outbox, "", 60)
+    d = dispatcher(outbox, [], receivers("hook"))
     crit = alert_dict(alert("Hot", severity="critical"), "n", "")
     assert d.flush([crit], T0) == 1  # the warning was inhibited: never sent
     warn_resolved = alert_dict(alert("Hot", state="resolved", severity="warning"), "n", "")
@@ -139,7 +145,7 @@ def test_no_resolve_for_an_alert_never_notified_as_firing(tmp_path: Path) -> Non
 def test_send_resolved_false_keeps_quiet(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "o.db")
     cfg = route("hook", send_resolved=False)
-    d = Dispatcher(build_routes([cfg], receivers("hook")), receivers("hook"), outbox, "", 60)
+    d = dispatcher(outbox, [cfg], receivers("hook"))
     assert d.flush([alert_dict(alert("Hot"), "n", "")], T0) == 1
     assert d.flush([alert_dict(alert("Hot", state="resolved"), "n", "")], T0 + 600) == 0
 
@@ -147,7 +153,7 @@ def test_send_resolved_false_keeps_quiet(tmp_path: Path) -> None:
 def test_alertmanager_receivers_resend_like_prometheus(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "o.db")
     am = [ReceiverConfig(name="am", type="alertmanager", urls=["http://a:9093", "http://b:9093"])]
-    d = Dispatcher(build_routes([], am), am, outbox, "", resend_delay=60)
+    d = dispatcher(outbox, [], am)
     firing = alert_dict(alert("GpuLost"), "n", "")
     assert d.flush([firing], T0) == 1
     assert d.flush([firing], T0 + 30) == 0
@@ -197,7 +203,7 @@ def test_outbox_keeps_order_and_ignores_a_repeated_key(tmp_path: Path) -> None:
     assert not outbox.put("r", "k3", {"i": 99})
     item = outbox.head("r")
     assert item is not None
-    outbox.failed(item, "HTTP 500")
+    outbox.failed(item, "HTTP 500", time.time())
     assert [p["i"] for p in rows(Outbox(tmp_path / "o.db"), "r")] == [0, 1, 2, 3, 4]
 
 

@@ -6,7 +6,9 @@ from pathlib import Path
 
 from agent.alerting import persist
 from agent.alerting.engine import RuleEngine
-from agent.alerting.rules import Group, parse_file
+from agent.alerting.model import Group
+from agent.alerting.rules import parse_file
+from agent.notify.inhibit import outranked
 from agent.store import SeriesStore, sample
 
 T0 = 1_000_000.0
@@ -67,7 +69,10 @@ def test_critical_inhibits_warning_of_the_same_labels() -> None:
     feed(store, "x", [82, 82], gpu="1")
     engine = engine_for(LEVELS, store)
     states(engine, 1)
-    inhibited = {(dict(a.labels)["gpu"], a.severity): a.inhibited for a in engine.all_alerts()}
+    below = outranked(engine.all_alerts())
+    inhibited = {
+        (dict(a.labels)["gpu"], a.severity): a.labels in below for a in engine.all_alerts()
+    }
     assert inhibited == {("0", "warning"): True, ("0", "critical"): False, ("1", "warning"): False}
 
 

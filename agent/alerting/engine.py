@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.alerting import persist
 from agent.alerting.expr import Vector, evaluate
-from agent.alerting.rules import OPS, Condition, Group, Rule, compare
-from agent.alerting.schema import SEVERITIES
+from agent.alerting.model import OPS, Condition, Group, Rule, compare
 from agent.alerting.state import Alert, Timing, step
 from agent.store import Labels, MetricInfo, Sample, SeriesStore
 
@@ -23,7 +23,10 @@ METRICS = {
     ),
     "ALERTS_FOR_STATE": MetricInfo("gauge", "When each pending or firing instance became active."),
 }
-Listener = Callable[[Alert, str], None]  # (alert, previous state or "inactive")
+Transition = tuple[Alert, str]  # an instance after its change, and its state before
+# What the daemon injects, as Prometheus injects its NotifyFunc: after every evaluation of a
+# group, a snapshot of every instance, the transitions it made, and the evaluation time.
+Notify = Callable[[list[Alert], list[Transition], float], None]
 Hit = tuple[Labels, float, bool]  # series labels, value, whether `for` applies
 
 
@@ -36,7 +39,7 @@ class _Pass:
     instances: dict[Labels, Alert]
     ts: float
     timing: Timing
-    changed: bool = False  # some instance changed state (or came or went)
+    transitions: list[Transition] = field(default_factory=list)
 
 
 def rule_id(group: Group, rule: Rule) -> str:
@@ -69,14 +72,14 @@ class RuleEngine:
         resolved_retention: float = 900.0,
         state_path: Path | None = None,
         warmup: float = 0.0,
+        notify: Notify | None = None,
     ) -> None:
         self.store = store
         self.groups = list(groups)
         self.started_at = started_at
         self.resolved_retention = resolved_retention
         self.alerts: dict[str, dict[Labels, Alert]] = {}
-        self.listeners: list[Listener] = []
-        self.after_eval: list[Callable[[float], None]] = []  # e.g. the notifier's flush
+        self.notify = notify
         self._seen: dict[str, dict[Labels, float]] = {}  # for absent_for, per rule
         self._labels: dict[tuple[str, Labels, str], Labels] = {}
         self._lock = threading.RLock()
@@ -113,25 +116,36 @@ class RuleEngine:
             log.error("cannot write alert state %s: %s", self.state_path, exc)
 
     def replace_groups(self, groups: Sequence[Group]) -> None:
-        """Swap in a new rule set; instances of rules that are gone are dropped."""
+        """Swap in a new rule set, as Prometheus does on reload.
+
+        A rule of the same group, name and labels keeps its instances and their timers (as
+        Prometheus' CopyState matches rules); the next evaluation applies its new expression
+        and thresholds to them, so an instance that no longer holds resolves as usual. The
+        instances of a removed or relabelled rule are dropped; delivery sends a resolve for any
+        it had notified as firing.
+        """
         with self._lock:
+            old = {rule_id(g, r): _identity(r) for g in self.groups for r in g.rules}
+            keep = {rule_id(g, r) for g in groups for r in g.rules
+                    if old.get(rule_id(g, r)) == _identity(r)}  # fmt: skip
             self.groups = list(groups)
-            ids = {rule_id(g, r) for g in groups for r in g.rules}
-            for gone in set(self.alerts) - ids:
+            for gone in set(self.alerts) - keep:
                 del self.alerts[gone]
-            for rid in set(self._seen) - ids:
+            for rid in set(self._seen) - keep:
                 del self._seen[rid]
+            self._dirty = True
 
     def evaluate_group(self, group: Group, ts: float) -> None:
-        """Evaluate every rule of a group at time `ts`."""
-        with self._lock:
+        """Evaluate every rule of a group at time `ts`, then hand the result to delivery."""
+        with self._lock:  # delivery inside: groups hand their snapshots over in order
+            transitions: list[Transition] = []
             for rule in group.rules:
-                self.evaluate_rule(group, rule, ts)
-        for hook in self.after_eval:
-            hook(ts)
+                transitions += self.evaluate_rule(group, rule, ts)
+            if self.notify is not None:
+                self.notify([copy.copy(a) for a in self.all_alerts()], transitions, ts)
 
-    def evaluate_rule(self, group: Group, rule: Rule, ts: float) -> None:
-        """Evaluate one rule and advance each of its instances."""
+    def evaluate_rule(self, group: Group, rule: Rule, ts: float) -> list[Transition]:
+        """Evaluate one rule, advance each of its instances, and return their transitions."""
         rid = rule_id(group, rule)
         instances = self.alerts.setdefault(rid, {})
         vector = evaluate(rule.expr, self.store, ts)
@@ -145,8 +159,7 @@ class RuleEngine:
             if warming and labels not in active:
                 continue
             self._advance(one, labels, active.get(labels))
-        if one.changed:  # inhibition follows the firing set, which only moves on a transition
-            _mark_inhibited(instances)
+        return one.transitions
 
     def _active(self, rid: str, rule: Rule, vector: Vector, instances: dict[Labels, Alert],
                 ts: float) -> dict[Labels, Hit]:  # fmt: skip
@@ -202,13 +215,11 @@ class RuleEngine:
         new = step(alert, hit is not None, one.ts, timing)
         if new is None:
             one.instances.pop(labels, None)
-            one.changed = True
             return
         one.instances[labels] = new
         if new.state != before:
-            self._dirty = one.changed = True
-            for listener in self.listeners:
-                listener(new, before)
+            self._dirty = True
+            one.transitions.append((copy.copy(new), before))
 
     def _full_labels(self, rule: Rule, series: Labels, severity: str) -> Labels:
         """Series labels + rule labels + alertname + severity, built once per instance."""
@@ -240,17 +251,17 @@ class RuleEngine:
             return [a for per_rule in self.alerts.values() for a in per_rule.values()]
 
 
-def _mark_inhibited(instances: dict[Labels, Alert]) -> None:
-    """Mark instances inhibited by a firing, higher-severity instance of the same labels."""
-    rank = {s: i for i, s in enumerate(SEVERITIES)}
-    firing: dict[Labels, int] = {}
-    for alert in instances.values():
-        if alert.state == "firing":
-            base = tuple(kv for kv in alert.labels if kv[0] != "severity")
-            firing[base] = max(firing.get(base, -1), rank.get(alert.severity, -1))
-    for alert in instances.values():
-        base = tuple(kv for kv in alert.labels if kv[0] != "severity")
-        alert.inhibited = firing.get(base, -1) > rank.get(alert.severity, -1)
+def _reads(rule: Rule) -> list[str]:
+    """Return the metric names a rule reads."""
+    names = [rule.expr.selector.name]
+    if rule.only_if is not None:
+        names.append(rule.only_if.expr.selector.name)
+    return names
+
+
+def _identity(rule: Rule) -> Mapping[str, str]:
+    """Return what must be equal, beside the rule id, for a rule's instances to be kept."""
+    return rule.labels
 
 
 class RuleGroupJob:
@@ -261,6 +272,7 @@ class RuleGroupJob:
     def __init__(self, engine: RuleEngine, group: Group) -> None:
         self.engine, self.group = engine, group
         self.name = f"rules:{group.name}"
+        self.families = frozenset(name for rule in group.rules for name in _reads(rule))
 
     def sample(self, now: float) -> Iterator[Sample]:
         """Evaluate the group at `now` and yield its ALERTS series."""

@@ -23,7 +23,6 @@ class Alert:
     resolved_at: float | None = None
     keep_firing_since: float | None = None
     annotations: dict[str, str] = field(default_factory=dict)
-    inhibited: bool = False
 
     @property
     def severity(self) -> str:

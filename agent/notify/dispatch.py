@@ -1,27 +1,26 @@
-"""Routing and grouping as Alertmanager does them, feeding the outbox."""
+"""Routing and grouping as Alertmanager does them, feeding the outbox; what was sent is durable."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.config_notify import ReceiverConfig, RouteConfig
+from agent.config.notify import ReceiverConfig, RouteConfig
 from agent.matchers import Matcher, parse_matchers
 from agent.notify.outbox import Outbox
 from agent.notify.payload import rfc3339, webhook_v4
 
-Labels = Mapping[str, str]
 AlertDict = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Route:
-    """A route with its matchers parsed."""
+    """A route with its matchers parsed and an id that survives reloads while it is unchanged."""
 
-    index: int
+    id: str
     cfg: RouteConfig
     matchers: tuple[Matcher, ...]
 
@@ -31,11 +30,15 @@ def build_routes(routes: Sequence[RouteConfig], receivers: Sequence[ReceiverConf
     if not routes:
         routes = [RouteConfig.model_validate({"receiver": r.name, "continue": True})
                   for r in receivers]  # fmt: skip
-    return [Route(i, r, tuple(m for t in r.matchers for m in parse_matchers(t)))
-            for i, r in enumerate(routes)]  # fmt: skip
+    out = []
+    for i, r in enumerate(routes):
+        text = json.dumps([r.model_dump(mode="json", by_alias=True), routes[:i].count(r)])
+        rid = hashlib.sha256(text.encode()).hexdigest()[:12]
+        out.append(Route(rid, r, tuple(m for t in r.matchers for m in parse_matchers(t))))
+    return out
 
 
-def matching(routes: Sequence[Route], labels: Labels) -> list[Route]:
+def matching(routes: Sequence[Route], labels: Mapping[str, str]) -> list[Route]:
     """Return the routes an alert takes: in order, stopping at a match without continue."""
     out = []
     for route in routes:
@@ -48,13 +51,28 @@ def matching(routes: Sequence[Route], labels: Labels) -> list[Route]:
 
 @dataclass
 class GroupState:
-    """What an aggregation group last sent, and when."""
+    """What an aggregation group last sent, and when: Alertmanager's notification log entry."""
 
+    key: str  # receiver/route id/group labels: Alertmanager's group key, stable across reloads
+    route: str
+    labels: dict[str, str]
     first_seen: float
     last_sent: float | None = None
-    sent: frozenset[tuple[str, str]] = frozenset()
-    resolved_sent: set[str] = field(default_factory=set)
-    fired: set[str] = field(default_factory=set)  # fingerprints ever sent as firing
+    sent: frozenset[tuple[str, str]] = frozenset()  # (fingerprint, status) last notified
+    fired: dict[str, AlertDict] = field(default_factory=dict)  # notified firing, not resolved
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the stored form."""
+        return {"route": self.route, "labels": self.labels, "first_seen": self.first_seen,
+                "last_sent": self.last_sent, "sent": sorted(self.sent),
+                "fired": self.fired}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, key: str, data: Mapping[str, Any]) -> GroupState:
+        """Read the stored form."""
+        return cls(key, str(data["route"]), dict(data["labels"]), float(data["first_seen"]),
+                   data["last_sent"], frozenset((str(f), str(s)) for f, s in data["sent"]),
+                   dict(data["fired"]))  # fmt: skip
 
 
 def due(state: GroupState, current: frozenset[tuple[str, str]], firing: bool, cfg: RouteConfig,
@@ -74,19 +92,32 @@ def key_of(*parts: object) -> str:
 
 
 class Dispatcher:
-    """Turns the current alerts into notifications in the outbox."""
+    """Turns the current alerts into notifications in the outbox; one for the process."""
 
-    def __init__(self, routes: list[Route], receivers: Sequence[ReceiverConfig], outbox: Outbox,
-                 external_url: str, resend_delay: float) -> None:  # fmt: skip
-        self.routes, self.outbox = routes, outbox
-        self.receivers = {r.name: r for r in receivers}
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self.routes: list[Route] = []
+        self.receivers: dict[str, ReceiverConfig] = {}
+        self.external_url, self.resend_delay = "", 60.0
+        # Restored: a restart neither repeats what was sent nor forgets a resolve that is owed.
+        self.groups = {k: GroupState.from_json(k, v) for k, v in outbox.load_groups().items()}
+        self.am_sent: dict[str, float] = {}  # fingerprint+status -> last sent to Alertmanager
+
+    def configure(self, routes: list[Route], receivers: Sequence[ReceiverConfig],
+                  external_url: str, resend_delay: float) -> None:  # fmt: skip
+        """Take new routes and receivers; groups of unchanged routes keep what they sent."""
+        self.routes, self.receivers = routes, {r.name: r for r in receivers}
         self.external_url, self.resend_delay = external_url, resend_delay
-        self.groups: dict[tuple[Any, ...], GroupState] = {}
-        self.am_sent: dict[str, float] = {}  # fingerprint -> last sent to Alertmanager
 
-    def flush(self, alerts: Sequence[AlertDict], now: float) -> int:
-        """Route and group the alerts; queue what is due; return notifications queued."""
-        grouped: dict[tuple[Any, ...], tuple[Route, dict[str, str], list[AlertDict]]] = {}
+    def flush(self, alerts: Sequence[AlertDict], now: float,
+              present: Collection[str] | None = None) -> int:  # fmt: skip
+        """Route and group the alerts; queue what is due; return notifications queued.
+
+        `alerts` are the ones to notify (muted ones left out); `present` holds the fingerprint
+        of every alert that still exists, muted or not: one notified as firing that is no longer
+        there (its rule was removed or changed) is sent as resolved.
+        """
+        grouped: dict[str, list[AlertDict]] = {}
         to_am: dict[str, list[AlertDict]] = {}
         for alert in alerts:
             for route in matching(self.routes, alert["labels"]):
@@ -94,35 +125,59 @@ class Dispatcher:
                     to_am.setdefault(route.cfg.receiver, []).append(alert)
                     continue
                 glabels = {k: alert["labels"].get(k, "") for k in route.cfg.group_by}
-                key = (route.index, tuple(sorted(glabels.items())))
-                grouped.setdefault(key, (route, glabels, []))[2].append(alert)
-        queued = sum(self._group(key, *grouped[key], now) for key in grouped)
-        for gone in set(self.groups) - set(grouped):
-            del self.groups[gone]
-        present = {a["fingerprint"] + a["status"] for items in to_am.values() for a in items}
-        self.am_sent = {k: v for k, v in self.am_sent.items() if k in present}
+                key = f"{route.cfg.receiver}/{route.id}/{json.dumps(glabels, sort_keys=True)}"
+                if key not in self.groups:
+                    self.groups[key] = GroupState(key, route.id, glabels, first_seen=now)
+                grouped.setdefault(key, []).append(alert)
+        there = {a["fingerprint"] for a in alerts} if present is None else set(present)
+        routes = {r.id: r for r in self.routes}
+        queued = 0
+        for key, state in list(self.groups.items()):
+            taken = routes.get(state.route)
+            if taken is None or taken.cfg.receiver not in self.receivers:
+                self._forget(key)  # its route was removed by a reload
+                continue
+            queued += self._group(taken, state, grouped.get(key, []), there, now)
+        present_am = {a["fingerprint"] + a["status"] for items in to_am.values() for a in items}
+        self.am_sent = {k: v for k, v in self.am_sent.items() if k in present_am}
         return queued + sum(self._alertmanager(name, items, now) for name, items in to_am.items())
 
-    def _group(self, key: tuple[Any, ...], route: Route, glabels: dict[str, str],
-               alerts: list[AlertDict], now: float) -> int:  # fmt: skip
-        state = self.groups.setdefault(key, GroupState(first_seen=now))
+    def _group(self, route: Route, state: GroupState, alerts: list[AlertDict], present: set[str],
+               now: float) -> int:  # fmt: skip
         firing = [a for a in alerts if a["status"] == "firing"]
         # Only what on-call saw firing gets a resolve (an inhibited warning never fired for them).
-        fresh = state.fired - state.resolved_sent
-        resolved = [a for a in alerts if a["status"] == "resolved" and a["fingerprint"] in fresh]
-        send = firing + (resolved if route.cfg.send_resolved else [])
+        owed = state.fired
+        resolved = [a for a in alerts if a["status"] == "resolved" and a["fingerprint"] in owed]
+        gone = [{**d, "status": "resolved", "endsAt": rfc3339(now)}
+                for fp, d in state.fired.items() if fp not in present]  # fmt: skip
+        resolved += gone
+        if not route.cfg.send_resolved:
+            for a in resolved:  # owed nothing: the group forgets them without a notification
+                state.fired.pop(a["fingerprint"], None)
+            resolved = []
+        send = firing + resolved
         current = frozenset((a["fingerprint"], a["status"]) for a in send)
         if not send or not due(state, current, bool(firing), route.cfg, now):
+            if not alerts and not state.fired:
+                self._forget(state.key)
             return 0
         receiver = self.receivers[route.cfg.receiver]
-        group_key = f"{route.index}:{json.dumps(glabels, sort_keys=True)}"
-        payload = webhook_v4(receiver.name, group_key, glabels, send, self.external_url)
-        self._put(receiver, payload, key_of(receiver.name, group_key, now, sorted(current)))
+        payload = webhook_v4(receiver.name, state.key, state.labels, send, self.external_url)
         # A delivered resolve leaves the group, as in Alertmanager: only firing ones are remembered.
         state.last_sent, state.sent = now, frozenset(x for x in current if x[1] == "firing")
-        state.resolved_sent |= {a["fingerprint"] for a in resolved}
-        state.fired |= {a["fingerprint"] for a in firing}
+        for a in resolved:
+            state.fired.pop(a["fingerprint"], None)
+        state.fired.update((a["fingerprint"], a) for a in firing)
+        ident = key_of(receiver.name, state.key, now, sorted(current))
+        keep = state.to_json() if (alerts or state.fired) else None
+        self.outbox.commit(self._targets(receiver, payload, ident), {state.key: keep})
+        if keep is None:
+            del self.groups[state.key]
         return 1
+
+    def _forget(self, key: str) -> None:
+        if self.groups.pop(key).last_sent is not None:
+            self.outbox.commit([], {key: None})
 
     def _alertmanager(self, name: str, alerts: list[AlertDict], now: float) -> int:
         """Send firing alerts every resend_delay (endsAt ahead), resolved once, as Prometheus."""
@@ -139,12 +194,12 @@ class Dispatcher:
             self.am_sent[sent_key] = now
         if not send:
             return 0
-        payload = {"alerts": send}
-        self._put(
-            self.receivers[name], payload, key_of(name, now, [a["fingerprint"] for a in send])
-        )
+        ident = key_of(name, now, [a["fingerprint"] for a in send])
+        self.outbox.commit(self._targets(self.receivers[name], {"alerts": send}, ident), {})
         return 1
 
-    def _put(self, receiver: ReceiverConfig, payload: dict[str, Any], key: str) -> None:
-        for i, _ in enumerate(receiver.targets()):
-            self.outbox.put(f"{receiver.name}#{i}", f"{key}#{i}", payload)
+    @staticmethod
+    def _targets(receiver: ReceiverConfig, payload: dict[str, Any],
+                 key: str) -> list[tuple[str, str, dict[str, Any]]]:  # fmt: skip
+        return [(f"{receiver.name}#{i}", f"{key}#{i}", payload)
+                for i, _ in enumerate(receiver.targets())]  # fmt: skip

@@ -1,28 +1,25 @@
-"""Wires delivery together: engine transitions -> alert log; alerts -> dispatcher -> outbox."""
+"""Delivery for the life of the process: alert log, muting, dispatcher, outbox, senders."""
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from agent.alerting.engine import RuleEngine
+from agent.alerting.engine import Transition
 from agent.alerting.state import Alert
 from agent.config import Config
-from agent.jsonlog import JsonLinesLog
+from agent.config.notify import ReceiverConfig
+from agent.files import JsonLinesLog
 from agent.notify import channels
 from agent.notify.dispatch import Dispatcher, build_routes
-from agent.notify.inhibit import DEFAULTS, InhibitRule, inhibited
+from agent.notify.inhibit import DEFAULTS, InhibitRule, inhibited, outranked
 from agent.notify.outbox import Outbox
 from agent.notify.payload import alert_dict
 from agent.notify.sender import Sender
 from agent.notify.silences import SilenceStore
-from agent.store import MetricInfo, Sample, sample
-
-log = logging.getLogger(__name__)
+from agent.store import Labels, MetricInfo, Sample, sample
 
 METRICS = {
     "dsagent_outbox_pending": MetricInfo("gauge", "Notifications waiting in the outbox."),
@@ -34,89 +31,127 @@ METRICS = {
 
 
 class Notifier:
-    """Runs as a scheduler job (group timers, repeats) and right after each rule evaluation."""
+    """The engine's one delivery callback (`deliver`), and a scheduler job for the timers."""
 
     name = "notify"
     metrics = METRICS
 
-    def __init__(self, cfg: Config, engine: RuleEngine) -> None:
-        state = cfg.agent.state_dir
-        self.engine, self.node = engine, cfg.agent.node_name
-        self.external_url = cfg.notify.external_url
-        self.outbox = Outbox(state / "outbox.db")
-        self.silences = SilenceStore(state)
-        self.alert_log = JsonLinesLog(state / "alerts.log", cfg.notify.alert_log_max_bytes)
-        self.inhibit_rules = [InhibitRule.from_config(c) for c in cfg.inhibit_rules]
-        if cfg.notify.default_inhibit:
-            self.inhibit_rules += DEFAULTS
-        routes = build_routes(cfg.routes, cfg.receivers)
-        self.dispatcher = Dispatcher(routes, cfg.receivers, self.outbox, self.external_url,
-                                     cfg.notify.resend_delay)  # fmt: skip
+    def __init__(self, outbox: Outbox, silences: SilenceStore) -> None:
+        self.outbox, self.silences = outbox, silences
+        self.dispatcher = Dispatcher(outbox)
         self.counts: Counter[tuple[str, str]] = Counter()
-        self.senders = [
-            Sender(self.outbox, f"{r.name}#{i}", channels.build(r, url), r.timeout, self.counts)
-            for r in cfg.receivers for i, url in enumerate(r.targets())
-        ]  # fmt: skip
-        self.suppressed = 0
-        self._lock = threading.Lock()
-        engine.listeners.append(self.on_transition)
-        engine.after_eval.append(self.flush)
+        self.senders: list[Sender] = []
+        self.alerts: list[Alert] = []  # the engine's latest snapshot
+        self.muted: dict[Labels, str] = {}  # why an instance is not notified
+        self._receivers: list[ReceiverConfig] | None = None
+        self._lock = threading.RLock()
+        self.node, self.external_url = "", ""
+        self.inhibit_rules: list[InhibitRule] = []
+        self.alert_log: JsonLinesLog | None = None
 
-    def start(self) -> None:
-        """Start one sender per receiver URL."""
-        for sender in self.senders:
+    def configure(self, cfg: Config) -> None:
+        """Take new receivers, routes and inhibit rules; what was sent is kept.
+
+        The senders are replaced only when the receivers changed; a receiver whose secret
+        cannot be read raises OSError before anything is swapped.
+        """
+        senders = None
+        if cfg.receivers != self._receivers:
+            senders = [
+                Sender(self.outbox, f"{r.name}#{i}", channels.build(r, url), r.timeout, self.counts)
+                for r in cfg.receivers for i, url in enumerate(r.targets())
+            ]  # fmt: skip
+        rules = [InhibitRule.from_config(c) for c in cfg.inhibit_rules]
+        state, notify = cfg.agent.state_dir, cfg.notify
+        with self._lock:
+            self.node, self.external_url = cfg.agent.node_name, notify.external_url
+            self.inhibit_rules = rules + (list(DEFAULTS) if notify.default_inhibit else [])
+            self.alert_log = JsonLinesLog(state / "alerts.log", notify.alert_log_max_bytes)
+            routes = build_routes(cfg.routes, cfg.receivers)
+            self.dispatcher.configure(routes, cfg.receivers, notify.external_url,
+                                      notify.resend_delay)  # fmt: skip
+            if senders is not None:
+                self._swap_senders(senders)
+                self._receivers = list(cfg.receivers)
+
+    def _swap_senders(self, senders: list[Sender]) -> None:
+        """Stop the old senders (a try in flight finishes first), then start the new ones."""
+        for old in self.senders:
+            old.stop()
+        for old in self.senders:
+            old.join(timeout=old.timeout + 1)
+        self.senders = senders
+        for sender in senders:
             sender.start()
 
-    def on_transition(self, alert: Alert, before: str) -> None:
-        """Record every transition in the alert log, silenced or not."""
+    def deliver(self, alerts: list[Alert], transitions: list[Transition], now: float) -> None:
+        """Take the engine's snapshot after an evaluation: log transitions, queue what is due."""
+        with self._lock:
+            self.alerts = alerts
+            self.muted = self._mutes(alerts, now)
+            for alert, before in transitions:
+                self._log(alert, before, now)
+            self._flush(now)
+
+    def _mutes(self, alerts: list[Alert], now: float) -> dict[Labels, str]:
+        """Return why each muted instance is muted: inhibited, or the silence's id."""
+        maps = {a.labels: {**dict(a.labels), "node": self.node} for a in alerts}
+        firing = [maps[a.labels] for a in alerts if a.state == "firing"]
+        below = outranked(alerts)
+        silences = self.silences.active(now)  # once per evaluation, not once per alert
+        muted = {}
+        for a in alerts:
+            labels = maps[a.labels]
+            if a.labels in below or inhibited(labels, firing, self.inhibit_rules):
+                muted[a.labels] = "inhibited"
+            elif silence := next((s for s in silences if s.matches(labels)), None):
+                muted[a.labels] = f"silenced by {silence.id}"
+        return muted
+
+    def _log(self, alert: Alert, before: str, now: float) -> None:
+        """Record a transition in the alert log, muted or not."""
+        if self.alert_log is None:
+            return
         labels = {**dict(alert.labels), "node": self.node}
-        silence = self.silences.silencing(labels, time.time())
+        why = self.muted.get(alert.labels, "")
         self.alert_log.write({
             "alertname": labels.get("alertname"), "state": alert.state, "previous": before,
             "severity": alert.severity, "labels": labels, "annotations": alert.annotations,
             "value": alert.value, "active_at": alert.active_at, "node": self.node,
-            "inhibited": alert.inhibited, "silenced_by": silence.id if silence else None,
-        }, time.time())  # fmt: skip
+            "inhibited": why == "inhibited",
+            "silenced_by": why.removeprefix("silenced by ") if why.startswith("silenced") else None,
+        }, now)  # fmt: skip
 
-    def flush(self, now: float) -> None:
+    def _flush(self, now: float) -> None:
         """Queue the notifications that are due."""
-        with self._lock:
-            alerts = [a for a in self.engine.all_alerts() if a.state != "pending"]
-            dicts = [alert_dict(a, self.node, self.external_url) for a in alerts]
-            firing = [d["labels"] for d in dicts if d["status"] == "firing"]
-            silences = self.silences.active(now)  # once per flush, not once per alert
-            keep: list[dict[str, Any]] = []
-            for alert, d in zip(alerts, dicts, strict=True):
-                muted = (alert.inhibited or inhibited(d["labels"], firing, self.inhibit_rules)
-                         or any(s.matches(d["labels"]) for s in silences))  # fmt: skip
-                if not muted:
-                    keep.append(d)
-            self.suppressed = len(dicts) - len(keep)
-            self.dispatcher.flush(keep, now)
+        shown = [a for a in self.alerts if a.state != "pending"]
+        dicts = [alert_dict(a, self.node, self.external_url) for a in shown]
+        keep: list[dict[str, Any]] = [
+            d for a, d in zip(shown, dicts, strict=True) if a.labels not in self.muted
+        ]
+        self.dispatcher.flush(keep, now, present={d["fingerprint"] for d in dicts})
 
     def sample(self, now: float) -> Iterator[Sample]:
         """Flush (for group_interval and repeat timers), then report the outbox."""
-        self.flush(now)
+        with self._lock:
+            self.muted = self._mutes(self.alerts, now)  # a silence may have come or gone
+            self._flush(now)
+            shown = [a for a in self.alerts if a.state != "pending"]
+            suppressed = sum(1 for a in shown if a.labels in self.muted)
+            senders = list(self.senders)
         stats = self.outbox.stats()
-        for sender in self.senders:
-            pending, oldest = stats.get(sender.receiver, (0, 0.0))
+        for sender in senders:
             rid = sender.receiver
+            pending, oldest = stats.get(rid, (0, 0.0))
             yield sample("dsagent_outbox_pending", pending, receiver=rid)
             yield sample("dsagent_outbox_oldest_seconds", oldest, receiver=rid)
-            yield sample(
-                "dsagent_notifications_sent_total", self.counts[(rid, "sent")], receiver=rid
-            )
+            yield sample("dsagent_notifications_sent_total", self.counts[(rid, "sent")],
+                         receiver=rid)  # fmt: skip
             yield sample("dsagent_notifications_failed_total", self.counts[(rid, "failed")],
                          receiver=rid)  # fmt: skip
-        yield sample("dsagent_alerts_suppressed", self.suppressed)
+        yield sample("dsagent_alerts_suppressed", suppressed)
 
     def close(self) -> None:
         """Stop the senders; what is still queued stays in the outbox for the next start."""
-        if self.on_transition in self.engine.listeners:
-            self.engine.listeners.remove(self.on_transition)
-        if self.flush in self.engine.after_eval:
-            self.engine.after_eval.remove(self.flush)
-        for sender in self.senders:
-            sender.stop()
-        for sender in self.senders:
-            sender.join(timeout=2)
+        with self._lock:
+            self._swap_senders([])

@@ -7,6 +7,7 @@ import random
 import sqlite3
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -22,7 +23,15 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_receiver ON outbox (receiver, id);
+CREATE TABLE IF NOT EXISTS nflog (
+    key TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    updated REAL NOT NULL
+);
 """
+INSERT = ("INSERT OR IGNORE INTO outbox (receiver, key, payload, created, next_at)"
+          " VALUES (?, ?, ?, ?, ?)")  # fmt: skip
+LOG = "INSERT OR REPLACE INTO nflog (key, state, updated) VALUES (?, ?, ?)"
 MAX_BACKOFF = 300.0
 
 
@@ -43,12 +52,17 @@ def backoff(attempts: int, rng: random.Random = random.Random()) -> float:  # no
 
 
 class Outbox:
-    """SQLite in WAL mode; one connection per thread; ordered per receiver."""
+    """SQLite in WAL mode; one connection per thread; ordered per receiver.
+
+    Beside the queue, the notification log (as Alertmanager's nflog): what each aggregation
+    group last sent, so neither a reload nor a restart sends it again or forgets a resolve.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
         self.wakeup = threading.Condition()
+        self.generation = 0  # bumped on every put: a sender waits for it to move
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._db() as db:
             db.executescript(SCHEMA)
@@ -65,12 +79,49 @@ class Outbox:
     def put(self, receiver: str, key: str, payload: dict[str, Any]) -> bool:
         """Queue a notification; False if one with the same key is already queued."""
         now = time.time()
-        cur = self._db().execute(
-            "INSERT OR IGNORE INTO outbox (receiver, key, payload, created, next_at)"
-            " VALUES (?, ?, ?, ?, ?)", (receiver, key, json.dumps(payload), now, now))  # fmt: skip
-        with self.wakeup:
-            self.wakeup.notify_all()
+        cur = self._db().execute(INSERT, (receiver, key, json.dumps(payload), now, now))
+        self.wake()
         return cur.rowcount == 1
+
+    def commit(self, items: Sequence[tuple[str, str, dict[str, Any]]],
+               groups: Mapping[str, dict[str, Any] | None]) -> None:  # fmt: skip
+        """Queue notifications and record what their groups sent, in one transaction.
+
+        After a crash both are there or neither: a change of a group is never queued twice,
+        nor taken as sent when it was not queued. A group of None is deleted.
+        """
+        now = time.time()
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(INSERT, [(r, k, json.dumps(p), now, now) for r, k, p in items])
+            for key, state in groups.items():
+                if state is None:
+                    db.execute("DELETE FROM nflog WHERE key = ?", (key,))
+                else:
+                    db.execute(LOG, (key, json.dumps(state), now))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        if items:
+            self.wake()
+
+    def load_groups(self) -> dict[str, dict[str, Any]]:
+        """Return the notification log: every group's last-sent state, by group key."""
+        rows = self._db().execute("SELECT key, state FROM nflog").fetchall()
+        return {key: json.loads(state) for key, state in rows}
+
+    def wake(self) -> None:
+        """Wake every waiting sender (something was queued, or they are asked to stop)."""
+        with self.wakeup:
+            self.generation += 1
+            self.wakeup.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> None:
+        """Sleep until something is put after generation `seen`, or `timeout` passes."""
+        with self.wakeup:
+            self.wakeup.wait_for(lambda: self.generation != seen, timeout)
 
     def head(self, receiver: str) -> Item | None:
         """Return the oldest notification of a receiver (order per receiver is kept)."""
@@ -85,9 +136,9 @@ class Outbox:
         """Remove a delivered notification."""
         self._db().execute("DELETE FROM outbox WHERE id = ?", (item.id,))
 
-    def failed(self, item: Item, error: str) -> float:
-        """Record a failed try; return when the next one is due."""
-        due = time.time() + backoff(item.attempts + 1)
+    def failed(self, item: Item, error: str, now: float) -> float:
+        """Record a failed try at `now`; return when the next one is due."""
+        due = now + backoff(item.attempts + 1)
         self._db().execute(
             "UPDATE outbox SET attempts = attempts + 1, next_at = ?, last_error = ? WHERE id = ?",
             (due, error[:500], item.id))  # fmt: skip

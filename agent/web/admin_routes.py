@@ -8,9 +8,9 @@ from typing import Any
 from agent.alerting.engine import RuleEngine
 from agent.config import Config
 from agent.durations import parse_duration
-from agent.jsonlog import JsonLinesLog
-from agent.notify.outbox import Outbox
-from agent.notify.silences import SilenceStore, matcher_from_cli
+from agent.files import JsonLinesLog
+from agent.notify.notifier import Notifier
+from agent.notify.silences import matcher_from_cli
 from agent.web.admin import AdminApi, Answer, Endpoint, endpoint, redact
 from agent.web.auth import Token, load_tokens
 
@@ -19,12 +19,12 @@ Params = dict[str, str]
 
 
 class Routes:
-    """The endpoints' handlers, over the running agent."""
+    """The endpoints' handlers, over the running agent's one engine, notifier and stores."""
 
-    def __init__(self, cfg: Config, engine: RuleEngine, reload: Callable[[], bool]) -> None:
-        self.cfg, self.engine, self.reload_fn = cfg, engine, reload
-        self.silences = SilenceStore(cfg.agent.state_dir)
-        self.outbox = Outbox(cfg.agent.state_dir / "outbox.db")
+    def __init__(self, cfg: Config, engine: RuleEngine, notifier: Notifier,
+                 reload: Callable[[], bool]) -> None:  # fmt: skip
+        self.cfg, self.engine, self.notifier, self.reload_fn = cfg, engine, notifier, reload
+        self.silences, self.outbox = notifier.silences, notifier.outbox
 
     def whoami(self, body: Body, params: Params, who: Token) -> Answer:
         """Return the caller's name and role."""
@@ -32,9 +32,12 @@ class Routes:
 
     def alerts(self, body: Body, params: Params, who: Token) -> Answer:
         """Return every alert instance."""
+        muted = dict(self.notifier.muted)
         return 200, [{"labels": dict(a.labels), "state": a.state, "value": a.value,
                       "active_at": a.active_at, "annotations": a.annotations,
-                      "inhibited": a.inhibited} for a in self.engine.all_alerts()]  # fmt: skip
+                      "inhibited": muted.get(a.labels) == "inhibited",
+                      "muted": muted.get(a.labels, "")}
+                     for a in self.engine.all_alerts()]  # fmt: skip
 
     def rules(self, body: Body, params: Params, who: Token) -> Answer:
         """Return the rules in force."""
@@ -96,8 +99,15 @@ class Routes:
         ]
 
 
-def build_admin(cfg: Config, engine: RuleEngine, reload: Callable[[], bool]) -> AdminApi:
-    """Wire the endpoints to the running agent."""
-    audit = JsonLinesLog(cfg.agent.state_dir / "audit.log", cfg.notify.alert_log_max_bytes)
-    routes = Routes(cfg, engine, reload)
-    return AdminApi(load_tokens(cfg.api_tokens), routes.endpoints(), audit)
+class Admin(AdminApi):
+    """The admin API of the running agent; a reload swaps its tokens and configuration."""
+
+    def __init__(self, cfg: Config, engine: RuleEngine, notifier: Notifier,
+                 reload: Callable[[], bool]) -> None:  # fmt: skip
+        audit = JsonLinesLog(cfg.agent.state_dir / "audit.log", cfg.notify.alert_log_max_bytes)
+        self.routes = Routes(cfg, engine, notifier, reload)
+        super().__init__(load_tokens(cfg.api_tokens), self.routes.endpoints(), audit)
+
+    def configure(self, cfg: Config, tokens: list[Token]) -> None:
+        """Take the reloaded configuration and tokens: a removed token is refused from now."""
+        self.tokens, self.routes.cfg = tokens, cfg

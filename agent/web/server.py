@@ -167,6 +167,10 @@ class WebServer(ThreadingHTTPServer):
                 return
         super().finish_request(request, client_address)
 
+    def configure(self, tls: ssl.SSLContext | None, basic: BasicAuth | None) -> None:
+        """Take a reloaded web.yml: new connections get the new certificate and users."""
+        self.tls, self.basic = tls, basic
+
     def scrape_allowed(self, req: Handler) -> bool:
         """Require basic auth on /metrics when web.yml lists users."""
         return self.basic is None or self.basic.check(dict(req.headers.items()))

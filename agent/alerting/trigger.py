@@ -1,0 +1,87 @@
+"""When rule groups run: as soon as the samplers they read have reported for the round."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from agent.alerting.engine import RuleGroupJob
+from agent.store import SeriesStore
+
+Run = Callable[[RuleGroupJob], None]  # the runner's run_once: evaluates and records health
+Skip = Callable[[str], None]  # counts an overrun, by job name
+
+
+class RuleTrigger:
+    """Runs each group once per round, right after the last sampler it reads has ingested.
+
+    A group waits for every source that writes one of its families, so a rule over several
+    samplers sees one consistent round. A sampler that hangs, or a group nobody feeds, is not
+    waited for past half a round: the scheduler calls `fallback` then. A group still running
+    when its next round is due is skipped and counted, as an overrunning scheduler job is.
+    """
+
+    def __init__(self, store: SeriesStore, run: Run, skip: Skip, workers: int = 2) -> None:
+        self.store, self._run, self._skip = store, run, skip
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rules")
+        self._lock = threading.Lock()
+        self._jobs: list[RuleGroupJob] = []
+        self._due: dict[str, float] = {}  # job name -> the first round it may run in
+        self._running: set[str] = set()
+        self._interval = 1.0
+
+    @property
+    def jobs(self) -> list[RuleGroupJob]:
+        """The groups in force."""
+        return list(self._jobs)
+
+    def set_jobs(self, jobs: Sequence[RuleGroupJob], interval: float) -> None:
+        """Take a new set of groups (at start and on reload); a kept group keeps its due time."""
+        with self._lock:
+            self._jobs, self._interval = list(jobs), interval
+            self._due = {j.name: self._due.get(j.name, 0.0) for j in jobs}
+
+    def ingested(self, source: str, tick: float) -> None:
+        """Run the groups that a source's run of round `tick`, now in the store, completes."""
+        written = self.store.families_of(source)
+        if not written:
+            return
+        for job in self._jobs:
+            if job.families.isdisjoint(written):
+                continue
+            if all(last >= tick for last in self.store.feeders(job.families).values()):
+                self._submit(job, tick)
+
+    def fallback(self, tick: float) -> None:
+        """Half a round on: run every group due in round `tick` that no sampler completed."""
+        for job in self._jobs:
+            self._submit(job, tick)
+
+    def _submit(self, job: RuleGroupJob, tick: float) -> None:
+        with self._lock:
+            if tick < self._due.get(job.name, math.inf):
+                return  # already run this round, or not due yet (a longer group interval)
+            if job.name in self._running:
+                self._skip(job.name)
+                return
+            every = job.group.interval or self._interval
+            self._due[job.name] = (math.floor(tick / every + 1e-6) + 1) * every
+            self._running.add(job.name)
+        try:
+            self._pool.submit(self._evaluate, job)
+        except RuntimeError:  # the pool is shut down: the agent is stopping
+            with self._lock:
+                self._running.discard(job.name)
+
+    def _evaluate(self, job: RuleGroupJob) -> None:
+        try:
+            self._run(job)
+        finally:
+            with self._lock:
+                self._running.discard(job.name)
+
+    def close(self) -> None:
+        """Take no more work; evaluations in flight finish on their threads."""
+        self._pool.shutdown(wait=False, cancel_futures=True)

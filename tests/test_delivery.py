@@ -1,0 +1,206 @@
+"""Delivery as one pipeline, on synthetic time: Notifier -> Dispatcher -> Outbox -> Sender.
+
+A fake transport stands where the HTTP client was: it answers what the test says and
+records what was posted. Each test breaks if the piece it names is broken (an HTTP 500
+taken as delivered, an inhibited or silenced alert sent, a reload or restart that resends
+or forgets a resolve).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from agent.alerting.state import Alert
+from agent.config import Config
+from agent.notify.channels import build
+from agent.notify.notifier import Notifier
+from agent.notify.outbox import Outbox
+from agent.notify.sender import Sender
+from agent.notify.silences import SilenceStore
+
+T0 = 1_800_000_000.0
+HOOK = "http://127.0.0.1:9/hook"
+
+
+class Transport:
+    """Answers each post with `status` and records (url, json body, headers)."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.posts: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+
+    def __call__(self, url: str, body: bytes, headers: dict[str, str], timeout: float
+                 ) -> tuple[int, str]:  # fmt: skip
+        self.posts.append((url, json.loads(body), headers))
+        return self.status, "answer"
+
+    def statuses(self) -> list[str]:
+        """Every alert status posted, in order."""
+        return [a["status"] for _, body, _ in self.posts for a in body["alerts"]]
+
+
+def cfg(tmp: Path, **extra: Any) -> Config:
+    return Config.model_validate({
+        "agent": {"state_dir": str(tmp), "node_name": "n1"},
+        "receivers": [{"name": "hook", "type": "webhook", "url": HOOK}],
+        "routes": [{"receiver": "hook", "group_wait": "0s", "group_interval": "30s"}],
+        **extra,
+    })  # fmt: skip
+
+
+def alert(name: str = "Hot", state: str = "firing", severity: str = "critical",
+          **labels: str) -> Alert:  # fmt: skip
+    full = tuple(sorted({"alertname": name, "severity": severity, **labels}.items()))
+    a = Alert(f"g/{name}", full, state, T0, value=1.0)  # type: ignore[arg-type]
+    if state == "resolved":
+        a.resolved_at = T0 + 60
+    return a
+
+
+def notifier(tmp: Path, config: Config | None = None) -> Notifier:
+    """A Notifier over the state dir, configured without starting sender threads."""
+    n = Notifier(Outbox(tmp / "outbox.db"), SilenceStore(tmp))
+    n.configure(config or cfg(tmp))
+    n.close()  # the tests drive a Sender by hand
+    return n
+
+
+def drain(tmp: Path, transport: Transport, now: float = T0 + 1e6) -> None:
+    """Deliver everything queued for the hook through a Sender on the fake transport."""
+    c = cfg(tmp)
+    sender = Sender(Outbox(tmp / "outbox.db"), "hook#0", build(c.receivers[0], HOOK), 1.0,
+                    Counter(), post=transport)  # fmt: skip
+    while sender.outbox.head("hook#0") is not None and sender.step(now) == 0.0:
+        pass
+
+
+def test_an_http_500_keeps_the_notification_and_backs_off(tmp_path: Path) -> None:
+    n = notifier(tmp_path)
+    n.deliver([alert()], [], T0)
+    outbox = Outbox(tmp_path / "outbox.db")
+    counts: Counter[tuple[str, str]] = Counter()
+    failing = Transport(status=500)
+    sender = Sender(outbox, "hook#0", build(cfg(tmp_path).receivers[0], HOOK), 1.0, counts,
+                    post=failing)  # fmt: skip
+    wait = sender.step(T0 + 10)
+    item = outbox.head("hook#0")
+    assert item is not None and item.attempts == 1, "kept, with the try counted"
+    assert wait > 0 and counts[("hook#0", "failed")] == 1
+    assert sender.step(T0 + 10) > 0 and len(failing.posts) == 1, "not retried before its time"
+    ok = Transport()
+    sender._post = ok
+    assert sender.step(item.next_at) == 0.0
+    assert outbox.head("hook#0") is None and ok.statuses() == ["firing"]
+
+
+def test_a_3xx_or_unreachable_receiver_is_a_failure_not_a_delivery(tmp_path: Path) -> None:
+    n = notifier(tmp_path)
+    n.deliver([alert()], [], T0)
+    outbox = Outbox(tmp_path / "outbox.db")
+
+    def refused(url: str, body: bytes, headers: dict[str, str], timeout: float
+                ) -> tuple[int, str]:  # fmt: skip
+        raise ConnectionRefusedError(111, "refused")
+
+    channel = build(cfg(tmp_path).receivers[0], HOOK)
+    for i, post in enumerate((Transport(status=307), refused)):
+        sender = Sender(outbox, "hook#0", channel, 1.0, Counter(), post=post)
+        sender.step(T0 + (i + 1) * 1e6)
+    item = outbox.head("hook#0")
+    assert item is not None and item.attempts == 2
+
+
+def test_critical_inhibits_the_warning_of_the_same_labels(tmp_path: Path) -> None:
+    n = notifier(tmp_path)
+    n.deliver([alert(severity="warning", gpu="0"), alert(severity="critical", gpu="0"),
+               alert(severity="warning", gpu="1")], [], T0)  # fmt: skip
+    sent = Transport()
+    drain(tmp_path, sent)
+    (body,) = [b for _, b, _ in sent.posts]
+    got = sorted((a["labels"]["gpu"], a["labels"]["severity"]) for a in body["alerts"])
+    assert got == [("0", "critical"), ("1", "warning")]
+
+
+def test_an_inhibit_rule_mutes_its_targets(tmp_path: Path) -> None:
+    down = alert("WorkerDown", worker="w1")
+    slow = alert("InferenceLatencyHigh", worker="w1")
+    other = alert("InferenceLatencyHigh", worker="w2")
+    n = notifier(tmp_path, cfg(tmp_path, routes=[{"receiver": "hook", "group_by": ["worker"]}]))
+    n.deliver([down, slow, other], [], T0)
+    sent = Transport()
+    drain(tmp_path, sent)
+    names = sorted((a["labels"]["alertname"], a["labels"]["worker"])
+                   for _, body, _ in sent.posts for a in body["alerts"])  # fmt: skip
+    assert names == [("InferenceLatencyHigh", "w2"), ("WorkerDown", "w1")]
+    assert n.muted == {slow.labels: "inhibited"}
+
+
+def test_a_silence_mutes_and_its_end_lets_the_alert_through(tmp_path: Path) -> None:
+    n = notifier(tmp_path)
+    silence = n.silences.add(['alertname="Hot"'], 3600, "me", "maintenance")
+    n.deliver([alert()], [], silence.starts_at)
+    sent = Transport()
+    drain(tmp_path, sent)
+    assert sent.posts == [] and n.muted[alert().labels].startswith("silenced by ")
+    n.silences.expire(silence.id)
+    n.deliver([alert()], [], silence.starts_at + 1)
+    drain(tmp_path, sent)
+    assert sent.statuses() == ["firing"]
+
+
+def test_a_reload_mid_group_neither_doubles_nor_drops(tmp_path: Path) -> None:
+    slow = cfg(tmp_path, routes=[{"receiver": "hook", "group_wait": "10s"}])
+    n = notifier(tmp_path, slow)
+    n.deliver([alert()], [], T0)
+    n.configure(slow)  # a reload with nothing changed, inside group_wait
+    n.close()
+    n.deliver([alert()], [], T0 + 5)
+    sent = Transport()
+    drain(tmp_path, sent)
+    assert sent.posts == [], "group_wait runs on from the first sight, not from the reload"
+    n.deliver([alert()], [], T0 + 10)
+    n.configure(slow)
+    n.close()
+    n.deliver([alert()], [], T0 + 11)
+    drain(tmp_path, sent)
+    assert sent.statuses() == ["firing"], "sent once, not again after the reload"
+    n.deliver([alert(state="resolved")], [], T0 + 100)
+    drain(tmp_path, sent)
+    assert sent.statuses() == ["firing", "resolved"]
+
+
+def test_a_restart_neither_resends_nor_forgets_the_resolve(tmp_path: Path) -> None:
+    n = notifier(tmp_path)
+    n.deliver([alert()], [], T0)
+    sent = Transport()
+    drain(tmp_path, sent)
+    again = notifier(tmp_path)  # a new process over the same state dir
+    again.deliver([alert()], [], T0 + 5)
+    drain(tmp_path, sent)
+    assert sent.statuses() == ["firing"], "what was sent is durable"
+    third = notifier(tmp_path)
+    third.deliver([alert(state="resolved")], [], T0 + 60)
+    drain(tmp_path, sent)
+    assert sent.statuses() == ["firing", "resolved"], "a resolve it never saw fire is sent"
+
+
+def test_an_alert_whose_rule_went_away_is_resolved(tmp_path: Path) -> None:
+    n = notifier(tmp_path)
+    n.deliver([alert(), alert("Other")], [], T0)
+    n.deliver([alert("Other")], [], T0 + 60)  # Hot's rule was removed by a reload
+    sent = Transport()
+    drain(tmp_path, sent)
+    gone = [(a["labels"]["alertname"], a["status"]) for _, b, _ in sent.posts for a in b["alerts"]]
+    assert ("Hot", "resolved") in gone and ("Other", "resolved") not in gone
+
+
+def test_an_unchanged_group_is_not_repeated_before_repeat_interval(tmp_path: Path) -> None:
+    n = notifier(tmp_path)
+    for i in range(0, 3600, 60):
+        n.deliver([alert()], [], T0 + i)
+    sent = Transport()
+    drain(tmp_path, sent)
+    assert sent.statuses() == ["firing"]
