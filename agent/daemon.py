@@ -112,7 +112,7 @@ class Daemon:
         )  # fmt: skip
         self.trigger = RuleTrigger(self.store, self.runner.run_once, self.runner.count_skip)
         self.reloads = ReloadStatus(time.time())
-        self.admin = Admin(cfg, self.engine, self.notifier, self.reload)
+        self.admin = Admin(cfg, loaded.tokens, self.engine, self.notifier, self.reload)
         self.samplers: list[Sampler] = []
         self.shipping: LogShipping | None = None
         self.server: WebServer | None = None
@@ -233,7 +233,11 @@ class Daemon:
                 "reload refused: %s: %s; keeping the running configuration", type(exc).__name__, exc
             )
             return False
-        self._apply(loaded)
+        try:
+            self._apply(loaded)
+        except Exception:  # the boundary: a part that cannot be rebuilt is logged, not fatal
+            log.exception("reload: a part failed to take the new configuration")
+            return False
         log.info("configuration reloaded: %d rules", sum(len(g.rules) for g in loaded.groups))
         return True
 

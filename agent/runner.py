@@ -144,11 +144,18 @@ class SamplerRunner:
     def _on_skip(self, event: JobEvent) -> None:
         self.count_skip(event.job_id)
 
-    def run_once(self, sampler: Sampler) -> None:
-        """Run one sampler once and put its samples and its own health into the store."""
+    def run_once(self, sampler: Sampler, at: float | None = None) -> None:
+        """Run one sampler once and put its samples and its own health into the store.
+
+        Samples are stamped with the round's grid time, as Prometheus stamps evaluations with
+        their scheduled time: a rule's `for` then spans whole rounds, not rounds plus jitter.
+        The sampler itself is handed the wall-clock time (rates divide by the real interval),
+        or `at` when the caller runs it for a given round (a rule group).
+        """
         start, began = time.time(), time.perf_counter()
+        tick = self.round_of(start) if at is None else at
         try:
-            samples = list(sampler.sample(start))
+            samples = list(sampler.sample(start if at is None else at))
             ok = True
         except Exception:  # the one catch-all, at the scheduler boundary: counted and logged
             samples, ok = [], False
@@ -157,13 +164,12 @@ class SamplerRunner:
             self._note_success(sampler.name)
         duration = time.perf_counter() - began
         self.store.describe(sampler.metrics)  # some samplers learn their metrics as they read
-        self.store.ingest(sampler.name, samples, start)
+        self.store.ingest(sampler.name, samples, tick)
         self.store.ingest(
-            f"self:{sampler.name}", self._health(sampler.name, ok, duration, start), start
+            f"self:{sampler.name}", self._health(sampler.name, ok, duration, start), tick
         )
         self.last_run = time.monotonic()
         if self.on_ingest is not None:
-            tick = self.round_of(start)
             self.on_ingest(sampler.name, tick)
             self.on_ingest(f"self:{sampler.name}", tick)
         if self.on_run:

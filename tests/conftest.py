@@ -219,3 +219,15 @@ def elasticsearch() -> Iterator[object]:
         need(False, f"elasticsearch did not start: {exc}")
     yield node
     node.cleanup()
+
+
+# Tests that start the agent or a real server are integration tests, whatever their module;
+# `pytest -m "not integration"` runs the rest in well under a minute.
+SERVER_FIXTURES = {"agent_factory", "elasticsearch", "textfile_agent"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a server fixture as an integration test."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)

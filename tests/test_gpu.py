@@ -213,8 +213,11 @@ def test_a_hanging_nvml_call_is_bounded(closing: list[GpuSampler]) -> None:
     assert by_gpu(samples, "gpu_up")["0"] == 0.0
     assert [s.value for s in samples if s.name == "dsagent_nvml_timeouts_total"] == [1.0]
     fake.gpus[0].hang = 0.0
-    time.sleep(1.6)
-    assert by_gpu(list(sampler.sample(time.time())), "gpu_up")["0"] == 1.0
+    wait_for(
+        lambda: by_gpu(list(sampler.sample(time.time())), "gpu_up")["0"] == 1.0,
+        5,
+        "the GPU back once its stuck call returned",
+    )
 
 
 def test_driver_gone_and_back_reinitialises(closing: list[GpuSampler]) -> None:

@@ -48,9 +48,9 @@ def test_one_failing_sampler_never_stops_the_others() -> None:
     store = SeriesStore()
     good, bad = Fake("good"), Fake("bad", fail=True)
     runner = SamplerRunner(store)
-    runner.run_once(good)
-    runner.run_once(bad)
-    runner.run_once(bad)
+    runner.run_once(good, at=1.0)
+    runner.run_once(bad, at=1.0)
+    runner.run_once(bad, at=2.0)  # the next round
     got = current(store)
     assert got[("good_value", "")] == 1.0
     assert ("bad_value", "") not in got

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -364,3 +366,44 @@ def test_a_huge_body_is_refused_without_reading_it(fuzz_server: tuple[int, WebSe
     assert b" 413 " in reply.split(b"\r\n", 1)[0]
     huge_header = b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 200_000 + b"\r\n\r\n"
     assert int(raw(port, huge_header).split(b"\r\n", 1)[0].split()[1]) in (400, 431)
+
+
+def issue_server_cert(certs: Path, out: Path, cn: str) -> None:
+    """Sign a new server certificate for 127.0.0.1 with the test CA into out/server.{pem,key}."""
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}",
+            "-keyout", str(out / "server.key"), "-out", str(out / "server.csr"))  # fmt: skip
+    (out / "server.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", str(out / "server.csr"), "-CA", str(certs / "ca.pem"),
+            "-CAkey", str(certs / "ca.key"), "-CAcreateserial", "-days", "2",
+            "-extfile", str(out / "server.ext"), "-out", str(out / "server.pem"))  # fmt: skip
+
+
+def test_a_reload_rotates_the_server_certificate(
+    agent_factory: Callable[..., AgentProcess], certs: Path, tmp_path: Path
+) -> None:
+    live = tmp_path / "live"
+    live.mkdir()
+    issue_server_cert(certs, live, "before-rotation")
+    yml = web_yml(tmp_path, live, users=False)
+    agent = agent_factory(f'[http]\nlisten = "127.0.0.1:{{port}}"\nweb_config = "{yml}"\n')
+    url = f"https://127.0.0.1:{agent.port}/healthz"
+    ca = str(certs / "ca.pem")
+    wait_for(lambda: requests.get(url, verify=ca, timeout=2).ok, 20, "TLS health")
+
+    def subject() -> str:
+        pem = ssl.get_server_certificate(("127.0.0.1", agent.port), timeout=5)
+        return x509_subject(pem)
+
+    assert "before-rotation" in subject()
+    issue_server_cert(certs, live, "after-rotation")
+    agent.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "after-rotation" in subject(), 10, "the new certificate")
+    assert requests.get(url, verify=ca, timeout=5).ok, "new connections verify against the CA"
+    assert agent.proc.poll() is None
+
+
+def x509_subject(pem: str) -> str:
+    """Return the subject line of a PEM certificate, as openssl prints it."""
+    out = subprocess.run([need_binary("openssl"), "x509", "-noout", "-subject"], input=pem,
+                         capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
+    return out.stdout

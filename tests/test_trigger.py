@@ -36,8 +36,9 @@ class Recorder:
         self.hold = hold
         self.done = threading.Event()
 
-    def run(self, job: RuleGroupJob) -> None:
-        self.runs.append((job.group.name, self.round[0]))
+    def run(self, job: RuleGroupJob, tick: float) -> None:
+        assert tick == self.round[0], "evaluated at the round it completes"
+        self.runs.append((job.group.name, tick))
         time.sleep(self.hold)
         self.done.set()
 

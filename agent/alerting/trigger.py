@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from agent.alerting.engine import RuleGroupJob
 from agent.store import SeriesStore
 
-Run = Callable[[RuleGroupJob], None]  # the runner's run_once: evaluates and records health
+Run = Callable[[RuleGroupJob, float], None]  # the runner's run_once(job, round)
 Skip = Callable[[str], None]  # counts an overrun, by job name
 
 
@@ -70,14 +70,14 @@ class RuleTrigger:
             self._due[job.name] = (math.floor(tick / every + 1e-6) + 1) * every
             self._running.add(job.name)
         try:
-            self._pool.submit(self._evaluate, job)
+            self._pool.submit(self._evaluate, job, tick)
         except RuntimeError:  # the pool is shut down: the agent is stopping
             with self._lock:
                 self._running.discard(job.name)
 
-    def _evaluate(self, job: RuleGroupJob) -> None:
+    def _evaluate(self, job: RuleGroupJob, tick: float) -> None:
         try:
-            self._run(job)
+            self._run(job, tick)
         finally:
             with self._lock:
                 self._running.discard(job.name)

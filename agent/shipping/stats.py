@@ -8,16 +8,15 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from agent.store import MetricInfo, Sample, sample
+from agent.store import Sample, sample
 from agent.windows import quantile
+from agent.workers.engine_metrics import INFERENCE
 
 METRICS = {
-    "inference_request_latency_seconds": MetricInfo("gauge", "Request latency, by quantile."),
-    "inference_requests_per_second": MetricInfo("gauge", "Requests finished per second."),
-    "inference_error_ratio": MetricInfo("gauge", "Requests that failed, as a share."),
-    "inference_tokens_per_second": MetricInfo("gauge", "Tokens per second, by direction."),
-    "inference_cuda_oom_total": MetricInfo("counter", "CUDA out-of-memory errors seen in logs."),
-}
+    name: INFERENCE[name]
+    for name in ("inference_request_latency_seconds", "inference_requests_per_second",
+                 "inference_error_ratio", "inference_tokens_per_second", "inference_cuda_oom_total")
+}  # fmt: skip
 
 
 def _num(value: Any) -> float:

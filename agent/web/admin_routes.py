@@ -12,7 +12,7 @@ from agent.files import JsonLinesLog
 from agent.notify.notifier import Notifier
 from agent.notify.silences import matcher_from_cli
 from agent.web.admin import AdminApi, Answer, Endpoint, endpoint, redact
-from agent.web.auth import Token, load_tokens
+from agent.web.auth import Token
 
 Body = dict[str, Any]
 Params = dict[str, str]
@@ -102,11 +102,11 @@ class Routes:
 class Admin(AdminApi):
     """The admin API of the running agent; a reload swaps its tokens and configuration."""
 
-    def __init__(self, cfg: Config, engine: RuleEngine, notifier: Notifier,
+    def __init__(self, cfg: Config, tokens: list[Token], engine: RuleEngine, notifier: Notifier,
                  reload: Callable[[], bool]) -> None:  # fmt: skip
         audit = JsonLinesLog(cfg.agent.state_dir / "audit.log", cfg.notify.alert_log_max_bytes)
         self.routes = Routes(cfg, engine, notifier, reload)
-        super().__init__(load_tokens(cfg.api_tokens), self.routes.endpoints(), audit)
+        super().__init__(tokens, self.routes.endpoints(), audit)
 
     def configure(self, cfg: Config, tokens: list[Token]) -> None:
         """Take the reloaded configuration and tokens: a removed token is refused from now."""

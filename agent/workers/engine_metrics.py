@@ -8,6 +8,21 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent.store import MetricInfo
+
+# The one set every engine (and the request log) is mapped onto: each name's help lives here.
+INFERENCE = {
+    "inference_requests_running": MetricInfo("gauge", "Requests being served."),
+    "inference_requests_waiting": MetricInfo("gauge", "Requests queued."),
+    "inference_kv_cache_usage_ratio": MetricInfo("gauge", "KV cache in use."),
+    "inference_ttft_seconds": MetricInfo("gauge", "Time to first token, by quantile."),
+    "inference_request_latency_seconds": MetricInfo("gauge", "Request latency, by quantile."),
+    "inference_requests_per_second": MetricInfo("gauge", "Requests finished per second."),
+    "inference_tokens_per_second": MetricInfo("gauge", "Tokens per second, by direction."),
+    "inference_error_ratio": MetricInfo("gauge", "Requests that failed, as a share."),
+    "inference_cuda_oom_total": MetricInfo("counter", "CUDA out-of-memory errors seen in logs."),
+}
+
 
 @dataclass(frozen=True)
 class EngineMap:

@@ -14,6 +14,7 @@ from agent.windows import quantile
 from agent.workers import checks as probes
 from agent.workers.engine_metrics import (
     ENGINES,
+    INFERENCE,
     EngineMap,
     Snapshot,
     bucket_increase,
@@ -24,6 +25,7 @@ from agent.workers.engine_metrics import (
 
 log = logging.getLogger(__name__)
 QUANTILES = (0.5, 0.95, 0.99)
+FROM_LOGS_ONLY = {"inference_error_ratio", "inference_cuda_oom_total"}  # the request log's
 
 METRICS = {
     "worker_up": MetricInfo("gauge", "1 while /health answers (503 while loading counts as up)."),
@@ -31,13 +33,7 @@ METRICS = {
     "worker_loading": MetricInfo("gauge", "1 while the worker answers 503: model loading."),
     "worker_probe_success": MetricInfo("gauge", "1 if the probe passed."),
     "worker_probe_duration_seconds": MetricInfo("gauge", "Probe time by phase."),
-    "inference_requests_running": MetricInfo("gauge", "Requests being served."),
-    "inference_requests_waiting": MetricInfo("gauge", "Requests queued."),
-    "inference_kv_cache_usage_ratio": MetricInfo("gauge", "KV cache in use."),
-    "inference_ttft_seconds": MetricInfo("gauge", "Time to first token, by quantile."),
-    "inference_request_latency_seconds": MetricInfo("gauge", "Request latency, by quantile."),
-    "inference_requests_per_second": MetricInfo("gauge", "Requests finished per second."),
-    "inference_tokens_per_second": MetricInfo("gauge", "Tokens per second, by direction."),
+    **{name: info for name, info in INFERENCE.items() if name not in FROM_LOGS_ONLY},
     "dsagent_worker_metrics_errors_total": MetricInfo(
         "counter", "Worker /metrics that did not parse."
     ),
