@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -67,9 +68,43 @@ def doc_id(key: str, offset: int) -> str:
     return hashlib.sha1(f"{key}@{offset}".encode()).hexdigest()
 
 
+class Poison(ValueError):
+    """A line that parsed but cannot become a document: it goes to the dead letters."""
+
+
+def _finite(value: Any) -> float | None:
+    """Return a JSON number as a finite float, else None (bools, 1e999, strings)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer past a float's range
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _constant(name: str) -> Any:
+    raise Poison(f"{name} is not a JSON number")
+
+
+def _float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise Poison(f"number out of range: {text[:40]}")
+    return number
+
+
+def loads(text: str) -> Any:
+    """Parse strict JSON: NaN, Infinity and numbers past a double raise Poison."""
+    return json.loads(text, parse_constant=_constant, parse_float=_float)
+
+
 def _timestamp(value: Any) -> str | None:
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC).isoformat().replace("+00:00", "Z")
+    number = _finite(value)
+    if number is not None:
+        if not 0 <= number < 253402300800:  # year 1970 to 9999, what ES date fields take
+            return None
+        return datetime.fromtimestamp(number, UTC).isoformat().replace("+00:00", "Z")
     return value if isinstance(value, str) else None
 
 
@@ -82,8 +117,9 @@ def request_doc(record: dict[str, Any]) -> dict[str, Any]:
         doc["transaction"] = {"id": str(record["request_id"])}
     error = record.get("error_code")
     event: dict[str, Any] = {"outcome": "failure" if error else "success"}
-    if isinstance(record.get("latency_ms"), int | float):
-        event["duration"] = int(record["latency_ms"] * 1_000_000)  # ECS: nanoseconds
+    latency = _finite(record.get("latency_ms"))
+    if latency is not None and 0 <= latency < 9.2e12:  # ECS: nanoseconds, within a long
+        event["duration"] = int(latency * 1_000_000)
     doc["event"] = event
     if error:
         doc["error"] = {"code": str(error)}
@@ -93,10 +129,12 @@ def request_doc(record: dict[str, Any]) -> dict[str, Any]:
 def alert_doc(record: dict[str, Any]) -> dict[str, Any]:
     """Map one alert-log line: the alert's fields under dsagent.alert, its labels under labels."""
     alert = {k: record.get(k) for k in ("state", "previous", "severity", "value")}
+    annotations, labels = record.get("annotations"), record.get("labels")
+    summary = annotations.get("summary") if isinstance(annotations, dict) else None
     return {
         "@timestamp": record.get("@timestamp"),
-        "message": (record.get("annotations") or {}).get("summary", record.get("alertname", "")),
-        "labels": record.get("labels") or {},
+        "message": str(summary if summary is not None else record.get("alertname", "")),
+        "labels": labels if isinstance(labels, dict) else {},
         "dsagent": {"alert": {**alert, "name": record.get("alertname")}},
         "event": {"kind": "alert"},
     }
@@ -104,6 +142,8 @@ def alert_doc(record: dict[str, Any]) -> dict[str, Any]:
 
 def audit_doc(record: dict[str, Any]) -> dict[str, Any]:
     """Map one audit-log line onto ECS: who, what, the answer."""
+    status = record.get("status")
+    failed = not isinstance(status, int) or isinstance(status, bool) or status >= 400
     return {
         "@timestamp": record.get("@timestamp"),
         "user": {"name": record.get("who"), "roles": [record.get("role")]},
@@ -111,29 +151,37 @@ def audit_doc(record: dict[str, Any]) -> dict[str, Any]:
                  "response": {"status_code": record.get("status")}},
         "url": {"path": record.get("path")},
         "source": {"ip": record.get("remote")},
-        "event": {"kind": "event", "outcome": "success" if (record.get("status") or 500) < 400
-                  else "failure", "reason": record.get("reason")},
+        "event": {"kind": "event", "outcome": "failure" if failed else "success",
+                  "reason": record.get("reason")},
     }  # fmt: skip
 
 
 def to_doc(
     event: Event, cfg: LogInputConfig, node: str, dataset: str
 ) -> tuple[dict[str, Any], bool]:
-    """Build the ECS document; the bool says a JSON input got a line that was not JSON."""
+    """Build the ECS document; the bool says a JSON input got a line that was not JSON.
+
+    Raises Poison for a line that parsed but cannot be mapped: the shipper dead-letters it.
+    """
     text = event.data.decode("utf-8", errors="replace")
     doc: dict[str, Any] = {}
     malformed = False
     if cfg.format == "json":
         try:
-            record = json.loads(text)
-            if not isinstance(record, dict):
-                raise ValueError("not an object")
+            record = loads(text)
+        except Poison:
+            raise
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
+            record = None
+        malformed = not isinstance(record, dict)
+        if isinstance(record, dict):
             mapper = {"dsagent.alerts": alert_doc, "dsagent.audit": audit_doc}.get(
                 dataset, request_doc
             )
-            doc = mapper(record)
-        except ValueError:
-            malformed = True
+            try:
+                doc = mapper(record)
+            except (ArithmeticError, ValueError, TypeError, AttributeError, OSError) as exc:
+                raise Poison(f"{type(exc).__name__}: {exc}") from None
     if cfg.format == "text" or malformed:
         doc = {"message": text, "event": {"original": text}}
         if malformed:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agent.config.shipping import LogInputConfig
-from agent.shipping.parse import OOM, Assembler, Event, doc_id, to_doc
+from agent.shipping.parse import OOM, Assembler, Event, Poison, doc_id, to_doc
 from agent.shipping.registry import Registry
 from agent.shipping.sinks import DeadLetters, Doc, Outcome
 from agent.shipping.stats import RequestStats
@@ -48,6 +48,7 @@ class Shipper(threading.Thread):
         self.counts: Counter[str] = Counter()
         self.last_event_at = 0.0
         self.stopping = threading.Event()
+        self._poison_logged = False
 
     def run(self) -> None:
         """Ship until stopped; an unacknowledged batch is simply read again after a restart."""
@@ -78,7 +79,11 @@ class Shipper(threading.Thread):
         index = self.sink.index(self.dataset)
         docs: list[tuple[Doc, Event]] = []
         for event in events:
-            source, malformed = to_doc(event, self.cfg, self.node, self.dataset)
+            try:
+                source, malformed = to_doc(event, self.cfg, self.node, self.dataset)
+            except Poison as exc:  # set aside with its reason; its offset is committed below
+                self._poisoned(index, event, str(exc))
+                continue
             self.counts["malformed"] += malformed
             if self.cfg.format == "json" and self.cfg.request_stats and not malformed:
                 self.stats.add_doc(source)
@@ -93,6 +98,17 @@ class Shipper(threading.Thread):
                 delay = min(delay * 2, 10.0)
             docs = retry
         return not docs
+
+    def _poisoned(self, index: str, event: Event, reason: str) -> None:
+        original = event.data.decode("utf-8", errors="replace")
+        doc = {"event": {"original": original}, "log": {"file": {"path": event.path},
+                                                          "offset": event.start}}  # fmt: skip
+        self.dead.write(index, doc_id(event.key, event.start), doc, reason)
+        self.counts["dead_lettered"] += 1
+        if not self._poison_logged:  # once per shipper: a flood of bad lines is one line here
+            log.warning("input %s: a line cannot be shipped (%s); it is in the dead letters,"
+                        " and the lines after it ship", self.cfg.name, reason)  # fmt: skip
+            self._poison_logged = True
 
     def _settle(self, index: str, docs: list[tuple[Doc, Event]],
                 outcomes: list[Outcome]) -> list[tuple[Doc, Event]]:  # fmt: skip
