@@ -29,6 +29,7 @@ from agent.shipping.job import LogShipping
 from agent.shipping.job import build as build_shipping
 from agent.sim.fake_nvml import simulated_nvml
 from agent.store import MetricInfo, Sample, SeriesStore, sample
+from agent.supervise import SUPERVISOR
 from agent.web.admin_routes import Admin
 from agent.web.auth import BasicAuth, Token, load_tokens
 from agent.web.server import WebServer
@@ -134,7 +135,7 @@ class Daemon:
                                             time.time(), rules.outage_tolerance,
                                             rules.grace_period))  # fmt: skip
         interval = cfg.agent.sample_interval
-        jobs: list[Sampler] = [self.notifier, self.reloads]
+        jobs: list[Sampler] = [self.notifier, self.reloads, SUPERVISOR]
         every = {}
         if (watchdog := sdnotify.watchdog_interval()) is not None:
             jobs.append(sdnotify.Watchdog())  # runs on the scheduler: a stuck one goes quiet

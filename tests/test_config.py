@@ -144,3 +144,20 @@ def test_find_line_in_arrays_of_tables_and_dotted_keys() -> None:
     assert find_line(text, ["receivers", 0, "name"]) == 2
     assert find_line(text, ["network", "agent", "node_name"]) == 6
     assert find_line(text, ["nothing"]) is None
+
+
+def test_receiver_templates_secrets_and_tokens_are_checked_at_load(tmp_path: Path) -> None:
+    latin = tmp_path / "secret"
+    latin.write_bytes(b"\xff\xfe not utf-8")
+    empty = tmp_path / "token"
+    empty.write_text("  \n")
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        '[[receivers]]\nname = "chat"\ntype = "dingtalk"\nurl = "http://127.0.0.1:9/x"\n'
+        f'text = "{{title.foo}}"\nsecret_file = "{latin}"\n'
+        f'[[api_tokens]]\nname = "root"\nrole = "admin"\ntoken_file = "{empty}"\n'
+    )
+    found = "\n".join(problems(path))
+    assert "receivers.0.text" in found and "AttributeError" in found
+    assert "receivers.0.secret_file" in found and "UTF-8" in found
+    assert "api_tokens.0.token_file" in found and "empty" in found

@@ -204,3 +204,49 @@ def test_an_unchanged_group_is_not_repeated_before_repeat_interval(tmp_path: Pat
     sent = Transport()
     drain(tmp_path, sent)
     assert sent.statuses() == ["firing"]
+
+
+def test_a_channel_that_cannot_build_its_request_is_a_retry_not_a_dead_sender(
+    tmp_path: Path,
+) -> None:
+    n = notifier(tmp_path)
+    n.deliver([alert()], [], T0)
+    outbox = Outbox(tmp_path / "outbox.db")
+
+    class Broken:
+        def request(self, payload: dict[str, Any], key: str) -> tuple[str, bytes, dict[str, str]]:
+            return "{title.foo}".format(title="x"), b"", {}  # AttributeError, as 0.1 died of
+
+        def accepted(self, status: int, text: str) -> bool:
+            return True
+
+    counts: Counter[tuple[str, str]] = Counter()
+    sender = Sender(outbox, "hook#0", Broken(), 1.0, counts, post=Transport())
+    assert sender.step(T0 + 1e6) > 0
+    item = outbox.head("hook#0")
+    assert item is not None and item.attempts == 1 and counts[("hook#0", "failed")] == 1
+
+
+def test_a_signed_webhook_verifies_as_the_readme_shows(tmp_path: Path) -> None:
+    import hashlib
+    import hmac
+    import time
+
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n")
+    c = cfg(tmp_path, receivers=[{"name": "hook", "type": "webhook", "url": HOOK,
+                                  "secret_file": str(secret)}])  # fmt: skip
+    _, body, headers = build(c.receivers[0], HOOK).request({"alerts": []}, "k")
+
+    def verify(secret: bytes, body: bytes, headers: dict[str, str], max_age: float = 300) -> bool:
+        stamp = headers.get("X-Dsagent-Timestamp", "")
+        mac = hmac.new(secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+        fresh = stamp.isdigit() and abs(time.time() - int(stamp)) <= max_age
+        return fresh and hmac.compare_digest(
+            headers.get("X-Dsagent-Signature", ""), "sha256=" + mac
+        )
+
+    assert verify(b"s3cret", body, headers)
+    assert not verify(b"s3cret", body + b" ", headers), "another body"
+    old = {**headers, "X-Dsagent-Timestamp": str(int(headers["X-Dsagent-Timestamp"]) - 3600)}
+    assert not verify(b"s3cret", body, old), "a replay an hour later"

@@ -60,8 +60,11 @@ def test_firing_then_resolved_signed_and_on_time(
     assert payload["status"] == "firing" and payload["version"] == "4"  # type: ignore[index]
     body = first["raw"]
     assert isinstance(body, bytes)
-    want = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
-    assert first["headers"]["X-Dsagent-Signature"] == want  # type: ignore[index]
+    headers = first["headers"]
+    stamp = headers["X-Dsagent-Timestamp"]  # type: ignore[index]
+    want = "sha256=" + hmac.new(b"s3cret", stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    assert headers["X-Dsagent-Signature"] == want  # type: ignore[index]
+    assert abs(float(first["at"]) - int(stamp)) < 5, "signed at the time of the try"  # type: ignore[arg-type]
     # condition first held at the sample before the evaluation (<= half an interval earlier)
     active_at = started_at(payload["alerts"][0]["startsAt"])  # type: ignore[index]
     assert float(first["at"]) - (active_at - 0.5) <= 2 + 2 * 1.0, "for + two sample intervals"  # type: ignore[arg-type]

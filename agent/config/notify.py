@@ -72,6 +72,23 @@ class NotifyConfig(Section):
     alert_log_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
 
 
+def template_problem(template: str) -> str | None:
+    """Return why a chat `text` template cannot render, or None (the fields render_text gives)."""
+    try:
+        template.format(title="t", alerts="a", status="firing", count="1")
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+        return f"{type(exc).__name__}: {exc}; use {{title}}, {{alerts}}, {{status}}, {{count}}"
+    return None
+
+
+def _utf8(path: Path) -> bool:
+    try:
+        path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return True
+
+
 def receiver_problems(cfg: Any) -> list[Problem]:
     """Return problems between receivers and routes (duplicates, dangling names, secrets)."""
     problems = []
@@ -83,6 +100,10 @@ def receiver_problems(cfg: Any) -> list[Problem]:
             problems.append(Problem(f"receivers.{i}.url", "url missing"))
         if r.secret_file is not None and not r.secret_file.is_file():
             problems.append(Problem(f"receivers.{i}.secret_file", f"no such file {r.secret_file}"))
+        elif r.secret_file is not None and not _utf8(r.secret_file):
+            problems.append(Problem(f"receivers.{i}.secret_file", "must be UTF-8 text"))
+        if r.text is not None and (why := template_problem(r.text)):
+            problems.append(Problem(f"receivers.{i}.text", why))
         if r.secret_env is not None and r.secret_env not in os.environ:
             problems.append(Problem(f"receivers.{i}.secret_env", f"{r.secret_env} is not set"))
     for i, route in enumerate(cfg.routes):

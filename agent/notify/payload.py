@@ -88,5 +88,5 @@ def render_text(payload: Mapping[str, Any], template: str | None) -> str:
               "count": str(len(payload["alerts"]))}  # fmt: skip
     try:
         return template.format(**fields)
-    except (KeyError, IndexError, ValueError) as exc:
-        return f"{title}\n{alerts}\n(template error: {exc})"
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+        return f"{title}\n{alerts}\n(template error: {type(exc).__name__}: {exc})"

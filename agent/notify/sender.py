@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from agent.notify.channels.base import Channel
 from agent.notify.outbox import Outbox
+from agent.supervise import SUPERVISOR
 
 log = logging.getLogger(__name__)
 # (url, body, headers, timeout) -> (status, text); tests put a fake transport here
@@ -23,7 +24,9 @@ def _requests_post() -> Post:
     session = requests.Session()
 
     def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, str]:
-        resp = session.post(url, data=body, headers=headers, timeout=timeout)
+        # A 3xx is an answer, not a route: the signed body goes nowhere but the configured URL.
+        resp = session.post(url, data=body, headers=headers, timeout=timeout,
+                            allow_redirects=False)  # fmt: skip
         return resp.status_code, resp.text
 
     return post
@@ -43,7 +46,10 @@ class Sender(threading.Thread):
         self._post = post or _requests_post()
 
     def run(self) -> None:
-        """Send until stopped."""
+        """Send until stopped, under the supervisor: an unexpected error restarts the loop."""
+        SUPERVISOR.run(f"sender:{self.receiver}", self._loop, self.stopping)
+
+    def _loop(self) -> None:
         while not self.stopping.is_set():
             seen = self.outbox.generation  # read first: a put after this wakes the wait below
             wait = self.step(time.time())
@@ -73,7 +79,10 @@ class Sender(threading.Thread):
 
     def _send(self, payload: dict[str, object], key: str) -> str | None:
         """Post once; return None when delivered, else the reason."""
-        url, body, headers = self.channel.request(payload, key)
+        try:
+            url, body, headers = self.channel.request(payload, key)
+        except (ValueError, TypeError, KeyError, AttributeError, OSError) as exc:
+            return f"cannot build the request: {type(exc).__name__}: {exc}"  # retried, counted
         try:
             status, text = self._post(url, body, headers, self.timeout)
         except OSError as exc:  # requests' errors are OSErrors too

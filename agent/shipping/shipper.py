@@ -15,6 +15,7 @@ from agent.shipping.registry import Registry
 from agent.shipping.sinks import DeadLetters, Doc, Outcome
 from agent.shipping.stats import RequestStats
 from agent.shipping.tail import Tailer
+from agent.supervise import SUPERVISOR
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,10 @@ class Shipper(threading.Thread):
         self._poison_logged = False
 
     def run(self) -> None:
+        """Ship until stopped, under the supervisor: a failure restarts the loop."""
+        SUPERVISOR.run(f"shipper:{self.cfg.name}", self._loop, self.stopping)
+
+    def _loop(self) -> None:
         """Ship until stopped; an unacknowledged batch is simply read again after a restart."""
         while not self.stopping.is_set():
             self.tailer.discover()

@@ -19,6 +19,7 @@ from prometheus_client.exposition import choose_encoder
 
 from agent.config import split_listen
 from agent.store import SeriesStore
+from agent.supervise import SUPERVISOR
 from agent.web.admin import AdminApi
 from agent.web.auth import BasicAuth
 from agent.web.exporter import SelfCollector
@@ -211,6 +212,11 @@ class WebServer(ThreadingHTTPServer):
 
     def serve_in_thread(self) -> threading.Thread:
         """Serve on a daemon thread and return it."""
-        thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
+        stopped = threading.Event()
+
+        def serve() -> None:
+            SUPERVISOR.run("http", self.serve_forever, stopped)
+
+        thread = threading.Thread(target=serve, name="http", daemon=True)
         thread.start()
         return thread
