@@ -250,3 +250,17 @@ def test_a_signed_webhook_verifies_as_the_readme_shows(tmp_path: Path) -> None:
     assert not verify(b"s3cret", body + b" ", headers), "another body"
     old = {**headers, "X-Dsagent-Timestamp": str(int(headers["X-Dsagent-Timestamp"]) - 3600)}
     assert not verify(b"s3cret", body, old), "a replay an hour later"
+
+
+def test_after_a_restart_the_timer_waits_for_the_engine_before_judging_alerts_gone(
+    tmp_path: Path,
+) -> None:
+    n = notifier(tmp_path)
+    n.deliver([alert()], [], T0)
+    sent = Transport()
+    drain(tmp_path, sent)
+    again = notifier(tmp_path)
+    list(again.sample(T0 + 100))  # the notifier's timer runs before the first evaluation
+    again.deliver([alert()], [], T0 + 101)  # the restored instance, still firing
+    drain(tmp_path, sent)
+    assert sent.statuses() == ["firing"], "no false resolve, no second firing"

@@ -41,7 +41,9 @@ class Notifier:
         self.dispatcher = Dispatcher(outbox)
         self.counts: Counter[tuple[str, str]] = Counter()
         self.senders: list[Sender] = []
-        self.alerts: list[Alert] = []  # the engine's latest snapshot
+        # The engine's latest snapshot; None until its first evaluation: before that, what was
+        # notified as firing must not look gone (after a restart it is being restored).
+        self.alerts: list[Alert] | None = None
         self.muted: dict[Labels, str] = {}  # why an instance is not notified
         self._receivers: list[ReceiverConfig] | None = None
         self._lock = threading.RLock()
@@ -124,6 +126,8 @@ class Notifier:
 
     def _flush(self, now: float) -> None:
         """Queue the notifications that are due."""
+        if self.alerts is None:
+            return
         shown = [a for a in self.alerts if a.state != "pending"]
         dicts = [alert_dict(a, self.node, self.external_url) for a in shown]
         keep: list[dict[str, Any]] = [
@@ -134,9 +138,10 @@ class Notifier:
     def sample(self, now: float) -> Iterator[Sample]:
         """Flush (for group_interval and repeat timers), then report the outbox."""
         with self._lock:
-            self.muted = self._mutes(self.alerts, now)  # a silence may have come or gone
+            alerts = self.alerts or []
+            self.muted = self._mutes(alerts, now)  # a silence may have come or gone
             self._flush(now)
-            shown = [a for a in self.alerts if a.state != "pending"]
+            shown = [a for a in alerts if a.state != "pending"]
             suppressed = sum(1 for a in shown if a.labels in self.muted)
             senders = list(self.senders)
         stats = self.outbox.stats()
