@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -94,6 +93,6 @@ def evaluate(expr: Expr, store: SeriesStore, at: float,
         else:
             ts, vals = store.window(series, at - expr.range, at)
             value = _apply(expr, ts, vals)
-        if value is not None and not math.isnan(value):
+        if value is not None:  # NaN stays: it compares as in PromQL (false, but for !=)
             out.append((series.labels, value))
     return out

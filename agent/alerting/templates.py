@@ -148,6 +148,6 @@ def _apply(value: float, fmt: str | None, funcs: list[str]) -> str:
         fmt = fmt.replace("%v", "%s")
         try:
             return fmt % (go_float(value) if "%s" in fmt else value)
-        except (TypeError, ValueError) as exc:
-            return f"%!({exc})"  # as Go marks a bad verb, rather than failing the alert
+        except (TypeError, ValueError, OverflowError) as exc:  # e.g. %d of +Inf or NaN
+            return f"%!({type(exc).__name__}: {exc}; value={go_float(value)})"  # as Go marks it
     return FUNCS[funcs[0]](value) if funcs else go_float(value)
