@@ -32,6 +32,7 @@ from agent.store import MetricInfo, Sample, SeriesStore, sample
 from agent.supervise import SUPERVISOR
 from agent.web.admin_routes import Admin
 from agent.web.auth import BasicAuth, Token, load_tokens
+from agent.web.connections import Connections
 from agent.web.server import WebServer
 from agent.workers.sampler import WorkerSampler
 
@@ -128,6 +129,7 @@ class Daemon:
         self.server = WebServer(
             cfg.http.listen, self.store, self.healthy, self.not_ready, tls=loaded.tls,
             basic=loaded.basic, admin=self.admin, max_body=cfg.http.max_body_bytes,
+            connections=Connections(cfg.http.max_connections, cfg.http.request_head_timeout),
         )  # fmt: skip
         assert self.engine.state_path is not None
         rules = cfg.rules
@@ -255,6 +257,8 @@ class Daemon:
         self.admin.configure(new, loaded.tokens)
         assert self.server is not None
         self.server.configure(loaded.tls, loaded.basic)
+        self.server.connections.limit = new.http.max_connections
+        self.server.connections.head_timeout = new.http.request_head_timeout
         self._set_rules(loaded.groups)
         if _view(new, SAMPLER_KEYS) != _view(old, SAMPLER_KEYS):
             self._set_samplers(build_samplers(new, simulated_nvml(new)))

@@ -74,7 +74,8 @@ def wait_for(check: Callable[[], bool], timeout: float = 15.0, what: str = "cond
 class AgentProcess:
     """A `dsagent run` subprocess with its own state dir and port."""
 
-    def __init__(self, tmp: Path, config: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, tmp: Path, config: str, env: dict[str, str] | None = None,
+                 nofile: int | None = None) -> None:  # fmt: skip
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = tmp / "agent.toml"
@@ -82,8 +83,10 @@ class AgentProcess:
         self.config.write_text(self.render(config))
         self.stderr = tmp / "agent.stderr"
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        # prlimit (util-linux) sets the fd limit as a unit's LimitNOFILE would
+        cap = ["prlimit", f"--nofile={nofile}:{nofile}", "--"] if nofile is not None else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "run", "--config", str(self.config)],
+            [*cap, sys.executable, "-m", "agent", "run", "--config", str(self.config)],
             cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=self.stderr.open("w"),
         )  # fmt: skip
 
@@ -128,10 +131,11 @@ def agent_factory(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
     """Start agents on demand; every one is stopped after the test."""
     started: list[AgentProcess] = []
 
-    def start(config: str = "", env: dict[str, str] | None = None) -> AgentProcess:
+    def start(config: str = "", env: dict[str, str] | None = None,
+              nofile: int | None = None) -> AgentProcess:  # fmt: skip
         work = tmp_path / f"agent{len(started)}"
         work.mkdir()
-        agent = AgentProcess(work, config, env)
+        agent = AgentProcess(work, config, env, nofile)
         started.append(agent)
         return agent
 

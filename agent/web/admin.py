@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -12,6 +13,8 @@ from urllib.parse import urlsplit
 
 from agent.files import JsonLinesLog
 from agent.web.auth import ROLES, Token, bearer
+
+log = logging.getLogger(__name__)
 
 Answer = tuple[int, Any]
 Call = Callable[[dict[str, Any], dict[str, str], Token], Answer]  # (body, params, who) -> answer
@@ -44,7 +47,11 @@ class AdminApi:
                remote: str) -> Answer:  # fmt: skip
         """Answer one request; every call is audited, refused ones too."""
         token, reason = bearer(headers, self.tokens)
-        code, answer = self._answer(method, path, body, token, reason)
+        try:
+            code, answer = self._answer(method, path, body, token, reason)
+        except Exception:  # the boundary of one request: answered, logged, audited
+            log.exception("admin API: %s %s failed", method, path)
+            code, answer = 500, {"error": "internal error; see the agent's log"}
         who = {"who": token.name, "role": token.role} if token else {"who": None, "role": None}
         entry = {**who, "method": method, "path": path, "status": code, "remote": remote}
         self.audit.write({**entry, "reason": reason or None}, time.time())
@@ -80,7 +87,7 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
     """Parse a request body: empty is {}, anything but a JSON object is None."""
     try:
         data = json.loads(body) if body else {}
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: 100,000 "["
         return None
     return data if isinstance(data, dict) else None
 

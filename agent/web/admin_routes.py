@@ -15,6 +15,7 @@ from agent.web.admin import AdminApi, Answer, Endpoint, endpoint, redact
 from agent.web.auth import Token
 
 Body = dict[str, Any]
+MIN_SILENCE, MAX_SILENCE = 1.0, 365 * 86400.0
 Params = dict[str, str]
 
 
@@ -51,16 +52,22 @@ class Routes:
 
     def add_silence(self, body: Body, params: Params, who: Token) -> Answer:
         """Create a silence; the author defaults to the token's name."""
+        raw, comment = body.get("matchers"), body.get("comment", "")
+        if not isinstance(raw, list) or not all(isinstance(m, str) for m in raw) or not raw:
+            return 400, {"error": "matchers must be a non-empty list of strings"}
+        if not isinstance(comment, str) or not comment.strip():
+            return 400, {"error": "a silence needs a comment (a string)"}
         try:
-            matchers = [matcher_from_cli(str(m)) for m in body.get("matchers") or []]
+            matchers = [matcher_from_cli(m) for m in raw]
             duration = parse_duration(body.get("duration", "1h"))
         except ValueError as exc:
             return 400, {"error": str(exc)}
-        comment = str(body.get("comment", "")).strip()
-        if not matchers or not comment:
-            return 400, {"error": "a silence needs matchers and a comment"}
+        if not MIN_SILENCE <= duration <= MAX_SILENCE:
+            return 400, {"error": "duration must be between 1s and 365d"}
+        comment = comment.strip()
+        author = body.get("author")
         silence = self.silences.add(
-            matchers, duration, str(body.get("author") or who.name), comment
+            matchers, duration, author if isinstance(author, str) and author else who.name, comment
         )
         return 201, silence.to_json()
 

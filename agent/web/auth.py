@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import os
+import threading
+import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,7 +42,7 @@ def load_tokens(configs: Sequence[TokenConfig]) -> list[Token]:
 
 def bearer(headers: Mapping[str, str], tokens: Sequence[Token]) -> tuple[Token | None, str]:
     """Return the token presented, or None and why (no credentials, unknown, expired)."""
-    auth = headers.get("Authorization", "")
+    auth = headers.get("authorization", "")  # names are lower-case: Handler.header_map
     if not auth.lower().startswith("bearer "):
         return None, "no credentials"
     given = auth[7:].strip().encode()
@@ -55,33 +57,81 @@ def bearer(headers: Mapping[str, str], tokens: Sequence[Token]) -> tuple[Token |
 
 
 class BasicAuth:
-    """Check exporter-toolkit basic_auth_users (bcrypt); good checks are cached: bcrypt is slow."""
+    """exporter-toolkit basic_auth_users (bcrypt), with its cache, and a cost no one can probe.
+
+    A verified user and password is cached (as exporter-toolkit does), so a scrape pays bcrypt
+    once. An unknown user costs the same bcrypt as a known one, so names cannot be found by
+    timing. A client with too many failures in a minute is refused without bcrypt for the
+    rest of that minute, and one bcrypt check runs at a time: wrong passwords cannot starve
+    the scrapes, which the cache answers first.
+    """
+
+    FAILURES_PER_MINUTE = 10
 
     def __init__(self, users: Mapping[str, bytes]) -> None:
+        import bcrypt  # only when web.yml has users
+
         self.users = dict(users)
         self._good: set[bytes] = set()
+        self._failures: dict[str, deque[float]] = {}
+        self._bcrypt = threading.Semaphore(1)
+        self._lock = threading.Lock()
+        # A hash of the same cost as the users' for unknown names to be checked against.
+        cost = max((_cost(h) for h in self.users.values()), default=10)
+        self._decoy = bcrypt.hashpw(os.urandom(16), bcrypt.gensalt(rounds=cost))
+        self._checkpw = bcrypt.checkpw
 
-    def check(self, headers: Mapping[str, str]) -> bool:
+    def check(self, headers: Mapping[str, str], client: str = "") -> bool:
         """Return True if the request carries a valid user and password."""
-        auth = headers.get("Authorization", "")
+        auth = headers.get("authorization", "")
         if not auth.lower().startswith("basic "):
             return False
         try:
-            user, _, password = (
-                base64.b64decode(auth[6:].strip(), validate=True).decode().partition(":")
-            )
-        except (binascii.Error, UnicodeDecodeError):
+            raw = base64.b64decode(auth[6:].strip(), validate=True).decode()
+        except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError; \xff too
             return False
+        user, _, password = raw.partition(":")
         key = hashlib.sha256(f"{user}\0{password}".encode()).digest()
         if key in self._good:
             return True
-        import bcrypt  # only when web.yml has users
-
-        hashed = self.users.get(user)
-        try:
-            ok = hashed is not None and bcrypt.checkpw(password.encode(), hashed)
-        except ValueError:  # not a bcrypt hash
-            ok = False
+        if self._limited(client):
+            return False
+        ok = self._verify(user, password)
         if ok and len(self._good) < 1000:
             self._good.add(key)
+        elif not ok:
+            self._failed(client)
         return ok
+
+    def _verify(self, user: str, password: str) -> bool:
+        hashed = self.users.get(user)
+        with self._bcrypt:
+            try:
+                ok = self._checkpw(password.encode(), hashed or self._decoy)
+            except ValueError:  # not a bcrypt hash (load_web_config refuses those)
+                ok = False
+        return ok and hashed is not None
+
+    def _limited(self, client: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            recent = self._failures.get(client)
+            if recent is None:
+                return False
+            while recent and now - recent[0] > 60:
+                recent.popleft()
+            return len(recent) >= self.FAILURES_PER_MINUTE
+
+    def _failed(self, client: str) -> None:
+        with self._lock:
+            if len(self._failures) > 10_000:  # many clients: forget the oldest
+                self._failures.pop(next(iter(self._failures)))
+            self._failures.setdefault(client, deque()).append(time.monotonic())
+
+
+def _cost(hashed: bytes) -> int:
+    """Return the cost of a bcrypt hash ($2b$12$...), or 10 when it is not one."""
+    parts = hashed.split(b"$")
+    return (
+        int(parts[2]) if len(parts) > 3 and parts[2].isdigit() and 4 <= int(parts[2]) <= 31 else 10
+    )

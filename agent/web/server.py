@@ -6,6 +6,7 @@ import json
 import logging
 import socket
 import ssl
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from agent.store import SeriesStore
 from agent.supervise import SUPERVISOR
 from agent.web.admin import AdminApi
 from agent.web.auth import BasicAuth
+from agent.web.connections import Connections
 from agent.web.exporter import SelfCollector
 from agent.web.render import Renderer
 
@@ -43,7 +45,30 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     default_request_version = "HTTP/1.0"  # so even a garbage request line gets a status line
     server_version = "dsagent"
-    timeout = 15  # a client that stalls mid-request is dropped, not waited for
+    timeout = 15  # per read; the whole head is bounded by the server's Connections
+
+    def handle_one_request(self) -> None:
+        """Wait for a request head (bounded as a whole), then answer it."""
+        self.server.connections.waiting(self.request.fileno())
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        """Parse the head as RFC 9112 asks: refuse what this server does not support."""
+        if not super().parse_request():
+            return False
+        self.server.connections.busy(self.request.fileno())
+        if "Transfer-Encoding" in self.headers:
+            self.send_error(501, "Transfer-Encoding is not supported on requests")
+            return False
+        lengths = self.headers.get_all("Content-Length") or []
+        if len(lengths) > 1 or (lengths and not lengths[0].strip().isdigit()):
+            self.send_error(400, "bad Content-Length")
+            return False
+        return True
+
+    def header_map(self) -> dict[str, str]:
+        """Return the headers with lower-case names (header names are case-insensitive)."""
+        return {k.lower(): v for k, v in self.headers.items()}
 
     def do_GET(self) -> None:
         """Answer a GET."""
@@ -82,12 +107,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> bytes | None:
         """Read a bounded body; None when the request was refused for its size."""
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            self._send("", *json_response(400, {"error": "bad Content-Length"}))
-            return None
-        if length < 0 or length > self.server.max_body:
+        length = int((self.headers.get("Content-Length") or "0").strip())  # digits: checked
+        if length > self.server.max_body:
             self.close_connection = True
             self._send(
                 "", *json_response(413, {"error": f"body over {self.server.max_body} bytes"})
@@ -100,8 +121,8 @@ class Handler(BaseHTTPRequestHandler):
         if api is None:
             self._send(path, *json_response(404, {"error": "the admin API is off"}))
             return
-        headers = dict(self.headers.items())
-        code, answer = api.handle(self.command, path, headers, body, self.client_address[0])
+        code, answer = api.handle(self.command, path, self.header_map(), body,
+                                  self.client_address[0])  # fmt: skip
         extra = {"WWW-Authenticate": 'Bearer realm="dsagent"'} if code == 401 else None
         self._send("/api", *json_response(code, answer), extra=extra)
 
@@ -138,10 +159,12 @@ class WebServer(ThreadingHTTPServer):
     def __init__(self, listen: str, store: SeriesStore, healthy: Callable[[], bool],
                  readiness: Callable[[], list[str]] | None = None, *,
                  tls: ssl.SSLContext | None = None, basic: BasicAuth | None = None,
-                 admin: AdminApi | None = None, max_body: int = 1 << 20) -> None:  # fmt: skip
+                 admin: AdminApi | None = None, max_body: int = 1 << 20,
+                 connections: Connections | None = None) -> None:  # fmt: skip
         host, port = split_listen(listen)
         if ":" in host:
             self.address_family = socket.AF_INET6
+        self.connections = connections or Connections(limit=64, head_timeout=30.0)
         super().__init__((host, port), Handler)
         self.tls, self.basic, self.admin, self.max_body = tls, basic, admin, max_body
         self.requests: Counter[tuple[str, int]] = Counter()
@@ -156,17 +179,43 @@ class WebServer(ThreadingHTTPServer):
         self.healthy = healthy
         self.readiness = readiness or (lambda: [])
 
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        """Admit the connection (making room if needed) or refuse it, then serve it."""
+        if not self.connections.admit(request):
+            self.count("refused", 503)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Log a request that failed; a broken connection (reset, evicted) is routine."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            log.debug("connection from %s ended: %s", client_address, exc)
+            return
+        self.count("error", 500)
+        log.exception("request from %s failed", client_address)
+
+    def service_actions(self) -> None:
+        """Between accepts (every half second at most): close heads that took too long."""
+        self.connections.reap()
+
     def finish_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
         """Do the TLS handshake on the handler's thread; a plain-HTTP client is refused here."""
-        if self.tls is not None:
-            try:
-                request.settimeout(15)
-                request = self.tls.wrap_socket(request, server_side=True)
-            except (OSError, ssl.SSLError) as exc:
-                self.count("tls", 400)
-                log.debug("TLS handshake with %s failed: %s", client_address, exc)
-                return
-        super().finish_request(request, client_address)
+        fd = request.fileno()
+        try:
+            if self.tls is not None:
+                try:
+                    request.settimeout(15)
+                    request = self.tls.wrap_socket(request, server_side=True)
+                except (OSError, ssl.SSLError) as exc:
+                    self.count("tls", 400)
+                    log.debug("TLS handshake with %s failed: %s", client_address, exc)
+                    return
+                self.connections.wrapped(request)
+            super().finish_request(request, client_address)
+        finally:
+            self.connections.release(fd)
 
     def configure(self, tls: ssl.SSLContext | None, basic: BasicAuth | None) -> None:
         """Take a reloaded web.yml: new connections get the new certificate and users."""
@@ -174,7 +223,7 @@ class WebServer(ThreadingHTTPServer):
 
     def scrape_allowed(self, req: Handler) -> bool:
         """Require basic auth on /metrics when web.yml lists users."""
-        return self.basic is None or self.basic.check(dict(req.headers.items()))
+        return self.basic is None or self.basic.check(req.header_map(), req.client_address[0])
 
     def count(self, handler: str, code: int) -> None:
         """Count one answered request."""
@@ -182,6 +231,7 @@ class WebServer(ThreadingHTTPServer):
             self.requests[(handler, code)] += 1
 
     def _http_metrics(self) -> Iterator[Metric]:
+        yield from self.connections.metrics()
         family = Metric("dsagent_http_requests", "HTTP requests answered.", "counter")
         with self._lock:
             rows = sorted(self.requests.items())

@@ -1,0 +1,218 @@
+"""The HTTP server under hostile clients: framing, headers, bodies, auth cost, slowloris."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import bcrypt
+import pytest
+import requests
+
+from agent.config import TokenConfig
+from agent.files import JsonLinesLog
+from agent.notify.outbox import Outbox
+from agent.notify.silences import SilenceStore
+from agent.store import SeriesStore
+from agent.web.admin import AdminApi
+from agent.web.admin_routes import Routes
+from agent.web.auth import BasicAuth, load_tokens
+from agent.web.connections import Connections
+from agent.web.server import WebServer
+from tests.conftest import AgentProcess, free_port, wait_for
+
+
+class FakeNotifier:
+    """What Routes reads of the notifier: its stores and what it muted."""
+
+    def __init__(self, state: Path) -> None:
+        self.outbox, self.silences, self.muted = Outbox(state / "o.db"), SilenceStore(state), {}
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, WebServer, Path]]:
+    (tmp_path / "t").write_text("admin-token\n")
+    tokens = load_tokens([TokenConfig(name="a", role="admin", token_file=tmp_path / "t")])
+    routes = Routes(None, None, FakeNotifier(tmp_path), lambda: True)  # type: ignore[arg-type]
+    audit = JsonLinesLog(tmp_path / "audit.log", 1 << 20)
+    api = AdminApi(tokens, routes.endpoints(), audit)
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4))
+    port = free_port()
+    web = WebServer(f"127.0.0.1:{port}", SeriesStore(), lambda: True, admin=api,
+                    basic=BasicAuth({"prom": hashed}),
+                    connections=Connections(limit=16, head_timeout=1.0))  # fmt: skip
+    web.serve_in_thread()
+    yield f"127.0.0.1:{port}", web, tmp_path
+    web.shutdown()
+    web.server_close()
+
+
+def raw(address: str, data: bytes) -> bytes:
+    host, port = address.split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def status(reply: bytes) -> int:
+    return int(reply.split(b"\r\n", 1)[0].split()[1])
+
+
+def audit(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (path / "audit.log").read_text().splitlines()]
+
+
+def test_header_names_are_case_insensitive(server: tuple[str, WebServer, Path]) -> None:
+    address, _, _ = server
+    head = b"GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nauthorization: Bearer admin-token\r\n\r\n"
+    assert status(raw(address, head)) == 200
+    basic = base64.b64encode(b"prom:pw")
+    scrape = b"GET /metrics HTTP/1.1\r\nHost: x\r\nAUTHORIZATION: Basic " + basic + b"\r\n\r\n"
+    assert status(raw(address, scrape)) == 200
+
+
+@pytest.mark.parametrize(
+    ("head", "code"),
+    [
+        (b"Authorization: Basic \xff\xfe\r\n", 401),
+        (b"Authorization: Bearer \xff\xfe\r\n", 401),
+        (b"Content-Length: 1_0\r\n", 400),
+        (b"Content-Length: +5\r\n", 400),
+        (b"Content-Length: 5\r\nContent-Length: 6\r\n", 400),
+        (b"Transfer-Encoding: chunked\r\n", 501),
+    ],
+)
+def test_framing_and_undecodable_headers(
+    server: tuple[str, WebServer, Path], head: bytes, code: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    address, _, _ = server
+    for path in (b"/metrics", b"/api/v1/whoami"):
+        with caplog.at_level(logging.ERROR):
+            reply = raw(address, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n")
+        assert status(reply) == code, reply[:100]
+    assert not [r for r in caplog.records if r.exc_info], "no traceback"
+    assert requests.get(f"http://{address}/healthz", timeout=5).ok
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"matchers": 5, "comment": "x"}', b"[" * 100_000, b'{"matchers": ["a=b"], "comment": 5}',
+     b'{"matchers": ["a=b"], "comment": "x", "duration": 1e308}',
+     b'{"matchers": ["a=b"], "comment": "x", "duration": "9999999h"}'],
+)  # fmt: skip
+def test_bad_admin_bodies_get_a_400_and_an_audit_entry(
+    server: tuple[str, WebServer, Path], body: bytes
+) -> None:
+    address, _, state = server
+    answer = requests.post(f"http://{address}/api/v1/silences", data=body, timeout=5,
+                           headers={"Authorization": "Bearer admin-token"})  # fmt: skip
+    assert answer.status_code == 400, answer.text
+    assert audit(state)[-1]["status"] == 400
+
+
+class CountingBcrypt:
+    """Counts bcrypt checks: cost must not depend on whether the user exists."""
+
+    def __init__(self, auth: BasicAuth) -> None:
+        self.calls = 0
+        self.inner = auth._checkpw
+        auth._checkpw = self
+
+    def __call__(self, password: bytes, hashed: bytes) -> bool:
+        self.calls += 1
+        return bool(self.inner(password, hashed))
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    return {"authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def test_unknown_users_cost_a_bcrypt_and_failures_are_limited_per_client() -> None:
+    auth = BasicAuth({"prom": bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4))})
+    counted = CountingBcrypt(auth)
+    assert not auth.check(basic("nobody", "x"), "10.0.0.9")
+    assert counted.calls == 1, "an unknown name is checked against a decoy of the same cost"
+    assert auth.check(basic("prom", "pw"), "10.0.0.1")
+    calls = counted.calls
+    for _ in range(BasicAuth.FAILURES_PER_MINUTE + 5):
+        assert not auth.check(basic("prom", "guess"), "10.0.0.1")
+    assert counted.calls == calls + BasicAuth.FAILURES_PER_MINUTE, "then refused without bcrypt"
+    assert auth.check(basic("prom", "pw"), "10.0.0.1"), "the cached scrape still passes"
+    assert not auth.check(basic("prom", "pw2"), "10.0.0.1")
+    assert auth.check(basic("prom", "pw"), "10.0.0.2")
+
+
+def slow_clients(address: str, count: int) -> list[socket.socket]:
+    """Open connections that send half a request head and then nothing."""
+    host, port = address.split(":")
+    out = []
+    for _ in range(count):
+        conn = socket.create_connection((host, int(port)), timeout=5)
+        conn.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Drip: 1\r\n")
+        out.append(conn)
+    return out
+
+
+def test_slow_clients_cannot_crowd_out_a_scrape(server: tuple[str, WebServer, Path]) -> None:
+    address, web, _ = server
+    held = slow_clients(address, 200)  # the limit is 16
+    try:
+        scrape = requests.get(f"http://{address}/healthz", timeout=5)
+        assert scrape.ok
+        text = requests.get(f"http://{address}/metrics", headers=basic("prom", "pw"), timeout=5)
+        assert 'dsagent_http_connections_closed_total{reason="limit"}' in text.text
+        wait_for(lambda: web.connections.closed["head_timeout"] >= 1, 5, "the head deadline")
+    finally:
+        for conn in held:
+            conn.close()
+
+
+def test_a_drip_fed_head_is_cut_at_the_deadline_not_per_read(
+    server: tuple[str, WebServer, Path],
+) -> None:
+    address, _, _ = server
+    host, port = address.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\n")
+        conn.settimeout(0.3)  # one header line every 0.3 s, never the end of the head
+        began = time.monotonic()
+        closed = False
+        while not closed and time.monotonic() - began < 8:
+            try:
+                conn.sendall(b"X-Drip: 1\r\n")
+                closed = conn.recv(1) == b""  # the server hung up
+            except TimeoutError:
+                continue  # nothing to read: still open
+            except OSError:
+                closed = True
+    assert closed, "the whole head is bounded (head_timeout 1 s here), not each read"
+
+
+@pytest.mark.integration
+def test_1100_slow_clients_at_the_default_fd_limit(
+    agent_factory: Callable[..., AgentProcess],
+) -> None:
+    agent = agent_factory("", nofile=1024)
+    agent.wait_healthy()
+    held = slow_clients(f"127.0.0.1:{agent.port}", 1100)
+    try:
+        scrape = requests.get(agent.url + "/metrics", timeout=5)
+        assert scrape.ok
+        lines = scrape.text.splitlines()
+        failing = [
+            x for x in lines if x.startswith("dsagent_sampler_success{") and x.endswith(" 0.0")
+        ]
+        assert failing == [], "no sampler failed for want of file descriptors"
+        assert "Too many open files" not in agent.log()
+    finally:
+        for conn in held:
+            conn.close()
