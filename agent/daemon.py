@@ -19,7 +19,7 @@ from agent.alerting.model import Group, RuleProblems
 from agent.alerting.rules import load_configured
 from agent.alerting.trigger import RuleTrigger
 from agent.config import Config, ConfigError, load_config
-from agent.config.web import load_web_config
+from agent.config.web import WebConfig, load_web_config
 from agent.notify.notifier import Notifier
 from agent.notify.outbox import Outbox
 from agent.notify.silences import SilenceStore
@@ -80,6 +80,7 @@ class Loaded:
     tls: ssl.SSLContext | None
     basic: BasicAuth | None
     tokens: list[Token]
+    web: WebConfig | None
 
 
 def load_all(path: Path | None, cfg: Config | None = None) -> Loaded:
@@ -89,7 +90,7 @@ def load_all(path: Path | None, cfg: Config | None = None) -> Loaded:
     web = load_web_config(cfg.http.web_config) if cfg.http.web_config else None
     basic = BasicAuth(web.users) if web and web.users else None
     return Loaded(cfg, groups, web.ssl_context() if web else None, basic,
-                  load_tokens(cfg.api_tokens))  # fmt: skip
+                  load_tokens(cfg.api_tokens), web)  # fmt: skip
 
 
 def _view(cfg: Config, keys: set[str]) -> dict[str, Any]:
@@ -131,6 +132,7 @@ class Daemon:
             basic=loaded.basic, admin=self.admin, max_body=cfg.http.max_body_bytes,
             connections=Connections(cfg.http.max_connections, cfg.http.request_head_timeout),
         )  # fmt: skip
+        self._configure_server(loaded)
         assert self.engine.state_path is not None
         rules = cfg.rules
         self.engine.restore(persist.restore(self.engine.state_path, self.engine.holds(),
@@ -155,6 +157,12 @@ class Daemon:
             ", ".join(s.name for s in self.samplers),
             sum(len(g.rules) for g in self.engine.groups), interval,
         )  # fmt: skip
+
+    def _configure_server(self, loaded: Loaded) -> None:
+        assert self.server is not None
+        web = loaded.web
+        self.server.configure(loaded.tls, loaded.basic, web.allowed_sans if web else frozenset(),
+                              web.headers if web else {})  # fmt: skip
 
     def _on_run(self, name: str) -> None:
         """Tell systemd we are ready once the first sampler has reported."""
@@ -256,7 +264,7 @@ class Daemon:
         self.cfg = new = new.model_copy(update={"http": http, "agent": agent})
         self.admin.configure(new, loaded.tokens)
         assert self.server is not None
-        self.server.configure(loaded.tls, loaded.basic)
+        self._configure_server(loaded)
         self.server.connections.limit = new.http.max_connections
         self.server.connections.head_timeout = new.http.request_head_timeout
         self._set_rules(loaded.groups)

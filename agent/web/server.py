@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -131,6 +132,8 @@ class Handler(BaseHTTPRequestHandler):
         handler = path if path in self.server.routes or path == "/api" else "other"
         self.server.count(handler, code)
         self.send_response(code)
+        for key, value in self.server.response_headers.items():  # web.yml's headers
+            self.send_header(key, value)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         for key, value in (extra or {}).items():
@@ -167,6 +170,8 @@ class WebServer(ThreadingHTTPServer):
         self.connections = connections or Connections(limit=64, head_timeout=30.0)
         super().__init__((host, port), Handler)
         self.tls, self.basic, self.admin, self.max_body = tls, basic, admin, max_body
+        self.allowed_sans: frozenset[str] = frozenset()
+        self.response_headers: dict[str, str] = {}
         self.requests: Counter[tuple[str, int]] = Counter()
         self._lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=False)
@@ -213,13 +218,21 @@ class WebServer(ThreadingHTTPServer):
                     log.debug("TLS handshake with %s failed: %s", client_address, exc)
                     return
                 self.connections.wrapped(request)
+                if self.allowed_sans and not _san_allowed(request, self.allowed_sans):
+                    self.count("tls", 403)
+                    log.debug("client %s: certificate SAN not in client_allowed_sans",
+                              client_address)  # fmt: skip
+                    return
             super().finish_request(request, client_address)
         finally:
             self.connections.release(fd)
 
-    def configure(self, tls: ssl.SSLContext | None, basic: BasicAuth | None) -> None:
-        """Take a reloaded web.yml: new connections get the new certificate and users."""
-        self.tls, self.basic = tls, basic
+    def configure(self, tls: ssl.SSLContext | None, basic: BasicAuth | None,
+                  sans: frozenset[str] = frozenset(),
+                  headers: dict[str, str] | None = None) -> None:  # fmt: skip
+        """Take a (re)loaded web.yml: new connections get its certificate, users and headers."""
+        self.tls, self.basic, self.allowed_sans = tls, basic, sans
+        self.response_headers = dict(headers or {})
 
     def scrape_allowed(self, req: Handler) -> bool:
         """Require basic auth on /metrics when web.yml lists users."""
@@ -270,3 +283,10 @@ class WebServer(ThreadingHTTPServer):
         thread = threading.Thread(target=serve, name="http", daemon=True)
         thread.start()
         return thread
+
+
+def _san_allowed(sock: ssl.SSLSocket, allowed: frozenset[str]) -> bool:
+    """Return True if the verified client certificate has a SAN in the list (exact match)."""
+    cert: dict[str, Any] = dict(sock.getpeercert() or {})
+    sans = {str(pair[1]) for pair in cert.get("subjectAltName", ())}
+    return not sans.isdisjoint(allowed)
