@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run demo test lint servers bench deps deb clean
+.PHONY: run demo test lint servers bench fuzz deps deb clean
 
 $(BIN)/dsagent: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ test: servers lint
 
 bench: deps servers
 	$(BIN)/python -m bench.overhead --gpus 8 $(ARGS)
+
+fuzz: deps
+	$(BIN)/python -m bench.fuzz $(ARGS)
 
 deb:
 	sh packaging/build-deb.sh

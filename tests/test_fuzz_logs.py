@@ -18,10 +18,9 @@ from hypothesis import strategies as st
 
 from agent.config.shipping import LogInputConfig
 from agent.shipping.parse import Event, Poison, to_doc
-from agent.shipping.stats import RequestStats
 from tests.conftest import AgentProcess, wait_for
+from tests.fuzzing import DATASETS, RECORDS, check_line
 
-DATASETS = ("llm.inference", "dsagent.alerts", "dsagent.audit")
 SEEDS = [
     b'{"latency_ms":1e999}',
     b'{"timestamp":9223372036854775808}',
@@ -36,38 +35,12 @@ SEEDS = [
     b"\xff\xfe\x00garbage",
     b'{"request_id":{"nested":[1,2]},"error_code":[1]}',
 ]
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
-    ),
-    max_leaves=20,
-)
-KEYS = st.sampled_from(["timestamp", "latency_ms", "request_id", "error_code", "input_length",
-                        "output_length", "gpu_util", "model_version", "annotations", "labels",
-                        "status", "@timestamp", "alertname", "who", "role"])  # fmt: skip
-RECORDS = st.dictionaries(KEYS, JSON, max_size=8).map(lambda d: json.dumps(d).encode())
-
-
-def check(data: bytes, dataset: str) -> None:
-    """The line becomes a strict-JSON document, or Poison with a reason; nothing else."""
-    cfg = LogInputConfig(name="in", paths=["x"])
-    try:
-        doc, malformed = to_doc(Event("1:2:0", "/x.log", 0, len(data), data), cfg, "n", dataset)
-    except Poison as exc:
-        assert str(exc)
-        return
-    json.dumps(doc, allow_nan=False)  # what the bulk request will carry
-    if not malformed and dataset == "llm.inference":
-        stats = RequestStats()
-        stats.add_doc(doc)
-        list(stats.samples(0.0, "in"))
 
 
 @pytest.mark.parametrize("data", SEEDS)
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_the_seeds_that_crashed_0_1(data: bytes, dataset: str) -> None:
-    check(data, dataset)
+    check_line((data, dataset))
 
 
 def test_an_overflowing_number_is_a_dead_letter_with_its_reason() -> None:
@@ -80,13 +53,13 @@ def test_an_overflowing_number_is_a_dead_letter_with_its_reason() -> None:
 @given(st.binary(max_size=200), st.sampled_from(DATASETS))
 @example(b"{}", "dsagent.audit")
 def test_any_bytes(data: bytes, dataset: str) -> None:
-    check(data, dataset)
+    check_line((data, dataset))
 
 
 @settings(max_examples=500, deadline=None)
 @given(RECORDS, st.sampled_from(DATASETS))
 def test_any_record_of_the_known_keys(data: bytes, dataset: str) -> None:
-    check(data, dataset)
+    check_line((data, dataset))
 
 
 def shipped(agent: AgentProcess) -> list[dict[str, Any]]:

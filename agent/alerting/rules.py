@@ -54,7 +54,7 @@ def load_files(paths: Iterable[str | Path]) -> list[Group]:
     for path in expand(paths):
         try:
             text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # ValueError: undecodable, or a NUL in the name
             problems.append(f"{path}: cannot read: {exc}")
             continue
         file_groups, file_problems = parse_file(text, str(path))

@@ -112,7 +112,10 @@ class Template:
     @staticmethod
     def _action(body: str) -> tuple[str, str | None, list[str]]:
         stages = [s.strip() for s in body.split("|")]
-        first = shlex.split(stages[0]) if stages[0] else []
+        try:
+            first = shlex.split(stages[0]) if stages[0] else []
+        except ValueError as exc:  # an unclosed quote
+            raise TemplateError(f"{exc} in {{{{ {body} }}}}") from None
         fmt = None
         if first and first[0] == "printf":
             if len(first) != 3:

@@ -47,6 +47,8 @@ def load(text: str) -> Any:
     """Parse YAML; raise ValueError('line N: ...') on a syntax error."""
     try:
         return yaml.load(text, Loader=_Loader)
+    except RecursionError:
+        raise ValueError("line 1: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""

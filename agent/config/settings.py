@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from agent.config.errors import ConfigError, Problem, locate, problems_from
 from agent.config.notify import (
@@ -203,6 +204,8 @@ def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
         raise ConfigError([Problem(str(path), f"cannot read: {exc}")]) from None
     try:
         return tomllib.loads(text), text
+    except RecursionError:
+        raise ConfigError([Problem("", "nested too deeply", str(path))]) from None
     except tomllib.TOMLDecodeError as exc:
         line = re.search(r"line (\d+)", str(exc))
         where = f"{path}:{line.group(1)}" if line else str(path)
@@ -278,6 +281,8 @@ def load_config(path: Path | None = None) -> Config:
         cfg = Config(**data)
     except ValidationError as exc:
         raise ConfigError(problems_from(exc, path, text)) from None
+    except SettingsError as exc:  # a DSAGENT_ variable holding JSON that does not parse
+        raise ConfigError([Problem("", f"{exc}: {exc.__cause__}", "environment")]) from None
     problems = [locate(p, path, text) for p in cross_check(cfg)]
     if problems:
         raise ConfigError(problems)

@@ -1,0 +1,375 @@
+"""Fuzz targets shared by the test suite (small budgets) and bench/fuzz.py (large ones).
+
+Each target is a hypothesis strategy and a check. A check returns normally for any input
+the target handles (a clear error counts as handled) and raises Crash for anything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import json
+import os
+import socket
+import tempfile
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hypothesis import strategies as st
+
+from agent.alerting.rules import parse_file
+from agent.alerting.schema import RULE_KEYS
+from agent.cli import main
+from agent.config import ConfigError, load_config
+from agent.config.settings import Config, TokenConfig
+from agent.config.shipping import LogInputConfig
+from agent.config.web import TLS_KEYS, load_web_config
+from agent.files import JsonLinesLog
+from agent.notify.outbox import Outbox
+from agent.notify.silences import SilenceStore
+from agent.shipping.parse import Event, Poison, to_doc
+from agent.shipping.stats import RequestStats
+from agent.store import SeriesStore
+from agent.web.admin import AdminApi
+from agent.web.admin_routes import Routes
+from agent.web.auth import BasicAuth, load_tokens
+from agent.web.server import WebServer
+from agent.workers.engine_metrics import parse as parse_exposition
+
+
+class Crash(Exception):
+    """An input the target did not handle: an exception it should have turned into an error."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A name, what to generate, and how to check one input."""
+
+    name: str
+    inputs: st.SearchStrategy[Any]
+    check: Callable[[Any], None]
+
+
+EDGES = ["1s", "5m", "-1s", "1e999", "\x00", "x" * 300, "http://127.0.0.1:1", "{{ $value }}"]
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=12)
+    | st.sampled_from(EDGES)
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def toml_value(value: Any) -> str:
+    """Render a value as TOML (None has no TOML form: an empty string stands for it)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return {"inf": "inf", "-inf": "-inf", "nan": "nan"}.get(repr(value), repr(value))
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
+    return json.dumps("" if value is None else value)
+
+
+def _fields(section: str) -> list[str]:
+    info: Any = Config.model_fields[section].annotation
+    inner = typing.get_args(info)[0] if section in LISTS else info
+    return sorted(getattr(inner, "model_fields", {}) or ["x"])
+
+
+LISTS = {"receivers", "routes", "inhibit_rules", "logs", "api_tokens", "workers"}
+SECTIONS = sorted(Config.model_fields)
+
+
+@st.composite
+def toml_documents(draw: st.DrawFn) -> str:
+    """A config file: known sections and keys (some unknown) with values of any type."""
+    lines = []
+    for section in draw(st.lists(st.sampled_from([*SECTIONS, "bogus"]), max_size=4)):
+        keys = _fields(section) if section != "bogus" else ["x"]
+        head = f"[[{section}]]" if section in LISTS else f"[{section}]"
+        lines.append(head)
+        for key in draw(st.lists(st.sampled_from([*keys, "unknown_key"]), max_size=4,
+                                 unique=True)):  # fmt: skip
+            lines.append(f"{key} = {toml_value(draw(VALUES))}")
+    return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def a_file(text: str, suffix: str) -> Iterator[Path]:
+    """Write text to a temporary file for the duration."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"input{suffix}"
+        path.write_text(text, encoding="utf-8", errors="surrogatepass")
+        yield path
+
+
+def check_config(text: str) -> None:
+    """check-config exits 0 or 2 on any file, printing, never raising."""
+    with a_file(text, ".toml") as path, contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):  # fmt: skip
+        try:
+            code = main(["check-config", "--config", str(path)])
+        except Exception as exc:
+            raise Crash(f"{type(exc).__name__}: {exc}") from exc
+    if code not in (0, 2):
+        raise Crash(f"exit {code}")
+
+
+def check_env(pairs: dict[str, str]) -> None:
+    """DSAGENT_ variables of any content give a ConfigError at most."""
+    old = dict(os.environ)
+    os.environ.update({f"DSAGENT_{k}": v for k, v in pairs.items()})
+    try:
+        load_config(None)
+    except ConfigError:
+        pass
+    except Exception as exc:
+        raise Crash(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+
+
+@st.composite
+def rule_files(draw: st.DrawFn) -> str:
+    """Rule files of any shape: known rule keys with values of any type, and worse."""
+    rules = [draw(st.dictionaries(st.sampled_from([*sorted(RULE_KEYS), "x"]), VALUES, max_size=6))
+             for _ in range(draw(st.integers(0, 3)))]  # fmt: skip
+    group = draw(st.dictionaries(st.sampled_from(["name", "interval", "rules"]), VALUES,
+                                 max_size=3))  # fmt: skip
+    group["rules"] = draw(st.sampled_from([rules, draw(VALUES)]))
+    doc = draw(st.sampled_from([{"groups": [group]}, {"groups": draw(VALUES)}, draw(VALUES)]))
+    return yaml.safe_dump(doc, allow_unicode=True)
+
+
+def check_rules(text: str) -> None:
+    """A rule file gives groups or file:line problems, never an exception."""
+    try:
+        _, problems = parse_file(text, "fuzz.yml")
+    except Exception as exc:
+        raise Crash(f"{type(exc).__name__}: {exc}") from exc
+    if any(not p.startswith("fuzz.yml") for p in problems):
+        raise Crash(f"a problem without its file: {problems}")
+
+
+@st.composite
+def web_files(draw: st.DrawFn) -> str:
+    """web.yml files: exporter-toolkit's keys with values of any type."""
+    tls = draw(st.dictionaries(st.sampled_from(sorted(TLS_KEYS)), VALUES, max_size=5))
+    http = draw(st.dictionaries(st.sampled_from(["http2", "headers", "x"]), VALUES, max_size=2))
+    users = draw(st.dictionaries(st.text(max_size=5), VALUES, max_size=2))
+    top = {"tls_server_config": tls, "http_server_config": http, "basic_auth_users": users}
+    keys = draw(st.lists(st.sampled_from([*top, "unknown"]), max_size=3, unique=True))
+    return yaml.safe_dump({k: top.get(k, 1) for k in keys}, allow_unicode=True)
+
+
+def check_web(text: str) -> None:
+    """web.yml gives a config or a ValueError naming the problem."""
+    with a_file(text, ".yml") as path:
+        try:
+            load_web_config(path)
+        except ValueError:
+            pass
+        except Exception as exc:
+            raise Crash(f"{type(exc).__name__}: {exc}") from exc
+
+
+EXPOSITION_LINES = st.sampled_from([
+    "# TYPE vllm:num_requests_running gauge", 'vllm:num_requests_running{engine="0"} 3',
+    'vllm:gpu_cache_usage_perc{engine="1"} NaN', "vllm:e2e_request_latency_seconds_bucket"
+    '{le="+Inf"} 1e999', '{le="0.5"} 2', "# HELP x y", "x{a=\"b\"} -Inf 123", "garbage {{{",
+]) | st.text(max_size=40)  # fmt: skip
+
+
+def check_exposition(lines: list[str]) -> None:
+    """A worker's /metrics text parses or is refused with ValueError, nothing else."""
+    try:
+        parse_exposition("\n".join(lines) + "\n", 0.0)
+    except ValueError:
+        pass
+    except Exception as exc:
+        raise Crash(f"{type(exc).__name__}: {exc}") from exc
+
+
+DATASETS = ("llm.inference", "dsagent.alerts", "dsagent.audit")
+LOG_KEYS = st.sampled_from(
+    [
+        "timestamp",
+        "latency_ms",
+        "request_id",
+        "error_code",
+        "input_length",
+        "output_length",
+        "gpu_util",
+        "model_version",
+        "annotations",
+        "labels",
+        "status",
+        "@timestamp",
+        "alertname",
+        "who",
+        "role",
+    ]
+)
+RECORDS = st.dictionaries(LOG_KEYS, VALUES, max_size=8).map(lambda d: json.dumps(d).encode())
+LINES = st.tuples(st.binary(max_size=200) | RECORDS, st.sampled_from(DATASETS))
+
+
+def check_line(item: tuple[bytes, str]) -> None:
+    """A log line becomes a strict-JSON document, or Poison with a reason; nothing else."""
+    data, dataset = item
+    cfg = LogInputConfig(name="in", paths=["x"])
+    try:
+        doc, malformed = to_doc(Event("1:2:0", "/x.log", 0, len(data), data), cfg, "n", dataset)
+        json.dumps(doc, allow_nan=False)  # what the bulk request will carry
+        if not malformed and dataset == "llm.inference":
+            stats = RequestStats()
+            stats.add_doc(doc)
+            list(stats.samples(0.0, "in"))
+    except Poison as exc:
+        if not str(exc):
+            raise Crash("a dead letter without a reason") from exc
+    except Exception as exc:
+        raise Crash(f"{type(exc).__name__}: {exc}") from exc
+
+
+class _Stores:
+    """What the admin routes read of the notifier, over a temporary state dir."""
+
+    def __init__(self, state: Path) -> None:
+        self.outbox, self.silences = Outbox(state / "o.db"), SilenceStore(state)
+        self.muted: dict[object, str] = {}
+
+
+@functools.cache
+def admin() -> AdminApi:
+    """One admin API (silences, reload) for the whole run."""
+    state = Path(tempfile.mkdtemp(prefix="dsagent-fuzz-"))
+    (state / "token").write_text("fuzz-token\n")
+    tokens = load_tokens([TokenConfig(name="f", role="admin", token_file=state / "token")])
+    routes = Routes(None, None, _Stores(state), lambda: False)  # type: ignore[arg-type]
+    return AdminApi(tokens, routes.endpoints(), JsonLinesLog(state / "audit.log", 1 << 20))
+
+
+BODIES = (
+    VALUES.map(lambda v: json.dumps(v).encode())
+    | st.binary(max_size=100)
+    | st.sampled_from(
+        [
+            b"[" * 100_000,
+            b'{"matchers": 5}',
+            b'{"matchers": ["a=b"], "comment": "c", "duration": 1e308}',
+        ]
+    )
+)
+
+
+def check_admin(item: tuple[str, str, bytes]) -> None:
+    """Every admin request is answered with a 2xx or 4xx, and audited."""
+    method, path, body = item
+    code, _ = admin().handle(method, path, {"authorization": "Bearer fuzz-token"}, body, "f")
+    if code >= 500:
+        raise Crash(f"HTTP {code}")
+
+
+ADMIN = st.tuples(st.sampled_from(["POST", "DELETE", "GET"]),
+                  st.sampled_from(["/api/v1/silences", "/api/v1/silences/abc", "/api/v1/reload"]),
+                  BODIES)  # fmt: skip
+
+
+@functools.cache
+def server() -> int:
+    """One in-process HTTP server for the whole run; return its port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    web = WebServer(f"127.0.0.1:{port}", SeriesStore(), lambda: True, admin=admin(),
+                    basic=BasicAuth({"u": HASH}))  # fmt: skip
+    web.serve_in_thread()
+    return port
+
+
+HASH = b"$2b$04$" + b"a" * 53
+HEAD_PARTS = st.sampled_from(
+    [
+        b"GET",
+        b"POST",
+        b"\x00",
+        b"/metrics",
+        b"/api/v1/silences",
+        b"HTTP/1.1",
+        b"HTTP/0.9",
+        b"Content-Length: 1_0",
+        b"Content-Length:",
+        b"Transfer-Encoding: chunked",
+        b"authorization: Basic \xff\xfe",
+        b"Authorization: Bearer fuzz-token",
+        b"\r\n",
+        b" ",
+        b":",
+    ]
+)
+HEADS = st.lists(HEAD_PARTS | st.binary(max_size=20), max_size=12).map(b"".join)
+
+
+def check_head(head: bytes) -> None:
+    """Any request head gets a status line below 500 (or 501), or a closed connection."""
+    with socket.create_connection(("127.0.0.1", server()), timeout=5) as conn:
+        conn.sendall(head + b"\r\n\r\n")
+        conn.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := conn.recv(65536):
+            reply += chunk
+    status = reply.split(b"\r\n", 1)[0].split()
+    if reply and (len(status) < 2 or not status[1].isdigit()):
+        raise Crash(f"not a status line: {reply[:60]!r}")
+    if status and int(status[1]) >= 500 and int(status[1]) != 501:
+        raise Crash(f"HTTP {int(status[1])}")
+
+
+TARGETS = [
+    Target("check-config", toml_documents(), check_config),
+    Target(
+        "environment",
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "RECEIVERS",
+                    "AGENT__RETENTION",
+                    "HTTP__LISTEN",
+                    "WORKERS",
+                    "GPU__SIMULATE",
+                    "LOGS",
+                    "X",
+                ]
+            ),
+            st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=30),
+            max_size=3,
+        ),
+        check_env,
+    ),
+    Target("rules check", rule_files(), check_rules),
+    Target("web.yml", web_files(), check_web),
+    Target("worker exposition", st.lists(EXPOSITION_LINES, max_size=8), check_exposition),
+    Target("log lines", LINES, check_line),
+    Target("admin API bodies", ADMIN, check_admin),
+    Target("HTTP request heads", HEADS, check_head),
+]
