@@ -216,3 +216,42 @@ def test_1100_slow_clients_at_the_default_fd_limit(
     finally:
         for conn in held:
             conn.close()
+
+
+class Dripper:
+    """A worker that answers 200 but sends its body one byte every 0.3 s."""
+
+    def __init__(self, size: int = 30) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(size))
+                self.end_headers()
+                for _ in range(size):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.3)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_a_worker_that_drips_is_cut_at_the_probe_deadline() -> None:
+    from agent.workers import checks
+
+    worker = Dripper()
+    try:
+        state, res = checks.liveness(worker.url, 0.5)  # each read comes within 0.3 s
+        assert state == "down" and not res.ok
+        assert "deadline" in res.detail, res.detail
+    finally:
+        worker.server.shutdown()

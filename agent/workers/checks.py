@@ -1,10 +1,18 @@
-"""HTTP probes of an inference worker, each timed by phase: connect, first byte, total."""
+"""HTTP probes of an inference worker, each timed by phase: connect, first byte, total.
+
+A probe's timeout is a deadline for the whole exchange, not for each read: a worker that
+drips one byte at a time is cut off when the deadline passes.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import socket
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -28,25 +36,54 @@ def _connection(url: str, timeout: float) -> tuple[http.client.HTTPConnection, s
     return conn, path
 
 
+@contextlib.contextmanager
+def deadline(conn: http.client.HTTPConnection, seconds: float) -> Iterator[threading.Event]:
+    """Cut the connection when `seconds` pass; the event says it was cut."""
+    fired = threading.Event()
+
+    def cut() -> None:
+        fired.set()
+        if conn.sock is not None:
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_RDWR)  # a blocked read returns at once
+
+    timer = threading.Timer(seconds, cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield fired
+    finally:
+        timer.cancel()
+
+
+def _late(seconds: float, phases: dict[str, float]) -> Result:
+    return Result(False, detail=f"no whole answer within the {seconds:g}s deadline", phases=phases)
+
+
 def request(url: str, timeout: float, method: str = "GET", body: bytes | None = None,
             limit: int = 4 << 20) -> Result:  # fmt: skip
-    """Make one request and time it; network errors and timeouts give ok=False, never raise."""
+    """Make one request and time it; network errors and the deadline give ok=False."""
     conn, path = _connection(url, timeout)
     began = time.perf_counter()
     phases: dict[str, float] = {}
-    try:
-        conn.connect()
-        phases["connect"] = time.perf_counter() - began
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        conn.request(method, path, body=body, headers=headers)
-        resp = conn.getresponse()
-        phases["first_byte"] = time.perf_counter() - began
-        data = resp.read(limit)
-        phases["total"] = time.perf_counter() - began
-    except (OSError, http.client.HTTPException) as exc:
-        return Result(False, detail=f"{type(exc).__name__}: {exc}".rstrip(": "), phases=phases)
-    finally:
-        conn.close()
+    with deadline(conn, timeout) as fired:
+        try:
+            conn.connect()
+            phases["connect"] = time.perf_counter() - began
+            headers = {"Content-Type": "application/json"} if body is not None else {}
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            phases["first_byte"] = time.perf_counter() - began
+            data = resp.read(limit)
+            phases["total"] = time.perf_counter() - began
+        except (OSError, http.client.HTTPException) as exc:
+            if fired.is_set():
+                return _late(timeout, phases)
+            return Result(False, detail=f"{type(exc).__name__}: {exc}".rstrip(": "), phases=phases)
+        finally:
+            conn.close()
+    if fired.is_set():  # the cut can end a read cleanly, with a short body
+        return _late(timeout, phases)
     return Result(200 <= resp.status < 300, resp.status, resp.reason, phases, data)
 
 
@@ -79,18 +116,23 @@ def generation(base: str, model: str | None, timeout: float, max_tokens: int = 4
     conn, path = _connection(base.rstrip("/") + "/v1/completions", timeout)
     began = time.perf_counter()
     phases: dict[str, float] = {}
-    try:
-        conn.connect()
-        phases["connect"] = time.perf_counter() - began
-        conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        if resp.status != 200:
-            return Result(False, resp.status, resp.reason, phases)
-        tokens = _read_stream(resp, phases, began)
-    except (TimeoutError, OSError, http.client.HTTPException) as exc:
-        return Result(False, detail=f"{type(exc).__name__}: {exc}", phases=phases)
-    finally:
-        conn.close()
+    with deadline(conn, timeout) as fired:
+        try:
+            conn.connect()
+            phases["connect"] = time.perf_counter() - began
+            conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            if resp.status != 200:
+                return Result(False, resp.status, resp.reason, phases)
+            tokens = _read_stream(resp, phases, began)
+        except (OSError, http.client.HTTPException) as exc:
+            if fired.is_set():
+                return _late(timeout, phases)
+            return Result(False, detail=f"{type(exc).__name__}: {exc}", phases=phases)
+        finally:
+            conn.close()
+    if fired.is_set():
+        return _late(timeout, phases)
     phases["total"] = time.perf_counter() - began
     return Result(tokens > 0, 200, f"{tokens} token(s)", phases)
 
