@@ -157,6 +157,7 @@ class Sink:
         self.status = 200
         self.reply = b"ok"
         self.delay: dict[str, float] = {}  # path -> seconds to hang
+        self.redirect: dict[str, str] = {}  # path -> where a 307 points
         self.lock = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
@@ -174,7 +175,11 @@ class Sink:
                             "at": time.time(),
                         }
                     )
-                self.send_response(sink.status)
+                if path in sink.redirect:
+                    self.send_response(307)
+                    self.send_header("Location", sink.redirect[path])
+                else:
+                    self.send_response(sink.status)
                 self.send_header("Content-Length", str(len(sink.reply)))
                 self.end_headers()
                 self.wfile.write(sink.reply)
