@@ -63,40 +63,28 @@ class SamplerRunner:
         """Start the scheduler on the jobs given to schedule()."""
         self.scheduler.start()
 
-    def schedule(
-        self,
-        samplers: Sequence[Sampler],
-        interval: float,
-        intervals: Mapping[str, float] | None = None,
-        late: Sequence[str] = (),
-    ) -> None:
+    def schedule(self, samplers: Sequence[Sampler], interval: float,
+                 intervals: Mapping[str, float] | None = None) -> None:  # fmt: skip
         """Replace every job with one per sampler on an interval grid; close the old samplers.
 
-        `intervals` gives some jobs (rule groups) their own interval instead of `interval`;
-        jobs named in `late` run half an interval after the grid, so they read a whole round.
+        `intervals` gives some jobs (the watchdog) their own interval instead of `interval`.
         """
         self.scheduler.remove_all_jobs()
         close_all(self.samplers)
         self.samplers = []
-        self.add(samplers, interval, intervals, late)
+        self.add(samplers, interval, intervals)
 
-    def add(
-        self,
-        samplers: Sequence[Sampler],
-        interval: float,
-        intervals: Mapping[str, float] | None = None,
-        late: Sequence[str] = (),
-    ) -> None:
-        """Add jobs beside the running ones (a reload that keeps the samplers adds the rest)."""
+    def add(self, samplers: Sequence[Sampler], interval: float,
+            intervals: Mapping[str, float] | None = None) -> None:  # fmt: skip
+        """Add jobs beside the running ones (a reload replaces only the samplers that changed)."""
         self.samplers += samplers
         start = grid_start(time.time() + 0.05, interval)
         self._grid = (start, interval)
         for s in samplers:
             self.store.describe(s.metrics)
             every = (intervals or {}).get(s.name, interval)
-            first = start + (interval / 2 if s.name in late else 0.0)
             trigger = IntervalTrigger(
-                seconds=every, start_date=datetime.fromtimestamp(first, UTC), timezone=UTC
+                seconds=every, start_date=datetime.fromtimestamp(start, UTC), timezone=UTC
             )
             self.scheduler.add_job(
                 self.run_once, trigger, args=[s], id=s.name, name=s.name,

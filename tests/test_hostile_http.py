@@ -25,6 +25,7 @@ from agent.web.auth import BasicAuth, load_tokens
 from agent.web.connections import Connections
 from agent.web.server import WebServer
 from tests.conftest import AgentProcess, free_port, wait_for
+from tests.test_security import raw as security_raw
 
 
 class FakeNotifier:
@@ -53,14 +54,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, WebServer, Path]]:
 
 
 def raw(address: str, data: bytes) -> bytes:
-    host, port = address.split(":")
-    with socket.create_connection((host, int(port)), timeout=5) as conn:
-        conn.sendall(data)
-        conn.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := conn.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
+    return security_raw(int(address.split(":")[1]), data)
 
 
 def status(reply: bytes) -> int:

@@ -12,7 +12,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -60,9 +60,11 @@ def _late(seconds: float, phases: dict[str, float]) -> Result:
     return Result(False, detail=f"no whole answer within the {seconds:g}s deadline", phases=phases)
 
 
-def request(url: str, timeout: float, method: str = "GET", body: bytes | None = None,
-            limit: int = 4 << 20) -> Result:  # fmt: skip
-    """Make one request and time it; network errors and the deadline give ok=False."""
+Talk = Callable[[http.client.HTTPConnection, str, dict[str, float], float], Result]
+
+
+def _exchange(url: str, timeout: float, talk: Talk) -> Result:
+    """Connect, let `talk` do the rest, all under one deadline; errors give ok=False."""
     conn, path = _connection(url, timeout)
     began = time.perf_counter()
     phases: dict[str, float] = {}
@@ -70,21 +72,31 @@ def request(url: str, timeout: float, method: str = "GET", body: bytes | None = 
         try:
             conn.connect()
             phases["connect"] = time.perf_counter() - began
-            headers = {"Content-Type": "application/json"} if body is not None else {}
-            conn.request(method, path, body=body, headers=headers)
-            resp = conn.getresponse()
-            phases["first_byte"] = time.perf_counter() - began
-            data = resp.read(limit)
-            phases["total"] = time.perf_counter() - began
+            result = talk(conn, path, phases, began)
         except (OSError, http.client.HTTPException) as exc:
             if fired.is_set():
                 return _late(timeout, phases)
             return Result(False, detail=f"{type(exc).__name__}: {exc}".rstrip(": "), phases=phases)
         finally:
             conn.close()
-    if fired.is_set():  # the cut can end a read cleanly, with a short body
-        return _late(timeout, phases)
-    return Result(200 <= resp.status < 300, resp.status, resp.reason, phases, data)
+    return _late(timeout, phases) if fired.is_set() else result  # a cut read can end cleanly
+
+
+def request(url: str, timeout: float, method: str = "GET", body: bytes | None = None,
+            limit: int = 4 << 20) -> Result:  # fmt: skip
+    """Make one request and time it; network errors and the deadline give ok=False."""
+
+    def talk(conn: http.client.HTTPConnection, path: str, phases: dict[str, float],
+             began: float) -> Result:  # fmt: skip
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        phases["first_byte"] = time.perf_counter() - began
+        data = resp.read(limit)
+        phases["total"] = time.perf_counter() - began
+        return Result(200 <= resp.status < 300, resp.status, resp.reason, phases, data)
+
+    return _exchange(url, timeout, talk)
 
 
 def liveness(base: str, timeout: float) -> tuple[str, Result]:
@@ -113,28 +125,18 @@ def generation(base: str, model: str | None, timeout: float, max_tokens: int = 4
     """Stream a tiny completion; first_byte is the first token, total the whole answer."""
     body = json.dumps({"model": model or "", "prompt": "ping", "max_tokens": max_tokens,
                        "temperature": 0, "stream": True}).encode()  # fmt: skip
-    conn, path = _connection(base.rstrip("/") + "/v1/completions", timeout)
-    began = time.perf_counter()
-    phases: dict[str, float] = {}
-    with deadline(conn, timeout) as fired:
-        try:
-            conn.connect()
-            phases["connect"] = time.perf_counter() - began
-            conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
-            resp = conn.getresponse()
-            if resp.status != 200:
-                return Result(False, resp.status, resp.reason, phases)
-            tokens = _read_stream(resp, phases, began)
-        except (OSError, http.client.HTTPException) as exc:
-            if fired.is_set():
-                return _late(timeout, phases)
-            return Result(False, detail=f"{type(exc).__name__}: {exc}", phases=phases)
-        finally:
-            conn.close()
-    if fired.is_set():
-        return _late(timeout, phases)
-    phases["total"] = time.perf_counter() - began
-    return Result(tokens > 0, 200, f"{tokens} token(s)", phases)
+
+    def talk(conn: http.client.HTTPConnection, path: str, phases: dict[str, float],
+             began: float) -> Result:  # fmt: skip
+        conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        if resp.status != 200:
+            return Result(False, resp.status, resp.reason, phases)
+        tokens = _read_stream(resp, phases, began)
+        phases["total"] = time.perf_counter() - began
+        return Result(tokens > 0, 200, f"{tokens} token(s)", phases)
+
+    return _exchange(base.rstrip("/") + "/v1/completions", timeout, talk)
 
 
 def _read_stream(resp: http.client.HTTPResponse, phases: dict[str, float], began: float) -> int:
