@@ -33,7 +33,7 @@ lint: deps
 	$(BIN)/mypy
 
 test: servers lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --durations=15 $(PYTEST_ARGS)
 
 bench: deps servers
 	$(BIN)/python -m bench.overhead --gpus 8 $(ARGS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import ssl
@@ -302,7 +303,11 @@ def serve(cfg: Config, config_path: Path | None) -> int:
     try:
         daemon.start()
     except OSError as exc:
-        log.error("cannot start: %s", exc)
+        if exc.errno == errno.EADDRINUSE:
+            log.error("cannot start: %s is in use; set http.listen (or DSAGENT_HTTP__LISTEN) "
+                      "to another host:port", cfg.http.listen)  # fmt: skip
+        else:
+            log.error("cannot start: %s", exc)
         return 1
     while True:
         info = signal.sigtimedwait(SIGNALS, 1.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -90,5 +91,28 @@ def test_run_fails_cleanly_when_the_port_is_taken(tmp_path: Path) -> None:
             },
         )
     assert out.returncode == 1
-    assert "cannot start" in out.stderr and "Address already in use" in out.stderr
+    assert f"cannot start: 127.0.0.1:{port} is in use" in out.stderr
+    assert "http.listen" in out.stderr and "DSAGENT_HTTP__LISTEN" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_silence_list_says_when_there_are_none(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[agent]\nstate_dir = "{tmp_path}"\n')
+    out = dsagent("silence", "list", "--config", str(config))
+    assert out.returncode == 0 and out.stdout.strip() == "no active silences"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sim_worker_exits_0_on_sigterm_and_sigint_even_started_from_a_script(
+    sig: signal.Signals,
+) -> None:
+    # A script's background job starts with SIGINT ignored; the simulator must still stop.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "sim-worker", "--port", "0"], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # noqa: PLW1509
+    )  # fmt: skip
+    assert proc.stdout is not None and b"sim-worker" in proc.stdout.readline()
+    proc.send_signal(sig)
+    assert proc.wait(10) == 0

@@ -18,6 +18,7 @@ SEEDS_CONFIG = [
     "x = " + "[" * 3000 + "]" * 3000 + "\n",
     "[[api_tokens]]\nname = 'x'\nrole = 'admin'\ntoken_file = '/dev/null'\n",
     "[[receivers]]\nname = 'x'\ntype = 'slack'\nurl = 'http://h'\ntext = '{title.foo}'\n",
+    "\udcff = 1\n",  # written as bytes that are not UTF-8
 ]
 SEEDS_RULES = [
     "rules: 5\n",

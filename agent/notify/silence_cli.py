@@ -87,18 +87,20 @@ def _print(args: argparse.Namespace, data: object) -> int:
         print(f"expired {args.id}")
     else:
         now = time.time()
-        for s in data if isinstance(data, list) else []:
-            silence = Silence(**s)
-            if args.all or silence.active(now):
-                left = (
-                    f"{format_duration(round(silence.ends_at - now))} left"
-                    if silence.active(now)
-                    else "expired"
-                )
-                print(
-                    f"{silence.id}  {' '.join(silence.matchers)}  {left}  by {silence.created_by}: "
-                    f"{silence.comment}"
-                )
+        silences = [Silence(**s) for s in data] if isinstance(data, list) else []
+        shown = [s for s in silences if args.all or s.active(now)]
+        if not shown:
+            print("no silences" if args.all else "no active silences")
+        for silence in shown:
+            left = (
+                f"{format_duration(round(silence.ends_at - now))} left"
+                if silence.active(now)
+                else "expired"
+            )
+            print(
+                f"{silence.id}  {' '.join(silence.matchers)}  {left}  by {silence.created_by}: "
+                f"{silence.comment}"
+            )
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import threading
 import time
 import uuid
@@ -209,11 +210,18 @@ class SimServer(ThreadingHTTPServer):
 
 def serve(port: int, model: str, log: Path | None) -> None:
     """Run the simulator until interrupted."""
-    server = SimServer(port, model, log)
-    print(f"sim-worker: {model} on http://127.0.0.1:{server.server_address[1]}", flush=True)
-    try:
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGINT too: a script's background job starts with it ignored
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    server: SimServer | None = None
+    try:  # a signal may come at any point from here on
+        server = SimServer(port, model, log)
+        print(f"sim-worker: {model} on http://127.0.0.1:{server.server_address[1]}", flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        if server is not None:
+            server.server_close()
