@@ -171,6 +171,7 @@ def test_the_demo_shows_alerts_firing_and_resolving() -> None:
         "demo done",
     ):
         assert line in text, text
+    assert "Traceback" not in out.stderr + text and "urlopen error" not in text
 
 
 def test_generation_probe_fills_ttft_for_engines_without_it(sim: tuple[str, SimServer]) -> None:

@@ -73,7 +73,12 @@ def _sink(start: float) -> ThreadingHTTPServer:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Quiet(ThreadingHTTPServer):
+        def handle_error(self, request: object, client_address: object) -> None:
+            if not isinstance(sys.exc_info()[1], OSError):  # a sender that hung up is no news
+                super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+    server = Quiet(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -107,7 +112,17 @@ def _readyz(url: str) -> str:
         reasons = json.loads(exc.read()).get("reasons", [])
         return f"{exc.code} {'; '.join(reasons)}"
     except OSError as exc:
-        return f"unreachable ({exc})"
+        reason = getattr(exc, "reason", exc)  # urllib wraps the socket error
+        return f"no answer ({getattr(reason, 'strerror', None) or reason})"
+
+
+def _wait_up(url: str, agent: subprocess.Popen[bytes]) -> None:
+    """Wait (up to 20 s) for the agent to answer /healthz, so the tour starts with it up."""
+    deadline = time.time() + 20
+    while time.time() < deadline and agent.poll() is None:
+        with contextlib.suppress(OSError), urllib.request.urlopen(url + "/healthz", timeout=1):
+            return
+        time.sleep(0.2)
 
 
 def _config(work: Path, sim: str, sink: str, port: int) -> Path:
@@ -141,6 +156,7 @@ def run_demo(keep: bool = False) -> int:
         f"dsagent demo: worker simulator {sim_url}, agent http://127.0.0.1:{port}, files in {work}"
     )
     try:
+        _wait_up(f"http://127.0.0.1:{port}", agent)
         _load(sim_url, stop)
         _run_script(start, sim_url, f"http://127.0.0.1:{port}")
     finally:

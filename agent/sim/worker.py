@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -207,9 +208,15 @@ class SimServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), Handler)
         self.sim = Simulator(model, log)
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Stay quiet about a client that hung up (the tour's load stops mid-request)."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
 
 def serve(port: int, model: str, log: Path | None) -> None:
     """Run the simulator until interrupted."""
+
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # SIGINT too: a script's background job starts with it ignored
 
