@@ -161,3 +161,18 @@ def test_receiver_templates_secrets_and_tokens_are_checked_at_load(tmp_path: Pat
     assert "receivers.0.text" in found and "AttributeError" in found
     assert "receivers.0.secret_file" in found and "UTF-8" in found
     assert "api_tokens.0.token_file" in found and "empty" in found
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:18778", "ftp://127.0.0.1:21", "http://:80",
+                                 "http://h:99999", "localhost"])  # fmt: skip
+def test_a_worker_url_must_be_http_with_a_host(tmp_path: Path, url: str) -> None:
+    path = write(tmp_path, f'[[workers]]\nname = "w"\nurl = "{url}"\n')
+    (found,) = problems(path)
+    assert "workers.0.url" in found and "http://HOST:PORT" in found
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8000", "https://vllm.internal", "http://[::1]:8000/"]
+)
+def test_good_worker_urls(tmp_path: Path, url: str) -> None:
+    assert load_config(write(tmp_path, f'[[workers]]\nname = "w"\nurl = "{url}"\n')).workers

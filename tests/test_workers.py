@@ -126,6 +126,8 @@ def test_probe_command_verdicts(sim: tuple[str, SimServer]) -> None:
     assert failing.returncode == 1 and "generation failed" in failing.stdout
     dead = dsagent("probe", f"http://127.0.0.1:{free_port()}", "--timeout", "1")
     assert dead.returncode == 1 and "health down" in dead.stdout
+    bare = dsagent("probe", f"127.0.0.1:{free_port()}")  # 0.1 probed port 80 instead
+    assert bare.returncode == 2 and "http://HOST:PORT" in bare.stderr
 
 
 def test_simulator_writes_the_ops_guide_request_log(

@@ -9,6 +9,7 @@ import tomllib
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -49,6 +50,21 @@ def split_listen(listen: str) -> tuple[str, int]:
     if not 0 <= port <= 65535:
         raise ValueError(f"invalid port {port} in {listen!r}")
     return host, port
+
+
+def http_url(url: str) -> str:
+    """Check a worker's base URL: http or https, a host, a port or the scheme's default."""
+    parts = urlsplit(url.strip())
+    hint = "write it as http://HOST:PORT (e.g. http://127.0.0.1:8000)"
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{url!r} needs the scheme http:// or https://: {hint}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{url!r} has a bad port: {hint}") from None
+    if not parts.hostname or (port is not None and not 0 < port < 65536):
+        raise ValueError(f"{url!r} has no host: {hint}")
+    return url.strip()
 
 
 class AgentConfig(Section):
@@ -134,6 +150,12 @@ class WorkerConfig(Section):
     name: str = Field(min_length=1)
     url: str = Field(min_length=1)
     engine: Literal["vllm", "sglang", "tgi", "llamacpp", "openai"] = "vllm"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return http_url(value)
+
     model: str | None = None
     pids: list[int] = Field(default_factory=list)
     unit: str | None = None

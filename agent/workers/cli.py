@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
+from agent.config.settings import http_url
 from agent.workers import checks as probes
 
 
@@ -22,7 +24,12 @@ def _ms(res: probes.Result, phase: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the three checks once; print a one-line verdict; 0 when ready."""
+    """Run the three checks once; print a one-line verdict; 0 when ready, 2 for a bad URL."""
+    try:
+        args.url = http_url(args.url)
+    except ValueError as exc:
+        print(f"dsagent probe: {exc}", file=sys.stderr)
+        return 2
     state, live = probes.liveness(args.url, args.timeout)
     if state != "ok":
         why = "model loading (503)" if state == "loading" else live.detail or f"HTTP {live.status}"
