@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from tests.fuzzing import TARGETS, Target, check_config, check_rules, check_web
+from tests.fuzzing import TARGETS, Target, check_config, check_head, check_rules, check_web
 
 SEEDS_CONFIG = [
     "agent.sample_interval = [1]\n",
@@ -28,6 +28,7 @@ SEEDS_RULES = [
     "groups: " + "[" * 2000 + "]" * 2000 + "\n",
     "groups:\n  - name: g\n    rules:\n      - {alert: A, expr: x, for: }\n",
 ]
+SEEDS_HEADS = [b"GET /metrics HTTP/0.9", b"a b c d HTTP/0.9", b"\x00\x12G\x02\xbfHTTP/1.1 a b"]
 SEEDS_WEB = ["tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: [TLS12]\n"]
 
 
@@ -44,6 +45,11 @@ def test_rule_seeds(text: str) -> None:
 @pytest.mark.parametrize("text", SEEDS_WEB)
 def test_web_seeds(text: str) -> None:
     check_web(text)
+
+
+@pytest.mark.parametrize("head", SEEDS_HEADS)
+def test_head_seeds(head: bytes) -> None:
+    check_head(head)  # HTTP/0.9 was answered without a status line
 
 
 @pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)

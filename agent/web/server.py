@@ -58,6 +58,9 @@ class Handler(BaseHTTPRequestHandler):
         if not super().parse_request():
             return False
         self.server.connections.busy(self.request.fileno())
+        if self.request_version < "HTTP/1.0":
+            self.send_error(505, "HTTP/0.9 is not supported")
+            return False
         if "Transfer-Encoding" in self.headers:
             self.send_error(501, "Transfer-Encoding is not supported on requests")
             return False
@@ -145,6 +148,8 @@ class Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Answer a malformed request with a status line and a JSON reason, and count it."""
         self.close_connection = True
+        if not self.request_version.startswith("HTTP/1."):  # never a bare HTTP/0.9 answer
+            self.request_version = "HTTP/1.0"
         reason = message or HTTPStatus(code).phrase
         self._send("", *json_response(code, {"error": reason}))
 
