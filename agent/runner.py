@@ -17,6 +17,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from agent.samplers import Sampler, close_all
 from agent.store import MetricInfo, Sample, SeriesStore, sample
+from agent.supervise import SUPERVISOR
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,7 @@ class SamplerRunner:
             self.on_run(sampler.name)
 
     def _note_failure(self, name: str) -> None:
+        SUPERVISOR.count(f"job:{name}")  # the scheduler is this job's supervisor: it runs again
         with self._lock:
             self.errors[name] += 1
             first = name not in self._failing

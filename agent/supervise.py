@@ -30,6 +30,12 @@ class Supervisor:
         self.failures: Counter[str] = Counter()
         self._lock = threading.Lock()
 
+    def count(self, component: str) -> int:
+        """Count one failure of a component; return how many it has had."""
+        with self._lock:
+            self.failures[component] += 1
+            return self.failures[component]
+
     def run(self, component: str, loop: Callable[[], None], stopping: threading.Event) -> None:
         """Run `loop` until it returns; after an unexpected exception, restart it with backoff."""
         delay = self.first_delay
@@ -38,9 +44,7 @@ class Supervisor:
                 loop()
                 return
             except Exception:  # the boundary of a long-lived part: counted, logged, restarted
-                with self._lock:
-                    self.failures[component] += 1
-                    count = self.failures[component]
+                count = self.count(component)
                 if count == 1:
                     log.exception("%s failed; restarting it in %.0fs", component, delay)
                 else:

@@ -12,6 +12,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from agent.runner import SamplerRunner, grid_start
 from agent.store import MetricInfo, Sample, SeriesStore, sample
+from agent.supervise import SUPERVISOR
 from tests.conftest import wait_for
 
 
@@ -48,9 +49,11 @@ def test_one_failing_sampler_never_stops_the_others() -> None:
     store = SeriesStore()
     good, bad = Fake("good"), Fake("bad", fail=True)
     runner = SamplerRunner(store)
+    before = SUPERVISOR.failures["job:bad"]
     runner.run_once(good, at=1.0)
     runner.run_once(bad, at=1.0)
     runner.run_once(bad, at=2.0)  # the next round
+    assert SUPERVISOR.failures["job:bad"] == before + 2, "counted as component failures too"
     got = current(store)
     assert got[("good_value", "")] == 1.0
     assert ("bad_value", "") not in got
