@@ -129,11 +129,11 @@ class Daemon:
         cfg, loaded = self.cfg, self._loaded
         self.notifier.configure(cfg)
         self.server = WebServer(
-            cfg.http.listen, self.store, self.healthy, self.not_ready, tls=loaded.tls,
-            basic=loaded.basic, admin=self.admin, max_body=cfg.http.max_body_bytes,
+            cfg.http.listen, self.store, self.healthy, self.not_ready, admin=self.admin,
+            max_body=cfg.http.max_body_bytes,
             connections=Connections(cfg.http.max_connections, cfg.http.request_head_timeout),
         )  # fmt: skip
-        self._configure_server(loaded)
+        self._configure_server(loaded)  # TLS, users, SANs and headers, as a reload sets them
         assert self.engine.state_path is not None
         rules = cfg.rules
         self.engine.restore(persist.restore(self.engine.state_path, self.engine.holds(),

@@ -261,3 +261,15 @@ def test_chat_channels_read_the_robots_error_codes() -> None:
         assert not ch.accepted(502, "")
     feishu = build(ReceiverConfig(name="f", type="feishu", url="http://h/f"), "http://h/f")
     assert feishu.accepted(200, '{"code":0}') and not feishu.accepted(200, '{"code":19021}')
+
+
+def test_chat_text_says_a_resolved_value_is_the_last_firing_one() -> None:
+    from agent.notify.payload import render_text
+
+    firing = alert_dict(alert("Slow"), "n", "")
+    firing["annotations"] = {"summary": "p95 latency 1.9s on vllm-0"}
+    done = {**firing, "status": "resolved"}
+    payload = webhook_v4("chat", "k", {}, [firing, done], "")
+    lines = render_text(payload, None).splitlines()
+    assert lines[1].endswith("p95 latency 1.9s on vllm-0")
+    assert lines[2].endswith("p95 latency 1.9s on vllm-0 (as it last fired)")

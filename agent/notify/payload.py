@@ -74,7 +74,9 @@ def summary_lines(payload: Mapping[str, Any]) -> tuple[str, list[str]]:
     lines = []
     for a in alerts:
         text = a["annotations"].get("summary") or a["labels"].get("alertname", "")
-        lines.append(f"{a['status']} {a['labels'].get('severity', '')}: {text}")
+        # As in Prometheus, a resolved alert's annotations hold its last firing value.
+        when = " (as it last fired)" if a["status"] == "resolved" else ""
+        lines.append(f"{a['status']} {a['labels'].get('severity', '')}: {text}{when}")
     return title, lines
 
 

@@ -65,8 +65,9 @@ def _sink(start: float) -> ThreadingHTTPServer:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             for a in body.get("alerts", []):
                 sev = a["labels"].get("severity", "")
+                when = " (as it last fired)" if a["status"] == "resolved" else ""
                 _say(start, f"  webhook <- {a['status'].upper():8} {a['labels']['alertname']}"
-                            f" ({sev}): {a['annotations'].get('summary', '')}")  # fmt: skip
+                            f" ({sev}): {a['annotations'].get('summary', '')}{when}")  # fmt: skip
             self.send_response(200)
             self.end_headers()
 
