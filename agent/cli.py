@@ -23,23 +23,23 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _log_args(parser: argparse.ArgumentParser, default: bool) -> None:
+    """--log-format and --log-level, before or after the subcommand."""
+    keep = argparse.SUPPRESS  # after the subcommand: only when given, not over the default
+    parser.add_argument("--log-format", choices=("text", "json"),
+                        default="text" if default else keep,
+                        help="log line format on stderr (default: text)")  # fmt: skip
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                        default="info" if default else keep,
+                        help="least severe level logged (default: info)")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with one subcommand per action."""
     parser = argparse.ArgumentParser(
         prog="dsagent", description="Monitoring agent for GPU inference nodes.", allow_abbrev=False
     )
-    parser.add_argument(
-        "--log-format",
-        choices=("text", "json"),
-        default="text",
-        help="log line format on stderr (default: text)",
-    )
-    parser.add_argument(
-        "--log-level",
-        choices=("debug", "info", "warning", "error"),
-        default="info",
-        help="least severe level logged (default: info)",
-    )
+    _log_args(parser, default=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run the agent in the foreground")
     _config_arg(run)
@@ -55,7 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     silence_cli.add_parser(sub)
     workers_cli.add_parser(sub)
     sim_cli.add_parsers(sub)
+    _everywhere(sub)
     return parser
+
+
+def _everywhere(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Accept the log options after every (sub)subcommand too, as users type them."""
+    for command in sub.choices.values():
+        _log_args(command, default=False)
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _everywhere(action)
 
 
 def load_or_report(path: Path | None) -> Config | None:

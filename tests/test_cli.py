@@ -116,3 +116,33 @@ def test_sim_worker_exits_0_on_sigterm_and_sigint_even_started_from_a_script(
     assert proc.stdout is not None and b"sim-worker" in proc.stdout.readline()
     proc.send_signal(sig)
     assert proc.wait(10) == 0
+
+
+def test_log_options_work_after_the_subcommand_too(tmp_path: Path) -> None:
+    cases = [
+        ["check-config", "--log-level", "debug"],
+        ["rules", "check", "--log-format", "json"],
+        ["--log-level", "error", "version"],
+    ]
+    for args in cases:
+        out = dsagent(*args)
+        assert out.returncode == 0, (args, out.stderr)
+
+
+def test_every_option_has_help(tmp_path: Path) -> None:
+    from agent.cli import build_parser
+
+    def walk(parser: object) -> list[str]:
+        import argparse
+
+        assert isinstance(parser, argparse.ArgumentParser)
+        missing = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    missing += walk(sub)
+            elif not action.help and action.dest != "help":
+                missing.append(f"{parser.prog} {action.dest}")
+        return missing
+
+    assert walk(build_parser()) == []

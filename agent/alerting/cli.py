@@ -20,13 +20,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     rsub = rules.add_subparsers(dest="rules_command", required=True, metavar="SUBCOMMAND")
     check = rsub.add_parser("check", help="validate rule files; exit 2 listing every problem")
     check.add_argument("paths", nargs="*", help="files or directories (default: the configured)")
-    check.add_argument("--config", type=Path, help="config file naming the rule paths")
+    check.add_argument("--config", type=Path, metavar="FILE",
+                       help="config file naming the rule paths")  # fmt: skip
     test = rsub.add_parser("test", help="run rule unit tests (promtool test rules format)")
-    test.add_argument("files", nargs="+", type=Path)
+    test.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                      help="unit-test files in promtool's format")  # fmt: skip
     exp = rsub.add_parser("export", help="print the rules as a Prometheus rule file")
-    exp.add_argument("--format", choices=("prometheus",), default="prometheus")
+    exp.add_argument("--format", choices=("prometheus",), default="prometheus",
+                     help="output format (default: prometheus)")  # fmt: skip
     exp.add_argument("paths", nargs="*", help="files or directories (default: the configured)")
-    exp.add_argument("--config", type=Path, help="config file naming the rule paths")
+    exp.add_argument("--config", type=Path, metavar="FILE",
+                     help="config file naming the rule paths")  # fmt: skip
 
 
 def _groups(paths: list[str], config: Path | None) -> list[Group]:

@@ -30,9 +30,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     lst = ssub.add_parser("list", help="list active silences")
     lst.add_argument("--all", action="store_true", help="include expired ones")
     exp = ssub.add_parser("expire", help="end a silence now")
-    exp.add_argument("id")
+    exp.add_argument("id", help="the silence's id (from add or list)")
     for p in (add, lst, exp):
-        p.add_argument("--config", type=Path, help="config file (for http.listen, agent.state_dir)")
+        p.add_argument("--config", type=Path, metavar="FILE",
+                       help="config file (for http.listen, agent.state_dir)")  # fmt: skip
         p.add_argument("--url", help="the agent's URL (default: from http.listen)")
         p.add_argument("--token-file", type=Path, help="admin API token (or $DSAGENT_TOKEN)")
         p.add_argument("--ca-file", help="CA bundle to verify the agent's TLS certificate")

@@ -9,8 +9,10 @@ from pathlib import Path
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `sim-worker` and `demo`."""
     sim = sub.add_parser("sim-worker", help="run the vLLM-style worker simulator")
-    sim.add_argument("--port", type=int, default=8000)
-    sim.add_argument("--model", default="deepseek-v3")
+    sim.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
+    sim.add_argument(
+        "--model", default="deepseek-v3", help="model id it serves (default deepseek-v3)"
+    )
     sim.add_argument("--log", type=Path, help="append JSON request logs here")
     demo = sub.add_parser("demo", help="a 90-second tour: simulator, agent, alerts, webhook")
     demo.add_argument("--keep", action="store_true", help="keep the demo's files afterwards")

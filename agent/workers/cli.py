@@ -14,7 +14,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     probe = sub.add_parser("probe", help="check a worker once: health, model, a tiny generation")
     probe.add_argument("url", help="the worker's base URL, e.g. http://127.0.0.1:8000")
     probe.add_argument("--engine", default="vllm",
-                       choices=("vllm", "sglang", "tgi", "llamacpp", "openai"))  # fmt: skip
+                       choices=("vllm", "sglang", "tgi", "llamacpp", "openai"),
+                       help="the worker's engine (default vllm)")  # fmt: skip
     probe.add_argument("--model", help="the model /v1/models must list")
     probe.add_argument("--timeout", type=float, default=10.0, help="seconds per check (default 10)")
 
