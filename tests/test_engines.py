@@ -87,3 +87,40 @@ def test_histogram_quantile_is_monotonic_and_within_bounds(
         return
     assert a is not None and b is not None
     assert 0 <= a <= b + 1e-9 <= bounds[-1] + 1e-9
+
+
+def data_parallel_exposition(kv: tuple[float, float], requests: int) -> str:
+    """What vLLM with two data-parallel ranks serves: one series per engine rank, made by
+    prometheus_client itself (so _created series and the deprecated KV alias are there)."""
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+    reg = CollectorRegistry()
+    labels = ["model_name", "engine"]
+    running = Gauge("vllm:num_requests_running", "", labels, registry=reg)
+    usage = Gauge("vllm:kv_cache_usage_perc", "", labels, registry=reg)
+    old_usage = Gauge("vllm:gpu_cache_usage_perc", "deprecated alias", labels, registry=reg)
+    prompt = Counter("vllm:prompt_tokens", "", labels, registry=reg)
+    e2e = Histogram("vllm:e2e_request_latency_seconds", "", labels, buckets=(0.1, 0.5, 1.0),
+                    registry=reg)  # fmt: skip
+    for rank, ratio in enumerate(kv):
+        ls = ("m", str(rank))
+        running.labels(*ls).set(2 + rank)
+        usage.labels(*ls).set(ratio)
+        old_usage.labels(*ls).set(ratio)
+        prompt.labels(*ls).inc(100 * requests)
+        for _ in range(requests):
+            e2e.labels(*ls).observe(0.3)
+    return generate_latest(reg).decode()
+
+
+def test_data_parallel_ranks_add_counts_but_not_ratios() -> None:
+    old = parse(data_parallel_exposition((0.1, 0.2), 0), 1000.0)
+    new = parse(data_parallel_exposition((0.3, 0.6), 30), 1060.0)
+    assert any(name.endswith("_created") for name in new.values), "the exposition is realistic"
+    got = {(s.name, dict(s.labels).get("direction", dict(s.labels).get("quantile", ""))): s.value
+           for s in engine_samples("w", ENGINES["vllm"], new, old)}  # fmt: skip
+    assert got[("inference_kv_cache_usage_ratio", "")] == 0.6, "the fullest rank, not 0.9"
+    assert got[("inference_requests_running", "")] == 2 + 3
+    assert got[("inference_requests_per_second", "")] == pytest.approx(60 / 60)
+    assert got[("inference_tokens_per_second", "input")] == pytest.approx(6000 / 60)
+    assert 0.1 <= got[("inference_request_latency_seconds", "0.5")] <= 0.5

@@ -62,11 +62,16 @@ ENGINES = {
 
 @dataclass
 class Snapshot:
-    """One scrape, summed over the engine's own labels (model, engine index, ...)."""
+    """One scrape, over the engine's own labels (model, data-parallel rank `engine`, ...).
+
+    Counts and counters add up across ranks (`values`); a ratio such as KV cache usage does
+    not, so each name's highest value across ranks is kept too (`peaks`): what an alert needs.
+    """
 
     ts: float
     values: dict[str, float] = field(default_factory=dict)  # sample name -> sum
     buckets: dict[str, dict[float, float]] = field(default_factory=dict)  # histogram -> le -> n
+    peaks: dict[str, float] = field(default_factory=dict)  # sample name -> highest rank
 
 
 def parse(text: str, ts: float) -> Snapshot:
@@ -74,19 +79,24 @@ def parse(text: str, ts: float) -> Snapshot:
     snap = Snapshot(ts)
     values: dict[str, float] = defaultdict(float)
     buckets: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
+    peaks: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             if s.name.endswith("_bucket") and "le" in s.labels:
                 buckets[s.name.removesuffix("_bucket")][float(s.labels["le"])] += s.value
-            else:
-                values[s.name] += s.value
+                continue
+            values[s.name] += s.value
+            if not math.isnan(s.value) and s.value > peaks.get(s.name, -math.inf):
+                peaks[s.name] = s.value
     snap.values, snap.buckets = dict(values), {k: dict(v) for k, v in buckets.items()}
+    snap.peaks = peaks
     return snap
 
 
-def first(snap: Snapshot, names: tuple[str, ...]) -> float | None:
-    """Return the value of the first name the snapshot has."""
-    return next((snap.values[n] for n in names if n in snap.values), None)
+def first(snap: Snapshot, names: tuple[str, ...], peak: bool = False) -> float | None:
+    """Return the first name's value the snapshot has: summed over ranks, or the highest."""
+    table = snap.peaks if peak else snap.values
+    return next((table[n] for n in names if n in table), None)
 
 
 def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:

@@ -42,10 +42,11 @@ METRICS = {
 
 def engine_samples(worker: str, e: EngineMap, snap: Snapshot, old: Snapshot) -> Iterator[Sample]:
     """Map one engine's scrape (and the one a window earlier) onto our metric names."""
-    for name, names in (("inference_requests_running", e.running),
-                        ("inference_requests_waiting", e.waiting),
-                        ("inference_kv_cache_usage_ratio", e.kv_cache)):  # fmt: skip
-        value = first(snap, names)
+    for name, names, peak in (("inference_requests_running", e.running, False),
+                              ("inference_requests_waiting", e.waiting, False),
+                              # a ratio: the fullest rank's, not the sum (0.3 + 0.6 is not 0.9)
+                              ("inference_kv_cache_usage_ratio", e.kv_cache, True)):  # fmt: skip
+        value = first(snap, names, peak)
         if value is not None:
             yield sample(name, value, worker=worker)
     dt = snap.ts - old.ts
