@@ -49,8 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.alerting import cli as rules_cli
     from agent.notify import silence_cli
     from agent.sim import cli as sim_cli
+    from agent.status import cli as status_cli
     from agent.workers import cli as workers_cli
 
+    status_cli.add_parser(sub)
     rules_cli.add_parser(sub)
     silence_cli.add_parser(sub)
     workers_cli.add_parser(sub)
@@ -129,12 +131,13 @@ def dispatch(args: argparse.Namespace) -> int:
     from agent.alerting import cli as rules_cli
     from agent.notify import silence_cli
     from agent.sim import cli as sim_cli
+    from agent.status import cli as status_cli
     from agent.workers import cli as workers_cli
 
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "version": version, "run": run, "check-config": lambda a: check_config(a.config),
         "probe": workers_cli.run, "sim-worker": sim_cli.run, "demo": sim_cli.run,
-        "silence": silence_cli.run, "rules": rules_cli.run,
+        "silence": silence_cli.run, "rules": rules_cli.run, "status": status_cli.run,
     }  # fmt: skip
     return commands[args.command](args)
 

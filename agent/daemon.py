@@ -116,7 +116,8 @@ class Daemon:
         )  # fmt: skip
         self.trigger = RuleTrigger(self.store, self.runner.run_once, self.runner.count_skip)
         self.reloads = ReloadStatus(time.time())
-        self.admin = Admin(cfg, loaded.tokens, self.engine, self.notifier, self.reload)
+        self.admin = Admin(cfg, loaded.tokens, self.engine, self.notifier, self.reload,
+                           store=self.store)  # fmt: skip
         self.samplers: list[Sampler] = []
         self.shipping: LogShipping | None = None
         self.server: WebServer | None = None

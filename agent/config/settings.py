@@ -288,6 +288,17 @@ def http_problems(cfg: Config) -> list[Problem]:
     return problems
 
 
+def agent_url(cfg: Config) -> str:
+    """Return the URL a local client reaches the running agent at (https when web.yml has TLS)."""
+    from agent.config.web import load_web_config
+
+    host, port = split_listen(cfg.http.listen)
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    host = f"[{host}]" if ":" in host else host
+    tls = cfg.http.web_config is not None and load_web_config(cfg.http.web_config).tls is not None
+    return f"{'https' if tls else 'http'}://{host}:{port}"
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8", errors="replace")

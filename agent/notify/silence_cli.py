@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from agent.config import Config, load_config, split_listen
+from agent.config import Config, load_config
 from agent.config.errors import ConfigError
-from agent.config.web import load_web_config
+from agent.config.settings import agent_url
 from agent.durations import format_duration, parse_duration
 from agent.notify.silences import Silence, SilenceStore, matcher_from_cli
 
@@ -46,12 +46,7 @@ def _token(args: argparse.Namespace) -> str | None:
 
 
 def _base_url(args: argparse.Namespace, cfg: Config) -> str:
-    if args.url:
-        return str(args.url).rstrip("/")
-    host, port = split_listen(cfg.http.listen)
-    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    tls = cfg.http.web_config is not None and load_web_config(cfg.http.web_config).tls is not None
-    return f"{'https' if tls else 'http'}://{host}:{port}"
+    return str(args.url).rstrip("/") if args.url else agent_url(cfg)
 
 
 def _api(args: argparse.Namespace, cfg: Config, token: str) -> int:

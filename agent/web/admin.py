@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import re
@@ -28,12 +29,16 @@ class Endpoint:
     pattern: re.Pattern[str]
     role: str
     call: Call
+    loopback: bool = False  # open to local clients while no [[api_tokens]] exist
 
 
-def endpoint(method: str, path: str, role: str, call: Call) -> Endpoint:
-    """Declare a route; `{name}` in the path captures a parameter."""
+LOCAL = Token("local", "viewer", "")  # who a loopback caller is while the API has no tokens
+
+
+def endpoint(method: str, path: str, role: str, call: Call, loopback: bool = False) -> Endpoint:
+    """Declare a route; `{name}` in the path captures a parameter (the query is params["?"])."""
     regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[A-Za-z0-9_.-]{1,64})", path)
-    return Endpoint(method, re.compile(f"^{regex}$"), role, call)
+    return Endpoint(method, re.compile(f"^{regex}$"), role, call, loopback)
 
 
 class AdminApi:
@@ -44,11 +49,13 @@ class AdminApi:
         self.tokens, self.endpoints, self.audit = list(tokens), list(endpoints), audit
 
     def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes,
-               remote: str) -> Answer:  # fmt: skip
+               remote: str, *, query: str = "") -> Answer:  # fmt: skip
         """Answer one request; every call is audited, refused ones too."""
         token, reason = bearer(headers, self.tokens)
+        if token is None and not self.tokens and ipaddress_is_loopback(remote):
+            token, reason = LOCAL, ""  # only endpoints marked loopback take it (see _answer)
         try:
-            code, answer = self._answer(method, path, body, token, reason)
+            code, answer = self._answer(method, path, body, token, reason=reason, query=query)
         except Exception:  # the boundary of one request: answered, logged, audited
             log.exception("admin API: %s %s failed", method, path)
             code, answer = 500, {"error": "internal error; see the agent's log"}
@@ -57,16 +64,18 @@ class AdminApi:
         self.audit.write({**entry, "reason": reason or None}, time.time())
         return code, answer
 
-    def _answer(self, method: str, path: str, body: bytes, token: Token | None,
-                reason: str) -> Answer:  # fmt: skip
-        if not self.tokens:
+    def _answer(self, method: str, path: str, body: bytes, token: Token | None, *,
+                reason: str, query: str) -> Answer:  # fmt: skip
+        route = self._route(method, path)
+        open_here = token is LOCAL and not isinstance(route[0], int) and route[0].loopback
+        if not self.tokens and not open_here:
             return 404, {"error": "the admin API is off: configure [[api_tokens]]"}
         if token is None:
             return 401, {"error": reason}
-        route = self._route(method, path)
         if isinstance(route[0], int):
             return route
         ep, params = route
+        params = {**params, "?": query}
         if ROLES[token.role] < ROLES[ep.role]:
             return 403, {"error": f"role {token.role} may not {method} {path} (needs {ep.role})"}
         data = _json_object(body)
@@ -81,6 +90,16 @@ class AdminApi:
             return 404, {"error": f"no such endpoint: {path}"}
         found = next(((e, p) for e, p in matches if e.method == method), None)
         return found if found is not None else (405, {"error": f"{method} not allowed on {path}"})
+
+
+def ipaddress_is_loopback(remote: str) -> bool:
+    """Return True for 127.0.0.0/8, ::1 and their IPv4-mapped forms."""
+    try:
+        address = ipaddress.ip_address(remote)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool((mapped or address).is_loopback)
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:

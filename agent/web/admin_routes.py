@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 from agent.alerting.engine import RuleEngine
 from agent.config import Config
 from agent.durations import parse_duration
 from agent.files import JsonLinesLog
+from agent.matchers import Selector, parse_selector
 from agent.notify.notifier import Notifier
 from agent.notify.silences import matcher_from_cli
+from agent.store import SeriesStore
 from agent.web.admin import AdminApi, Answer, Endpoint, endpoint, redact
 from agent.web.auth import Token
 
@@ -23,9 +28,9 @@ class Routes:
     """The endpoints' handlers, over the running agent's one engine, notifier and stores."""
 
     def __init__(self, cfg: Config, engine: RuleEngine, notifier: Notifier,
-                 reload: Callable[[], bool]) -> None:  # fmt: skip
+                 reload: Callable[[], bool], store: SeriesStore | None = None) -> None:  # fmt: skip
         self.cfg, self.engine, self.notifier, self.reload_fn = cfg, engine, notifier, reload
-        self.silences, self.outbox = notifier.silences, notifier.outbox
+        self.silences, self.outbox, self.store = notifier.silences, notifier.outbox, store
 
     def whoami(self, body: Body, params: Params, who: Token) -> Answer:
         """Return the caller's name and role."""
@@ -87,6 +92,21 @@ class Routes:
         """Return the notifications waiting."""
         return 200, self.outbox.items(limit=500)
 
+    def series(self, body: Body, params: Params, who: Token) -> Answer:
+        """Return recent history: ?match=SELECTOR (repeatable)&range=15m&points=60."""
+        if self.store is None:
+            return 404, {"error": "no store"}
+        query = parse_qs(params.get("?", ""))
+        try:
+            selectors = [parse_selector(m) for m in query.get("match", [])]
+            span = parse_duration(query.get("range", ["15m"])[0])
+            points = int(query.get("points", ["60"])[0])
+        except ValueError as exc:
+            return 400, {"error": str(exc)}
+        if not 1 <= len(selectors) <= 50 or not 1 <= points <= 600 or not 0 < span <= 86400:
+            return 400, {"error": "give 1 to 50 match selectors, points 1..600, range up to 1d"}
+        return 200, history(self.store, selectors, span, points, time.time())
+
     def show_config(self, body: Body, params: Params, who: Token) -> Answer:
         """Return the effective configuration, secrets and URL paths redacted."""
         return 200, redact(self.cfg.model_dump(mode="json", by_alias=True))
@@ -95,7 +115,8 @@ class Routes:
         """Return the route table."""
         return [
             endpoint("GET", "/api/v1/whoami", "viewer", self.whoami),
-            endpoint("GET", "/api/v1/alerts", "viewer", self.alerts),
+            endpoint("GET", "/api/v1/alerts", "viewer", self.alerts, loopback=True),
+            endpoint("GET", "/api/v1/series", "viewer", self.series, loopback=True),
             endpoint("GET", "/api/v1/rules", "viewer", self.rules),
             endpoint("GET", "/api/v1/silences", "viewer", self.list_silences),
             endpoint("POST", "/api/v1/silences", "operator", self.add_silence),
@@ -106,13 +127,30 @@ class Routes:
         ]
 
 
+def history(store: SeriesStore, selectors: list[Selector], span: float, points: int,
+            now: float) -> dict[str, Any]:  # fmt: skip
+    """Each matching series over the span, as its last value in each of `points` steps."""
+    step, start = span / points, now - span
+    out = []
+    for sel in selectors:
+        for series in store.select(sel.name, sel.matches):
+            ts, vals = store.window(series, start, now)
+            values: list[float | None] = [None] * points
+            for t, v in zip(ts, vals, strict=True):
+                values[min(points - 1, int((t - start) / step))] = v if math.isfinite(v) else None
+            out.append({"name": series.name, "labels": dict(series.labels),
+                        "stale": series.stale, "values": values})  # fmt: skip
+    return {"start": start, "step": step, "series": out}
+
+
 class Admin(AdminApi):
     """The admin API of the running agent; a reload swaps its tokens and configuration."""
 
     def __init__(self, cfg: Config, tokens: list[Token], engine: RuleEngine, notifier: Notifier,
-                 reload: Callable[[], bool]) -> None:  # fmt: skip
+                 reload: Callable[[], bool], *,
+                 store: SeriesStore | None = None) -> None:  # fmt: skip
         audit = JsonLinesLog(cfg.agent.state_dir / "audit.log", cfg.notify.alert_log_max_bytes)
-        self.routes = Routes(cfg, engine, notifier, reload)
+        self.routes = Routes(cfg, engine, notifier, reload, store)
         super().__init__(tokens, self.routes.endpoints(), audit)
 
     def configure(self, cfg: Config, tokens: list[Token]) -> None:

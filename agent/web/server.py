@@ -125,8 +125,9 @@ class Handler(BaseHTTPRequestHandler):
         if api is None:
             self._send(path, *json_response(404, {"error": "the admin API is off"}))
             return
+        query = urlsplit(self.path).query
         code, answer = api.handle(self.command, path, self.header_map(), body,
-                                  self.client_address[0])  # fmt: skip
+                                  self.client_address[0], query=query)  # fmt: skip
         extra = {"WWW-Authenticate": 'Bearer realm="dsagent"'} if code == 401 else None
         self._send("/api", *json_response(code, answer), extra=extra)
 
