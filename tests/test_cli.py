@@ -13,6 +13,8 @@ import pytest
 from agent import __version__
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.integration  # each test runs the dsagent command in a subprocess
+
 
 def dsagent(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DSAGENT_")}

@@ -54,7 +54,7 @@ def test_head_seeds(head: bytes) -> None:
 
 @pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
 def test_target(target: Target) -> None:
-    @settings(max_examples=150, deadline=None, database=None,
+    @settings(max_examples=100, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))  # fmt: skip
     @given(target.inputs)
     def run(value: object) -> None:

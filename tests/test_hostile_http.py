@@ -156,6 +156,7 @@ def slow_clients(address: str, count: int) -> list[socket.socket]:
     return out
 
 
+@pytest.mark.integration  # real sockets held open for seconds
 def test_slow_clients_cannot_crowd_out_a_scrape(server: tuple[str, WebServer, Path]) -> None:
     address, web, _ = server
     held = slow_clients(address, 200)  # the limit is 16
@@ -170,6 +171,7 @@ def test_slow_clients_cannot_crowd_out_a_scrape(server: tuple[str, WebServer, Pa
             conn.close()
 
 
+@pytest.mark.integration  # real sockets held open for seconds
 def test_a_drip_fed_head_is_cut_at_the_deadline_not_per_read(
     server: tuple[str, WebServer, Path],
 ) -> None:
@@ -239,6 +241,7 @@ class Dripper:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+@pytest.mark.integration  # real sockets held open for seconds
 def test_a_worker_that_drips_is_cut_at_the_probe_deadline() -> None:
     from agent.workers import checks
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
+import pytest
 from apscheduler.triggers.interval import IntervalTrigger
 
 from agent.runner import SamplerRunner, grid_start
@@ -62,6 +63,7 @@ def test_one_failing_sampler_never_stops_the_others() -> None:
     assert got[("dsagent_sampler_errors_total", "bad")] == 2.0
 
 
+@pytest.mark.integration  # the real scheduler, on the real clock
 def test_overrunning_sampler_is_skipped_and_counted_never_stacked() -> None:
     store = SeriesStore()
     slow = Fake("slow", sleep=2.5)
@@ -86,6 +88,7 @@ def test_interval_trigger_stays_on_the_grid_for_ten_minutes() -> None:
     assert fire == start + timedelta(seconds=599)
 
 
+@pytest.mark.integration  # the real scheduler, on the real clock
 def test_real_runs_land_on_the_grid_without_accumulating_lateness() -> None:
     store = SeriesStore()
     tick = Fake("tick")

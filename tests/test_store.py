@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import tracemalloc
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -85,6 +86,7 @@ def _day(store: SeriesStore, hours: int, start_hour: int) -> None:
         store.ingest("s", samples, float(t))
 
 
+@pytest.mark.integration  # a soak: 24 h of synthetic time through tracemalloc
 def test_memory_stays_flat_over_24h_of_synthetic_time() -> None:
     store = SeriesStore(retention=900, interval=1)
     tracemalloc.start()

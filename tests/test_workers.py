@@ -18,6 +18,8 @@ from agent.workers.sampler import WorkerSampler
 from tests.conftest import AgentProcess, free_port, wait_for
 from tests.test_cli import dsagent
 
+pytestmark = pytest.mark.integration  # a simulated worker on real sockets and threads
+
 LOG_FIELDS = {
     "timestamp",
     "request_id",
