@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import functools
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from agent.config.types import Duration, Regex, Section
+
+
+@functools.cache
+def zone(name: str) -> tzinfo:
+    """Return the zone of an input's times: 'local', 'UTC' or an IANA name (KeyError)."""
+    if name == "local":
+        local = datetime.now().astimezone().tzinfo
+        assert local is not None
+        return local
+    return UTC if name.upper() == "UTC" else ZoneInfo(name)
 
 
 class LogInputConfig(Section):
@@ -20,6 +33,25 @@ class LogInputConfig(Section):
     dataset: str | None = None  # default: llm.inference for json, dsagent.node for text
     fields: dict[str, str] = Field(default_factory=dict)
     request_stats: bool = True  # json request logs feed latency, QPS and error series
+    timestamp_format: str = "auto"  # text logs: the known formats, or a strptime format
+    timezone: str = "local"  # text logs: the zone of times written without one
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            zone(value)
+        except (KeyError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: use local, UTC or a name such as "
+                             "Asia/Shanghai") from None  # fmt: skip
+        return value
+
+    @field_validator("timestamp_format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        if value != "auto" and "%" not in value:
+            raise ValueError(f"{value!r} is not a strptime format (e.g. %Y-%m-%d %H:%M:%S)")
+        return value
 
 
 class ElasticsearchConfig(Section):

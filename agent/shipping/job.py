@@ -23,13 +23,17 @@ METRICS = {
     "dsagent_log_malformed_lines_total": MetricInfo(
         "counter", "JSON inputs' lines that were not JSON."
     ),
+    "dsagent_log_lines_without_time_total": MetricInfo(
+        "counter", "Text lines with no time the agent could read (shipped at the read time)."
+    ),
     "dsagent_log_lag_bytes": MetricInfo("gauge", "Bytes written but not yet read."),
     "dsagent_log_lag_seconds": MetricInfo("gauge", "Seconds since the last commit while behind."),
 }
 COUNTERS = {"lines": "dsagent_log_lines_read_total", "shipped": "dsagent_log_docs_shipped_total",
             "retries": "dsagent_log_docs_failed_total",
             "dead_lettered": "dsagent_log_docs_dead_lettered_total",
-            "malformed": "dsagent_log_malformed_lines_total"}  # fmt: skip
+            "malformed": "dsagent_log_malformed_lines_total",
+            "no_time": "dsagent_log_lines_without_time_total"}  # fmt: skip
 
 
 class LogShipping:

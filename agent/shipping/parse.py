@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.config.shipping import LogInputConfig
+from agent.config.shipping import LogInputConfig, zone
+from agent.shipping import timestamps
 from agent.shipping.tail import Line
 
+NO_TIME = "_dateparsefailure"  # as Logstash tags a line whose time it could not read
 OOM = re.compile(rb"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED")
 LLM_FIELDS = ("model_version", "input_length", "output_length", "gpu_util")
 
@@ -156,6 +158,19 @@ def audit_doc(record: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _own_time(doc: dict[str, Any], text: str, cfg: LogInputConfig) -> None:
+    """Put a text line's own time and level in; tag it when it has no time we can read."""
+    first = text.split("\n", 1)[0]  # a multiline event takes its first line's time
+    when = timestamps.parse(first, zone(cfg.timezone), datetime.now(UTC),
+                            cfg.timestamp_format)  # fmt: skip
+    if when is None:
+        doc["tags"] = [NO_TIME]
+    else:
+        doc["@timestamp"] = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if (found := timestamps.level(first)) is not None:
+        doc["log"] = {"level": found}
+
+
 def to_doc(
     event: Event, cfg: LogInputConfig, node: str, dataset: str
 ) -> tuple[dict[str, Any], bool]:
@@ -186,12 +201,14 @@ def to_doc(
         doc = {"message": text, "event": {"original": text}}
         if malformed:
             doc["tags"] = ["json_parse_failure"]
+        else:
+            _own_time(doc, text, cfg)
     if "@timestamp" not in doc:  # not setdefault: building the string costs on every line
         doc["@timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     doc.setdefault("event", {}).update({"dataset": dataset, "module": "dsagent"})
     doc["host"] = {"name": node}
     doc["service"] = {"name": cfg.name}
-    doc["log"] = {"file": {"path": event.path}, "offset": event.start}
+    doc["log"] = {**doc.get("log", {}), "file": {"path": event.path}, "offset": event.start}
     if cfg.fields:
         doc.update(cfg.fields)
     return doc, malformed

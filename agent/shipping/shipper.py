@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agent.config.shipping import LogInputConfig
-from agent.shipping.parse import OOM, Assembler, Event, Poison, doc_id, to_doc
+from agent.shipping.parse import NO_TIME, OOM, Assembler, Event, Poison, doc_id, to_doc
 from agent.shipping.registry import Registry
 from agent.shipping.sinks import DeadLetters, Doc, Outcome
 from agent.shipping.stats import RequestStats
@@ -90,6 +90,7 @@ class Shipper(threading.Thread):
                 self._poisoned(index, event, str(exc))
                 continue
             self.counts["malformed"] += malformed
+            self.counts["no_time"] += NO_TIME in source.get("tags", ())
             if self.cfg.format == "json" and self.cfg.request_stats and not malformed:
                 self.stats.add_doc(source)
             docs.append(((doc_id(event.key, event.start), source), event))
