@@ -32,11 +32,6 @@ class RuleTrigger:
         self._running: set[str] = set()
         self._interval = 1.0
 
-    @property
-    def jobs(self) -> list[RuleGroupJob]:
-        """The groups in force."""
-        return list(self._jobs)
-
     def set_jobs(self, jobs: Sequence[RuleGroupJob], interval: float) -> None:
         """Take a new set of groups (at start and on reload); a kept group keeps its due time."""
         with self._lock:
