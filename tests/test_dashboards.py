@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agent.shipping.sinks import MAPPINGS
+from agent.shipping.template import MAPPINGS
 from tests.conftest import ROOT
 
 KIBANA = ROOT / "dashboards" / "kibana" / "dsagent.ndjson"
@@ -77,9 +77,15 @@ def test_the_two_dashboards_have_what_the_issue_lists() -> None:
 
 
 def test_every_field_a_panel_uses_is_mapped_with_a_fitting_type() -> None:
-    types = field_types(MAPPINGS)
+    check_fields(field_types(MAPPINGS))
+
+
+def check_fields(types: dict[str, str]) -> None:
+    """Assert every field a Kibana object uses is in `types` (field -> type) with a fitting type."""
     for obj in objects():
         attrs = nested(obj)
+        for field in json.loads(attrs.get("fieldFormatMap", "{}")):
+            assert types.get(field) in NUMERIC, (obj["id"], field, types.get(field))
         for agg in attrs.get("visState", {}).get("aggs", []):
             field = agg["params"].get("field")
             if field:

@@ -104,6 +104,41 @@ REQUEST = {
 }
 
 
+@pytest.mark.parametrize(
+    ("record", "gen_ai", "custom"),
+    [
+        ({"model_version": "deepseek-v3"}, {"response": {"model": "deepseek-v3"}}, {}),
+        (
+            {"model": "deepseek-v3", "model_version": "2025-03-24"},
+            {"request": {"model": "deepseek-v3"}, "response": {"model": "deepseek-v3"}},
+            {"model_version": "2025-03-24"},
+        ),
+        (
+            {"prompt_tokens": 7.0, "completion_tokens": 9, "finish_reason": "length"},
+            {"usage": {"input_tokens": 7, "output_tokens": 9},
+             "response": {"finish_reasons": ["length"]}},
+            {},
+        ),
+        (
+            {"response_id": "chatcmpl-1", "operation": "chat", "provider": "vllm",
+             "max_tokens": 512, "finish_reasons": ["stop", "length"]},
+            {"response": {"id": "chatcmpl-1", "finish_reasons": ["stop", "length"]},
+             "operation": {"name": "chat"}, "system": "vllm", "request": {"max_tokens": 512}},
+            {},
+        ),
+        ({"input_length": None, "gpu_util": None}, None, {}),
+    ],
+)  # fmt: skip
+def test_request_fields_land_in_ecs_gen_ai(
+    record: dict[str, object], gen_ai: dict[str, object] | None, custom: dict[str, object]
+) -> None:
+    from agent.shipping.ecs import request_doc
+
+    doc = request_doc(record)
+    assert doc.get("gen_ai") == gen_ai
+    assert doc.get("dsagent", {}).get("request", {}) == custom
+
+
 def event(data: bytes) -> object:
     from agent.shipping.parse import Event
 
@@ -118,12 +153,11 @@ def test_request_log_line_becomes_ecs() -> None:
     assert doc["transaction"] == {"id": "r-1"}
     assert doc["event"]["duration"] == 245_500_000 and doc["event"]["outcome"] == "success"
     assert doc["event"]["dataset"] == "llm.inference"
-    assert doc["llm"] == {
-        "model_version": "v3",
-        "input_length": 120,
-        "output_length": 300,
-        "gpu_util": 0.81,
+    assert doc["gen_ai"] == {
+        "usage": {"input_tokens": 120, "output_tokens": 300},
+        "response": {"model": "v3"},
     }
+    assert doc["dsagent"] == {"request": {"gpu_util": 0.81}}
     assert doc["host"] == {"name": "gpu-01"} and doc["service"] == {"name": "vllm"}
     assert doc["log"]["offset"] == 100 and doc["cluster"] == "bj-1"
     failed, _ = to_doc(
@@ -226,3 +260,49 @@ def test_cuda_oom_lines_are_counted(tmp_path: Path) -> None:
     names = {s.name: s.value for s in shipper.stats.samples(__import__("time").time(), "node")}
     assert names["inference_cuda_oom_total"] == 1.0
     assert len((tmp_path / "out" / "dsagent.node.ndjson").read_text().splitlines()) == 2
+
+
+def test_without_the_template_privilege_documents_still_ship(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A user allowed to write but not to manage templates (ES security's 403) still ships."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from agent.config.shipping import ElasticsearchConfig
+    from agent.shipping.sinks import ElasticsearchSink
+
+    class Cluster(BaseHTTPRequestHandler):
+        def reply(self, code: int, body: object) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("X-Elastic-Product", "Elasticsearch")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            self.reply(403, {"error": {"type": "security_exception"}, "status": 403})
+
+        def do_PUT(self) -> None:
+            if not self.path.startswith("/_bulk"):
+                return self.do_GET()
+            lines = self.rfile.read(int(self.headers["Content-Length"])).splitlines()
+            items = [{"create": {"status": 201}} for _ in lines[::2]]
+            self.reply(200, {"errors": False, "items": items})
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Cluster)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        sink = ElasticsearchSink(ElasticsearchConfig(hosts=[url]))
+        for _ in range(3):
+            assert sink.ship("logs-llm.inference-default", [("a", {"x": 1})]) == ["ok"]
+    finally:
+        server.shutdown()
+    said = [r for r in caplog.records if "no privilege" in r.getMessage()]
+    assert len(said) == 1 and "security_exception" in said[0].getMessage()

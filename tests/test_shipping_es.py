@@ -63,12 +63,15 @@ def test_request_logs_become_ecs_documents_and_bad_ones_dead_letters(
         "".join(line(i) for i in range(50))
         + '{"request_id": "bad", broken\n'
         + line(50, input_length="lots")
-    )  # a mapping error: input_length is a long
+    )  # a mapping error: input_length is an integer
     agent = agent_factory(config(elasticsearch.url, log))
     wait_for(lambda: elasticsearch.count(INDEX) >= 51, 60, "51 documents")
     hit = search(elasticsearch, INDEX, {"query": {"term": {"transaction.id": "r000007"}}})
     doc = hit["hits"]["hits"][0]["_source"]
-    assert doc["event"]["duration"] == 107_000_000 and doc["llm"]["model_version"] == "deepseek-v3"
+    assert (
+        doc["event"]["duration"] == 107_000_000
+        and doc["gen_ai"]["response"]["model"] == "deepseek-v3"
+    )
     broken = search(elasticsearch, INDEX, {"query": {"term": {"tags": "json_parse_failure"}}})
     assert broken["hits"]["hits"][0]["_source"]["event"]["original"].startswith('{"request_id"')
     dead = (agent.state / "dead-letter" / "vllm.ndjson").read_text().splitlines()

@@ -14,11 +14,11 @@ from typing import Any
 
 from agent.config.shipping import LogInputConfig, zone
 from agent.shipping import timestamps
+from agent.shipping.ecs import MAPPERS, request_doc
 from agent.shipping.tail import Line
 
 NO_TIME = "_dateparsefailure"  # as Logstash tags a line whose time it could not read
 OOM = re.compile(rb"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED")
-LLM_FIELDS = ("model_version", "input_length", "output_length", "gpu_util")
 
 
 @dataclass
@@ -74,17 +74,6 @@ class Poison(ValueError):
     """A line that parsed but cannot become a document: it goes to the dead letters."""
 
 
-def _finite(value: Any) -> float | None:
-    """Return a JSON number as a finite float, else None (bools, 1e999, strings)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:  # an integer past a float's range
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _constant(name: str) -> Any:
     raise Poison(f"{name} is not a JSON number")
 
@@ -99,63 +88,6 @@ def _float(text: str) -> float:
 def loads(text: str) -> Any:
     """Parse strict JSON: NaN, Infinity and numbers past a double raise Poison."""
     return json.loads(text, parse_constant=_constant, parse_float=_float)
-
-
-def _timestamp(value: Any) -> str | None:
-    number = _finite(value)
-    if number is not None:
-        if not 0 <= number < 253402300800:  # year 1970 to 9999, what ES date fields take
-            return None
-        return datetime.fromtimestamp(number, UTC).isoformat().replace("+00:00", "Z")
-    return value if isinstance(value, str) else None
-
-
-def request_doc(record: dict[str, Any]) -> dict[str, Any]:
-    """Map the ops guide's request log fields onto ECS and an `llm` namespace."""
-    doc: dict[str, Any] = {"llm": {k: record[k] for k in LLM_FIELDS if k in record}}
-    if (ts := _timestamp(record.get("timestamp"))) is not None:
-        doc["@timestamp"] = ts
-    if "request_id" in record:
-        doc["transaction"] = {"id": str(record["request_id"])}
-    error = record.get("error_code")
-    event: dict[str, Any] = {"outcome": "failure" if error else "success"}
-    latency = _finite(record.get("latency_ms"))
-    if latency is not None and 0 <= latency < 9.2e12:  # ECS: nanoseconds, within a long
-        event["duration"] = int(latency * 1_000_000)
-    doc["event"] = event
-    if error:
-        doc["error"] = {"code": str(error)}
-    return doc
-
-
-def alert_doc(record: dict[str, Any]) -> dict[str, Any]:
-    """Map one alert-log line: the alert's fields under dsagent.alert, its labels under labels."""
-    alert = {k: record.get(k) for k in ("state", "previous", "severity", "value")}
-    annotations, labels = record.get("annotations"), record.get("labels")
-    summary = annotations.get("summary") if isinstance(annotations, dict) else None
-    return {
-        "@timestamp": record.get("@timestamp"),
-        "message": str(summary if summary is not None else record.get("alertname", "")),
-        "labels": labels if isinstance(labels, dict) else {},
-        "dsagent": {"alert": {**alert, "name": record.get("alertname")}},
-        "event": {"kind": "alert"},
-    }
-
-
-def audit_doc(record: dict[str, Any]) -> dict[str, Any]:
-    """Map one audit-log line onto ECS: who, what, the answer."""
-    status = record.get("status")
-    failed = not isinstance(status, int) or isinstance(status, bool) or status >= 400
-    return {
-        "@timestamp": record.get("@timestamp"),
-        "user": {"name": record.get("who"), "roles": [record.get("role")]},
-        "http": {"request": {"method": record.get("method")},
-                 "response": {"status_code": record.get("status")}},
-        "url": {"path": record.get("path")},
-        "source": {"ip": record.get("remote")},
-        "event": {"kind": "event", "outcome": "failure" if failed else "success",
-                  "reason": record.get("reason")},
-    }  # fmt: skip
 
 
 def _own_time(doc: dict[str, Any], text: str, cfg: LogInputConfig) -> None:
@@ -190,9 +122,7 @@ def to_doc(
             record = None
         malformed = not isinstance(record, dict)
         if isinstance(record, dict):
-            mapper = {"dsagent.alerts": alert_doc, "dsagent.audit": audit_doc}.get(
-                dataset, request_doc
-            )
+            mapper = MAPPERS.get(dataset, request_doc)
             try:
                 doc = mapper(record)
             except (ArithmeticError, ValueError, TypeError, AttributeError, OSError) as exc:

@@ -10,48 +10,12 @@ from typing import Any, Literal
 
 from agent.config.shipping import ElasticsearchConfig
 from agent.files import JsonLinesLog
+from agent.shipping import template
 
 log = logging.getLogger(__name__)
 
 Outcome = Literal["ok", "retry"] | tuple[Literal["dead"], str]
 Doc = tuple[str, dict[str, Any]]  # (_id, source)
-TEMPLATE_PATTERNS = ["logs-llm.inference-*", "logs-dsagent.*"]
-
-
-def _props(**fields: Any) -> dict[str, Any]:
-    return {"properties": fields}
-
-
-KEYWORD, LONG = {"type": "keyword"}, {"type": "long"}
-MAPPINGS = _props(**{
-    "@timestamp": {"type": "date"}, "message": {"type": "text"}, "tags": KEYWORD,
-    "host": _props(name=KEYWORD), "service": _props(name=KEYWORD),
-    "event": _props(dataset=KEYWORD, module=KEYWORD, outcome=KEYWORD, duration=LONG,
-                    original={"type": "keyword", "index": False, "doc_values": False}),
-    "error": _props(code=KEYWORD), "transaction": _props(id=KEYWORD),
-    "log": _props(file=_props(path=KEYWORD), offset=LONG),
-    "llm": _props(model_version=KEYWORD, input_length=LONG, output_length=LONG,
-                  gpu_util={"type": "float"}),
-    "labels": {"type": "object", "dynamic": True},
-    "dsagent": _props(alert=_props(name=KEYWORD, state=KEYWORD, previous=KEYWORD,
-                                   severity=KEYWORD, value={"type": "double"})),
-})  # fmt: skip
-ILM_POLICY = {"policy": {"phases": {
-    "hot": {"actions": {"rollover": {"max_age": "1d", "max_primary_shard_size": "50gb"}}},
-    "delete": {"min_age": "30d", "actions": {"delete": {}}},
-}}}  # fmt: skip
-
-
-def index_template(data_streams: bool, ilm: bool) -> dict[str, Any]:
-    """Build the composable index template (priority above Elastic's own 500 for logs-*-*)."""
-    template: dict[str, Any] = {"mappings": MAPPINGS}
-    if ilm:
-        template["settings"] = {"index.lifecycle.name": "dsagent-logs"}
-    body: dict[str, Any] = {"index_patterns": TEMPLATE_PATTERNS, "priority": 600,
-                            "template": template, "_meta": {"managed_by": "dsagent"}}  # fmt: skip
-    if data_streams:
-        body["data_stream"] = {}
-    return body
 
 
 class ElasticsearchSink:
@@ -79,37 +43,52 @@ class ElasticsearchSink:
         return f"logs-{dataset}-{self.namespace}"
 
     def setup(self) -> bool:
-        """Install the template (and an ILM policy) once the cluster answers; feature-detect."""
+        """Install the templates (and an ILM policy) once the cluster answers; feature-detect."""
         from elasticsearch import ApiError, TransportError
 
         try:
-            data_streams = self._supported("GET", "/_data_stream")
-            ilm = self._supported("GET", "/_ilm/status")
-            if ilm:
-                self.es.perform_request("PUT", "/_ilm/policy/dsagent-logs", headers=_JSON,
-                                        body=ILM_POLICY)  # fmt: skip
-            body = index_template(data_streams, ilm)
-            self.es.perform_request(
-                "PUT", "/_index_template/dsagent-logs", headers=_JSON, body=body
-            )
-        except (ApiError, TransportError) as exc:
+            self._install()
+        except ApiError as exc:
+            if exc.meta.status in (401, 403):
+                log.warning("elasticsearch: no privilege to install the index template (%s %s); "
+                            "documents take the cluster's own mappings", exc.meta.status,
+                            _error_type(exc))  # fmt: skip
+            elif exc.meta.status == 400:  # the cluster refuses the template: ship all the same
+                log.error("elasticsearch refused the index template (%s); documents take the "
+                          "cluster's own mappings", exc)  # fmt: skip
+            else:
+                log.warning("elasticsearch not ready (%s); will retry", exc)
+                return False
+        except TransportError as exc:
             log.warning("elasticsearch not ready (%s); will retry", exc)
             return False
-        if not data_streams:
-            log.info("elasticsearch has no data streams: writing plain indices")
-        elif not ilm:
-            log.info("elasticsearch has no ILM: data streams without a lifecycle policy")
         self.ready = True
         return True
 
-    def _supported(self, method: str, path: str) -> bool:
-        from elasticsearch import ApiError
+    def _install(self) -> None:
+        """Detect modules and ecs@mappings with calls every ES 8 and 9 answers (no 405s)."""
+        nodes = self._get("/_nodes/_local/plugins?filter_path=nodes.*.modules.name")
+        modules = template.modules(nodes or {})
+        ecs = self._get(f"/_component_template/{template.ECS_COMPONENT}") is not None
+        if template.ILM in modules:
+            self._put(f"/_ilm/policy/{template.NAME}", template.ILM_POLICY)
+        self._put(f"/_component_template/{template.COMPONENT}", template.component(modules))
+        self._put(f"/_index_template/{template.NAME}", template.index_template(modules, ecs))
+        log.info("elasticsearch: index template installed (data streams: %s, ILM: %s, "
+                 "ecs@mappings: %s)", template.DATA_STREAMS in modules, template.ILM in modules,
+                 ecs)  # fmt: skip
+
+    def _get(self, path: str) -> Any:
+        """GET a path; None for a 404 (which, unlike a 405, never marks the node dead)."""
+        from elasticsearch import NotFoundError
 
         try:
-            self.es.perform_request(method, path, headers={"accept": "application/json"})
-            return True
-        except ApiError as exc:
-            return exc.meta.status not in (400, 404, 405)
+            return self.es.perform_request("GET", path, headers=_ACCEPT).body
+        except NotFoundError:
+            return None
+
+    def _put(self, path: str, body: dict[str, Any]) -> None:
+        self.es.perform_request("PUT", path, headers=_JSON, body=body)
 
     def ship(self, index: str, docs: list[Doc]) -> list[Outcome]:
         """Send one bulk request; return each document's outcome."""
@@ -129,7 +108,15 @@ class ElasticsearchSink:
         return [_outcome(item["create"]) for item in resp["items"]]
 
 
-_JSON = {"accept": "application/json", "content-type": "application/json"}
+_ACCEPT = {"accept": "application/json"}
+_JSON = {**_ACCEPT, "content-type": "application/json"}
+
+
+def _error_type(exc: Any) -> str:
+    """Return the ES error `type` of an ApiError, e.g. security_exception."""
+    body = getattr(exc, "body", None)
+    error = body.get("error") if isinstance(body, dict) else None
+    return str(error.get("type", "")) if isinstance(error, dict) else ""
 
 
 def _outcome(item: dict[str, Any]) -> Outcome:

@@ -41,11 +41,12 @@ class RequestStats:
 
     def add_doc(self, doc: dict[str, Any]) -> None:
         """Count one request from its ECS document."""
-        event, llm = doc.get("event", {}), doc.get("llm", {})
+        event = doc.get("event", {})
+        usage = doc.get("gen_ai", {}).get("usage", {})
         duration = event.get("duration")
         row = (time.time(), duration / 1e9 if isinstance(duration, int) else -1.0,
-               event.get("outcome") == "failure", _num(llm.get("input_length")),
-               _num(llm.get("output_length")))  # fmt: skip
+               event.get("outcome") == "failure", _num(usage.get("input_tokens")),
+               _num(usage.get("output_tokens")))  # fmt: skip
         with self.lock:
             self.rows.append(row)
 
