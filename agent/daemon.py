@@ -19,6 +19,7 @@ from agent.alerting.engine import RuleEngine, RuleGroupJob
 from agent.alerting.model import Group, RuleProblems
 from agent.alerting.rules import load_configured
 from agent.alerting.trigger import RuleTrigger
+from agent.backends import BACKENDS
 from agent.config import Config, ConfigError, load_config
 from agent.config.web import WebConfig, load_web_config
 from agent.notify.notifier import Notifier
@@ -141,7 +142,7 @@ class Daemon:
                                             time.time(), rules.outage_tolerance,
                                             rules.grace_period))  # fmt: skip
         interval = cfg.agent.sample_interval
-        jobs: list[Sampler] = [self.notifier, self.reloads, SUPERVISOR]
+        jobs: list[Sampler] = [self.notifier, self.reloads, SUPERVISOR, BACKENDS]
         every = {}
         if (watchdog := sdnotify.watchdog_interval()) is not None:
             jobs.append(sdnotify.Watchdog())  # runs on the scheduler: a stuck one goes quiet

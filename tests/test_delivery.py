@@ -9,6 +9,7 @@ or forgets a resolve).
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from agent.notify.outbox import Outbox
 from agent.notify.sender import Sender
 from agent.notify.silences import SilenceStore
 
-T0 = 1_800_000_000.0
+T0 = float(int(time.time()))  # the outbox stamps rows with the real time: stay near it
 HOOK = "http://127.0.0.1:9/hook"
 
 
@@ -68,7 +69,7 @@ def notifier(tmp: Path, config: Config | None = None) -> Notifier:
     return n
 
 
-def drain(tmp: Path, transport: Transport, now: float = T0 + 1e6) -> None:
+def drain(tmp: Path, transport: Transport, now: float = T0 + 1e4) -> None:
     """Deliver everything queued for the hook through a Sender on the fake transport."""
     c = cfg(tmp)
     sender = Sender(Outbox(tmp / "outbox.db"), "hook#0", build(c.receivers[0], HOOK), 1.0,
@@ -108,7 +109,7 @@ def test_a_3xx_or_unreachable_receiver_is_a_failure_not_a_delivery(tmp_path: Pat
     channel = build(cfg(tmp_path).receivers[0], HOOK)
     for i, post in enumerate((Transport(status=307), refused)):
         sender = Sender(outbox, "hook#0", channel, 1.0, Counter(), post=post)
-        sender.step(T0 + (i + 1) * 1e6)
+        sender.step(T0 + (i + 1) * 1e3)
     item = outbox.head("hook#0")
     assert item is not None and item.attempts == 2
 
@@ -222,7 +223,7 @@ def test_a_channel_that_cannot_build_its_request_is_a_retry_not_a_dead_sender(
 
     counts: Counter[tuple[str, str]] = Counter()
     sender = Sender(outbox, "hook#0", Broken(), 1.0, counts, post=Transport())
-    assert sender.step(T0 + 1e6) > 0
+    assert sender.step(T0 + 1e3) > 0
     item = outbox.head("hook#0")
     assert item is not None and item.attempts == 1 and counts[("hook#0", "failed")] == 1
 
@@ -264,3 +265,61 @@ def test_after_a_restart_the_timer_waits_for_the_engine_before_judging_alerts_go
     again.deliver([alert()], [], T0 + 101)  # the restored instance, still firing
     drain(tmp_path, sent)
     assert sent.statuses() == ["firing"], "no false resolve, no second firing"
+
+
+def test_a_bounded_queue_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
+    from agent.notify.sender import Policy
+
+    outbox = Outbox(tmp_path / "outbox.db")
+    for i in range(5):
+        outbox.put("hook#0", f"k{i}", {"version": "4", "status": "firing", "alerts": [], "n": i})
+    counts: Counter[tuple[str, str]] = Counter()
+    ok = Transport()
+    sender = Sender(outbox, "hook#0", build(cfg(tmp_path).receivers[0], HOOK), 1.0, counts,
+                    post=ok, policy=Policy(keep=3))  # fmt: skip
+    while sender.step(time.time()) == 0.0 and outbox.head("hook#0") is not None:
+        pass
+    assert [body["n"] for _, body, _ in ok.posts] == [2, 3, 4], "the newest three, in order"
+    assert counts[("hook#0", "dropped_overflow")] == 2
+    outbox.put("hook#0", "old", {"version": "4", "status": "firing", "alerts": []})
+    sender.policy = Policy(max_age=60.0)
+    sender.step(time.time() + 61)
+    assert outbox.head("hook#0") is None and counts[("hook#0", "dropped_expired")] == 1
+
+
+def test_a_late_notification_says_it_is_late(tmp_path: Path) -> None:
+    from agent.config.notify import ReceiverConfig
+    from agent.notify.sender import Policy
+
+    n = notifier(tmp_path)
+    n.deliver([alert()], [], T0)
+    outbox = Outbox(tmp_path / "outbox.db")
+    slack = build(ReceiverConfig(name="chat", type="slack", url=HOOK), HOOK)
+    ok = Transport()
+    sender = Sender(outbox, "hook#0", slack, 1.0, Counter(), post=ok,
+                    policy=Policy(stale_after=300.0))  # fmt: skip
+    sender.step(time.time() + 1800)
+    text = ok.posts[0][1]["text"]
+    assert "(late: queued 30 min ago)" in text and text.startswith("[FIRING:1] Hot")
+
+
+def test_a_failing_receiver_is_logged_once_and_its_recovery_once(
+    tmp_path: Path, caplog: Any
+) -> None:
+    from agent.backends import BACKENDS
+
+    outbox = Outbox(tmp_path / "outbox.db")
+    outbox.put("hook#0", "k", {"version": "4", "status": "firing", "alerts": []})
+    failing = Transport(status=503)
+    sender = Sender(outbox, "hook#0", build(cfg(tmp_path).receivers[0], HOOK), 1.0, Counter(),
+                    post=failing)  # fmt: skip
+    now = time.time()
+    for _ in range(4):
+        now += 600  # past any backoff
+        sender.step(now)
+    sender._post = Transport()
+    sender.step(now + 600)
+    lines = [r.getMessage() for r in caplog.records if "receiver:hook#0" in r.getMessage()]
+    assert len(failing.posts) == 4 and len(lines) == 2, lines
+    assert "failing: HTTP 503" in lines[0] and "is back" in lines[1]
+    assert BACKENDS.errors[("receiver:hook#0", "HTTP 503")] >= 4

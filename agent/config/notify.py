@@ -25,6 +25,11 @@ class ReceiverConfig(Section):
     secret_env: str | None = None
     timeout: Duration = Field(default=10.0, gt=0)
     text: str | None = None  # message template for the chat channels
+    # The queue while it is down: at most queue_max notifications (alertmanager: alerts), none
+    # older than queue_max_age; past that the oldest go, counted and logged.
+    queue_max: int = Field(default=10_000, gt=0)
+    queue_max_age: Duration = Field(default=86_400.0, gt=0)
+    stale_after: Duration = Field(default=600.0, gt=0)  # webhook/chat: marked late past this
 
     def targets(self) -> list[str]:
         """Return every URL this receiver posts to."""

@@ -66,5 +66,5 @@ class ElasticsearchConfig(Section):
     verify_certs: bool = True
     batch_size: int = Field(default=2000, gt=0)
     batch_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
-    timeout: Duration = Field(default=30.0, gt=0)
+    timeout: Duration = Field(default=10.0, gt=0)  # per node: then the next host is tried
     ship_alerts: bool = True  # the alert log goes to logs-dsagent.alerts-<namespace>

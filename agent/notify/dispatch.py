@@ -180,23 +180,23 @@ class Dispatcher:
             self.outbox.commit([], {key: None})
 
     def _alertmanager(self, name: str, alerts: list[AlertDict], now: float) -> int:
-        """Send firing alerts every resend_delay (endsAt ahead), resolved once, as Prometheus."""
+        """Queue firing alerts every resend_delay and a resolve once, coalesced per alert.
+
+        Only each alert's latest state waits in the queue; the sender gives a firing one its
+        endsAt when it sends, so an outage never replays a stale state (a false resolve).
+        """
         send = []
         for a in alerts:
             sent_key = a["fingerprint"] + a["status"]
             last = self.am_sent.get(sent_key)
             if last is not None and (a["status"] == "resolved" or now - last < self.resend_delay):
                 continue
-            item = dict(a)
-            if a["status"] == "firing":  # Alertmanager resolves it itself if we go silent
-                item["endsAt"] = rfc3339(now + 4 * self.resend_delay)
-            send.append(item)
+            send.append(a)
             self.am_sent[sent_key] = now
-        if not send:
-            return 0
-        ident = key_of(name, now, [a["fingerprint"] for a in send])
-        self.outbox.commit(self._targets(self.receivers[name], {"alerts": send}, ident), {})
-        return 1
+        receiver = self.receivers[name]
+        self.outbox.upsert([(f"{name}#{i}", f"am/{name}#{i}/{a['fingerprint']}", a)
+                            for i, _ in enumerate(receiver.targets()) for a in send])  # fmt: skip
+        return len(send)
 
     @staticmethod
     def _targets(receiver: ReceiverConfig, payload: dict[str, Any],

@@ -9,15 +9,16 @@ from typing import Any
 
 from agent.alerting.engine import Transition
 from agent.alerting.state import Alert
+from agent.backends import BACKENDS
 from agent.config import Config
-from agent.config.notify import ReceiverConfig
+from agent.config.notify import NotifyConfig, ReceiverConfig
 from agent.files import JsonLinesLog
 from agent.notify import channels
 from agent.notify.dispatch import Dispatcher, build_routes
 from agent.notify.inhibit import DEFAULTS, InhibitRule, inhibited, outranked
 from agent.notify.outbox import Outbox
 from agent.notify.payload import alert_dict
-from agent.notify.sender import Sender
+from agent.notify.sender import Policy, Sender
 from agent.notify.silences import SilenceStore
 from agent.store import Labels, MetricInfo, Sample, sample
 
@@ -27,7 +28,27 @@ METRICS = {
     "dsagent_notifications_sent_total": MetricInfo("counter", "Notifications delivered (2xx)."),
     "dsagent_notifications_failed_total": MetricInfo("counter", "Delivery attempts that failed."),
     "dsagent_alerts_suppressed": MetricInfo("gauge", "Alerts not notified: silenced or inhibited."),
+    "dsagent_notifications_dropped_total": MetricInfo(
+        "counter", "Queued notifications dropped past the queue's bounds (expired, overflow)."
+    ),
 }
+
+
+def policy(receiver: ReceiverConfig, notify: NotifyConfig) -> Policy:
+    """Return how a receiver's queue is kept; Alertmanager takes each alert's current state."""
+    return Policy(receiver.queue_max, receiver.queue_max_age, receiver.stale_after,
+                  current_state=receiver.type == "alertmanager",
+                  ends_in=4 * notify.resend_delay)  # fmt: skip
+
+
+def patience(cfg: Config) -> dict[str, float]:
+    """Return per receiver how long it may fail before it is overdue: its longest group_interval."""
+    routes = build_routes(cfg.routes, cfg.receivers)
+    allowed = {r.name: 0.0 for r in cfg.receivers}
+    for route in routes:
+        name = route.cfg.receiver
+        allowed[name] = max(allowed.get(name, 0.0), route.cfg.group_interval)
+    return {name: value or 60.0 for name, value in allowed.items()}
 
 
 class Notifier:
@@ -46,6 +67,7 @@ class Notifier:
         self.alerts: list[Alert] | None = None
         self.muted: dict[Labels, str] = {}  # why an instance is not notified
         self._receivers: list[ReceiverConfig] | None = None
+        self._notify: NotifyConfig | None = None
         self._lock = threading.RLock()
         self.node, self.external_url = "", ""
         self.inhibit_rules: list[InhibitRule] = []
@@ -58,11 +80,15 @@ class Notifier:
         cannot be read raises OSError before anything is swapped.
         """
         senders = None
-        if cfg.receivers != self._receivers:
+        if cfg.receivers != self._receivers or cfg.notify != self._notify:
             senders = [
-                Sender(self.outbox, f"{r.name}#{i}", channels.build(r, url), r.timeout, self.counts)
+                Sender(self.outbox, f"{r.name}#{i}", channels.build(r, url), r.timeout,
+                       self.counts, policy=policy(r, cfg.notify))
                 for r in cfg.receivers for i, url in enumerate(r.targets())
             ]  # fmt: skip
+        allowed = patience(cfg)
+        for sender in self.senders if senders is None else senders:
+            BACKENDS.declare(sender.backend, "receiver", allowed[sender.receiver.rsplit("#", 1)[0]])
         rules = [InhibitRule.from_config(c) for c in cfg.inhibit_rules]
         state, notify = cfg.agent.state_dir, cfg.notify
         with self._lock:
@@ -74,7 +100,8 @@ class Notifier:
                                       notify.resend_delay)  # fmt: skip
             if senders is not None:
                 self._swap_senders(senders)
-                self._receivers = list(cfg.receivers)
+                self._receivers, self._notify = list(cfg.receivers), cfg.notify
+                BACKENDS.forget({s.backend for s in senders}, "receiver")
 
     def _swap_senders(self, senders: list[Sender]) -> None:
         """Stop the old senders (a try in flight finishes first), then start the new ones."""
@@ -154,6 +181,10 @@ class Notifier:
                          receiver=rid)  # fmt: skip
             yield sample("dsagent_notifications_failed_total", self.counts[(rid, "failed")],
                          receiver=rid)  # fmt: skip
+            for reason in ("expired", "overflow"):
+                yield sample("dsagent_notifications_dropped_total",
+                             self.counts[(rid, f"dropped_{reason}")], receiver=rid,
+                             reason=reason)  # fmt: skip
         yield sample("dsagent_alerts_suppressed", suppressed)
 
     def close(self) -> None:

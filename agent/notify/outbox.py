@@ -31,6 +31,11 @@ CREATE TABLE IF NOT EXISTS nflog (
 """
 INSERT = ("INSERT OR IGNORE INTO outbox (receiver, key, payload, created, next_at)"
           " VALUES (?, ?, ?, ?, ?)")  # fmt: skip
+UPSERT = (
+    INSERT.replace("OR IGNORE ", "") + " ON CONFLICT (key) DO UPDATE SET"
+    " payload = excluded.payload, created = excluded.created"
+)  # keeps its place and backoff
+COLUMNS = "id, receiver, key, payload, attempts, next_at, created"
 LOG = "INSERT OR REPLACE INTO nflog (key, state, updated) VALUES (?, ?, ?)"
 MAX_BACKOFF = 300.0
 
@@ -44,6 +49,7 @@ class Item(NamedTuple):
     payload: dict[str, Any]
     attempts: int
     next_at: float
+    created: float  # when queued; for a coalesced alert, when last updated
 
 
 def backoff(attempts: int, rng: random.Random = random.Random()) -> float:  # noqa: B008
@@ -123,18 +129,37 @@ class Outbox:
         with self.wakeup:
             self.wakeup.wait_for(lambda: self.generation != seen, timeout)
 
+    def upsert(self, rows: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
+        """Queue or replace (receiver, key, payload) rows: one row per key, the latest payload."""
+        if not rows:
+            return
+        now = time.time()
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(UPSERT, [(r, k, json.dumps(p), now, now) for r, k, p in rows])
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        self.wake()
+
     def head(self, receiver: str) -> Item | None:
         """Return the oldest notification of a receiver (order per receiver is kept)."""
-        row = self._db().execute(
-            "SELECT id, receiver, key, payload, attempts, next_at FROM outbox"
-            " WHERE receiver = ? ORDER BY id LIMIT 1", (receiver,)).fetchone()  # fmt: skip
-        if row is None:
-            return None
-        return Item(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5])
+        batch = self.batch(receiver, 1)
+        return batch[0] if batch else None
+
+    def batch(self, receiver: str, limit: int) -> list[Item]:
+        """Return up to `limit` of a receiver's notifications, oldest first."""
+        rows = self._db().execute(
+            f"SELECT {COLUMNS} FROM outbox WHERE receiver = ? ORDER BY id LIMIT ?",
+            (receiver, limit)).fetchall()  # fmt: skip
+        return [Item(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in rows]
 
     def done(self, item: Item) -> None:
-        """Remove a delivered notification."""
-        self._db().execute("DELETE FROM outbox WHERE id = ?", (item.id,))
+        """Remove a delivered notification, unless it was replaced while it was being sent."""
+        self._db().execute("DELETE FROM outbox WHERE id = ? AND created = ?",
+                           (item.id, item.created))  # fmt: skip
 
     def failed(self, item: Item, error: str, now: float) -> float:
         """Record a failed try at `now`; return when the next one is due."""
@@ -143,6 +168,16 @@ class Outbox:
             "UPDATE outbox SET attempts = attempts + 1, next_at = ?, last_error = ? WHERE id = ?",
             (due, error[:500], item.id))  # fmt: skip
         return due
+
+    def trim(self, receiver: str, keep: int, max_age: float, now: float) -> tuple[int, int]:
+        """Drop what is older than max_age, then the oldest past `keep`: (expired, overflowed)."""
+        db = self._db()
+        expired = db.execute("DELETE FROM outbox WHERE receiver = ? AND created < ?",
+                             (receiver, now - max_age)).rowcount  # fmt: skip
+        overflow = db.execute(
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE receiver = ?"
+            " ORDER BY id DESC LIMIT -1 OFFSET ?)", (receiver, keep)).rowcount  # fmt: skip
+        return expired, overflow
 
     def items(self, limit: int) -> list[dict[str, Any]]:
         """Return the queue, oldest first, for the admin API."""

@@ -70,7 +70,9 @@ def summary_lines(payload: Mapping[str, Any]) -> tuple[str, list[str]]:
     name = payload["commonLabels"].get("alertname") or payload["groupLabels"].get("alertname", "")
     node = payload["commonLabels"].get("node", "")
     head = f"[FIRING:{len(firing)}]" if firing else "[RESOLVED]"
-    title = " ".join(x for x in (head, name, f"on {node}" if node else "") if x)
+    late = payload.get("queuedSeconds")
+    late_text = f"(late: queued {late // 60:.0f} min ago)" if isinstance(late, int) else ""
+    title = " ".join(x for x in (head, name, f"on {node}" if node else "", late_text) if x)
     lines = []
     for a in alerts:
         text = a["annotations"].get("summary") or a["labels"].get("alertname", "")

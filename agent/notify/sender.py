@@ -7,9 +7,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
+from agent.backends import BACKENDS
 from agent.notify.channels.base import Channel
-from agent.notify.outbox import Outbox
+from agent.notify.outbox import Item, Outbox
+from agent.notify.payload import rfc3339
 from agent.supervise import SUPERVISOR
 
 log = logging.getLogger(__name__)
@@ -32,17 +36,29 @@ def _requests_post() -> Post:
     return post
 
 
+@dataclass(frozen=True)
+class Policy:
+    """How a receiver's queue is kept: bounds, staleness, current state (for Alertmanager)."""
+
+    keep: int = 10_000
+    max_age: float = 86_400.0
+    stale_after: float = 600.0
+    current_state: bool = False
+    ends_in: float = 240.0  # current state: a firing alert's endsAt, this far after the send
+
+
 class Sender(threading.Thread):
     """Delivers one receiver's queue in order; a hanging receiver only stalls itself."""
 
     def __init__(self, outbox: Outbox, receiver: str, channel: Channel, timeout: float,
-                 counts: Counter[tuple[str, str]], *,
-                 post: Post | None = None) -> None:  # fmt: skip
+                 counts: Counter[tuple[str, str]], *, post: Post | None = None,
+                 policy: Policy = Policy()) -> None:  # fmt: skip
         super().__init__(name=f"send-{receiver}", daemon=True)
         self.outbox, self.receiver, self.channel = outbox, receiver, channel
-        self.timeout, self.counts = timeout, counts
+        self.timeout, self.counts, self.policy = timeout, counts, policy
+        self.backend = f"receiver:{receiver}"
         self.stopping = threading.Event()
-        self._failing = False
+        self._dropping = False
         self._post = post or _requests_post()
 
     def run(self) -> None:
@@ -58,38 +74,61 @@ class Sender(threading.Thread):
 
     def step(self, now: float) -> float:
         """Try the head of the queue if it is due; return how long until the next try."""
-        item = self.outbox.head(self.receiver)
-        if item is None or item.next_at > now:
-            return 1.0 if item is None else item.next_at - now
-        error = self._send(item.payload, item.key)
-        if error is None:
-            self.outbox.done(item)
+        self._trim(now)
+        items = self.outbox.batch(self.receiver, 500 if self.policy.current_state else 1)
+        if not items or items[0].next_at > now:
+            return 1.0 if not items else items[0].next_at - now
+        reason, detail = self._send(self._payload(items, now), items[0].key)
+        if reason is None:
+            for item in items:
+                self.outbox.done(item)
             self.counts[(self.receiver, "sent")] += 1
-            if self._failing:
-                log.info("receiver %s delivers again", self.receiver)
-            self._failing = False
+            BACKENDS.ok(self.backend, now)
+            self._dropping = False
             return 0.0
-        due = self.outbox.failed(item, error, now)
+        due = self.outbox.failed(items[0], f"{reason}: {detail}" if detail else reason, now)
         self.counts[(self.receiver, "failed")] += 1
-        if not self._failing:  # one line when it starts failing, not one per retry
-            log.warning("receiver %s failed (%s); retrying with backoff, next in %.0fs",
-                        self.receiver, error, due - now)  # fmt: skip
-        self._failing = True
+        BACKENDS.failed(self.backend, reason, detail, now)
         return due - now
 
-    def _send(self, payload: dict[str, object], key: str) -> str | None:
-        """Post once; return None when delivered, else the reason."""
+    def _trim(self, now: float) -> None:
+        """Keep the queue within its bounds; count what goes, and say so once per outage."""
+        expired, overflow = self.outbox.trim(self.receiver, self.policy.keep,
+                                             self.policy.max_age, now)  # fmt: skip
+        for reason, n in (("expired", expired), ("overflow", overflow)):
+            if n:
+                self.counts[(self.receiver, f"dropped_{reason}")] += n
+                if not self._dropping:
+                    log.warning("receiver %s: dropped %d queued notifications (%s; bounds: %d, "
+                                "%.0fs)", self.receiver, n, reason, self.policy.keep,
+                                self.policy.max_age)  # fmt: skip
+                self._dropping = True
+
+    def _payload(self, items: list[Item], now: float) -> dict[str, Any]:
+        """Return what to send: current state for Alertmanager, else the queued payload."""
+        if self.policy.current_state:  # each alert as it is now: endsAt from the time of sending
+            ends = rfc3339(now + self.policy.ends_in)
+            alerts = [{**i.payload, "endsAt": ends} if i.payload["status"] == "firing"
+                      else i.payload for i in items]  # fmt: skip
+            return {"alerts": alerts}
+        age = now - items[0].created
+        if age > self.policy.stale_after:  # still ordered and delivered, but said to be late
+            return {**items[0].payload, "queuedSeconds": round(age)}
+        return items[0].payload
+
+    def _send(self, payload: dict[str, Any], key: str) -> tuple[str | None, str]:
+        """Post once; return (None, "") when delivered, else a short reason and its detail."""
         try:
             url, body, headers = self.channel.request(payload, key)
         except (ValueError, TypeError, KeyError, AttributeError, OSError) as exc:
-            return f"cannot build the request: {type(exc).__name__}: {exc}"  # retried, counted
+            return "cannot build the request", f"{type(exc).__name__}: {exc}"  # retried, counted
         try:
             status, text = self._post(url, body, headers, self.timeout)
         except OSError as exc:  # requests' errors are OSErrors too
-            return type(exc).__name__
+            return type(exc).__name__, str(exc)[:200]
         if self.channel.accepted(status, text):
-            return None
-        return f"HTTP {status}: {text[:200]}"
+            return None, ""
+        return f"HTTP {status}", text[:200]
 
     def stop(self) -> None:
         """Ask the thread to end after its current try."""

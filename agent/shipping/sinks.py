@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+from agent.backends import BACKENDS
 from agent.config.shipping import ElasticsearchConfig
 from agent.files import JsonLinesLog
 from agent.shipping import template
@@ -16,6 +17,8 @@ log = logging.getLogger(__name__)
 
 Outcome = Literal["ok", "retry"] | tuple[Literal["dead"], str]
 Doc = tuple[str, dict[str, Any]]  # (_id, source)
+BACKEND = "elasticsearch"
+STALL_ALLOWED = 180.0  # seconds without a successful bulk before LogShippingStalled may fire
 
 
 class ElasticsearchSink:
@@ -33,10 +36,14 @@ class ElasticsearchSink:
             log.warning("elasticsearch: certificate verification is OFF")
         if cfg.ca_certs is not None:
             auth["ca_certs"] = str(cfg.ca_certs)
+        # A node that does not answer within the timeout is marked dead and the same request
+        # goes on to the next host; a replayed bulk is harmless (create with fixed ids: a 409).
         self.es = Elasticsearch(cfg.hosts, verify_certs=cfg.verify_certs,
-                                request_timeout=cfg.timeout, max_retries=0, **auth)  # fmt: skip
+                                request_timeout=cfg.timeout, max_retries=len(cfg.hosts) - 1,
+                                retry_on_timeout=True, **auth)  # fmt: skip
         self.namespace = cfg.namespace
         self.ready = False
+        BACKENDS.declare(BACKEND, "elasticsearch", STALL_ALLOWED)
 
     def index(self, dataset: str) -> str:
         """Return the data stream (or index) of a dataset."""
@@ -57,10 +64,10 @@ class ElasticsearchSink:
                 log.error("elasticsearch refused the index template (%s); documents take the "
                           "cluster's own mappings", exc)  # fmt: skip
             else:
-                log.warning("elasticsearch not ready (%s); will retry", exc)
+                BACKENDS.failed(BACKEND, _reason(exc), f"setting up: {exc}")
                 return False
         except TransportError as exc:
-            log.warning("elasticsearch not ready (%s); will retry", exc)
+            BACKENDS.failed(BACKEND, _reason(exc), f"setting up: {exc}")
             return False
         self.ready = True
         return True
@@ -103,13 +110,35 @@ class ElasticsearchSink:
         try:
             resp = self.es.bulk(body=body)  # type: ignore[arg-type]  # NDJSON text passes through as is
         except (ApiError, TransportError) as exc:
-            log.debug("bulk failed: %s", exc)
+            BACKENDS.failed(BACKEND, _reason(exc), str(exc)[:300])
             return ["retry"] * len(docs)
-        return [_outcome(item["create"]) for item in resp["items"]]
+        items = [item["create"] for item in resp["items"]]
+        outcomes = [_outcome(item) for item in items]
+        refused = next((i for i, o in zip(items, outcomes, strict=True) if o == "retry"), None)
+        if refused is None:
+            BACKENDS.ok(BACKEND)
+        else:  # the cluster took the request but not the documents (429, a shard unavailable)
+            BACKENDS.failed(BACKEND, _item_reason(refused))
+        return outcomes
 
 
 _ACCEPT = {"accept": "application/json"}
 _JSON = {**_ACCEPT, "content-type": "application/json"}
+
+
+def _reason(exc: Exception) -> str:
+    """Return a short reason: the HTTP status and ES error type, or the transport error."""
+    meta = getattr(exc, "meta", None)
+    status = getattr(meta, "status", None)
+    if isinstance(status, int):
+        return f"HTTP {status} {_error_type(exc)}".strip()
+    return type(exc).__name__  # ConnectionError, ConnectionTimeout, TlsError, ...
+
+
+def _item_reason(item: dict[str, Any]) -> str:
+    error = item.get("error")
+    kind = error.get("type", "") if isinstance(error, dict) else ""
+    return f"HTTP {item.get('status')} {kind}".strip()
 
 
 def _error_type(exc: Any) -> str:

@@ -25,7 +25,8 @@ METRICS = (
     "inference_requests_waiting", "inference_kv_cache_usage_ratio",
     "host_memory_used_ratio", "disk_io_wait_seconds", "net_packet_loss_ratio",
     "dsagent_log_lag_bytes", "dsagent_log_docs_dead_lettered_total", "dsagent_outbox_pending",
-    "dsagent_outbox_oldest_seconds", "dsagent_sampler_success",
+    "dsagent_outbox_oldest_seconds", "dsagent_sampler_success", "dsagent_backend_up",
+    "dsagent_backend_last_success_timestamp_seconds",
     "dsagent_config_last_reload_successful",
     "dsagent_config_last_reload_success_timestamp_seconds",
 )  # fmt: skip

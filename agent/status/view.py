@@ -201,6 +201,7 @@ def pipelines(series: Sequence[Series], now: float) -> list[str]:
         oldest = latest(one(series, "dsagent_outbox_oldest_seconds", receiver=name))
         rows.append(f" outbox {name}: {fmt(latest(pending), 'n')} pending, oldest "
                     f"{fmt(oldest, 'n')}s")  # fmt: skip
+    rows += backends(series)
     failing = sorted(s["labels"].get("sampler", "?") for s in
                      find(series, "dsagent_sampler_success") if latest(s) == 0)  # fmt: skip
     rows.append(f" samplers failing: {', '.join(failing) or 'none'}")
@@ -210,6 +211,19 @@ def pipelines(series: Sequence[Series], now: float) -> list[str]:
     rows.append(f" last reload: {'ok' if ok == 1 else 'REFUSED' if ok == 0 else '-'}"
                 f" (last good {when})")  # fmt: skip
     return rows
+
+
+def backends(series: Sequence[Series]) -> list[str]:
+    """Return one line per backend that is down, or one line saying all are up."""
+    down, count = [], 0
+    for up in find(series, "dsagent_backend_up"):
+        name, count = up["labels"].get("backend", "?"), count + 1
+        if latest(up) == 0:
+            last = latest(one(series, "dsagent_backend_last_success_timestamp_seconds",
+                              backend=name))  # fmt: skip
+            when = time.strftime("%H:%M:%S", time.localtime(last)) if last else "never"
+            down.append(f" backend {name}: DOWN (last success {when})")
+    return down or [f" backends: {count} up" if count else " backends: none"]
 
 
 def render(data: dict[str, Any], *, color: bool = False, ascii_only: bool = False,
