@@ -212,27 +212,40 @@ def sink() -> Iterator[Sink]:
     s.close()
 
 
-@pytest.fixture(scope="session")
-def elasticsearch() -> Iterator[object]:
-    """One real Elasticsearch node for the session (fetched from Maven Central once)."""
+def es_node(version: str | None = None) -> Iterator[object]:
+    """Start one real Elasticsearch node (fetched from Maven Central once); stop it after."""
     need(os.geteuid() == 0, "running Elasticsearch as its own user needs root")
     need(shutil.which("java") is not None, "java is not installed")
     need(shutil.which("mvn") is not None or (ROOT / ".cache").exists(), "maven is not installed")
-    from tests.es import Node
+    from tests.es import VERSION, Node
 
-    node = Node(free_port())
+    node = Node(free_port(), version or VERSION)
     try:
         node.start()
     except (RuntimeError, subprocess.CalledProcessError) as exc:
         node.cleanup()
-        need(False, f"elasticsearch did not start: {exc}")
+        need(False, f"elasticsearch {node.version} did not start: {exc}")
     yield node
     node.cleanup()
 
 
+@pytest.fixture(scope="session")
+def elasticsearch() -> Iterator[object]:
+    """One Elasticsearch 8 node for the session."""
+    yield from es_node()
+
+
+@pytest.fixture(scope="module")
+def elasticsearch9() -> Iterator[object]:
+    """An Elasticsearch 9 node (on the Temurin 25 JDK) for one module: it is not kept idle."""
+    from tests.es import VERSION_9
+
+    yield from es_node(VERSION_9)
+
+
 # Tests that start the agent or a real server are integration tests, whatever their module;
 # `pytest -m "not integration"` runs the rest in well under a minute.
-SERVER_FIXTURES = {"agent_factory", "elasticsearch", "textfile_agent"}
+SERVER_FIXTURES = {"agent_factory", "elasticsearch", "elasticsearch9", "textfile_agent"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -14,28 +14,36 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSION = os.environ.get("DSAGENT_TEST_ES_VERSION", "8.15.3")
+VERSION_9 = os.environ.get("DSAGENT_TEST_ES9_VERSION", "9.2.0")
+JDK_25 = Path("/usr/lib/jvm/temurin-25-jdk-amd64")  # ES 9 needs Java 21 or newer
+SINGLE = "transport.port: 0\ndiscovery.type: single-node\n"
 CACHE = ROOT / ".cache"
 USER = "dsagent-es"  # Elasticsearch refuses to run as root
 
 
-def fetch() -> Path:
+def fetch(version: str = VERSION) -> Path:
     """Download the zip once with Maven and unpack it; return ES_HOME."""
-    home = CACHE / f"elasticsearch-{VERSION}"
+    home = CACHE / f"elasticsearch-{version}"
     if (home / "bin" / "elasticsearch").exists():
         return home
     CACHE.mkdir(exist_ok=True)
-    artifact = f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{VERSION}:zip"
+    artifact = f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{version}:zip"
     subprocess.run(["mvn", "-q", "dependency:copy", f"-Dartifact={artifact}",
                     f"-DoutputDirectory={CACHE}"], check=True, timeout=900)  # fmt: skip
-    with zipfile.ZipFile(CACHE / f"elasticsearch-{VERSION}.zip") as z:
+    with zipfile.ZipFile(CACHE / f"elasticsearch-{version}.zip") as z:
         z.extractall(CACHE)
     for script in (home / "bin").iterdir():
         script.chmod(0o755)
     return home
 
 
-def java_home() -> str:
+def java_home(version: str = VERSION) -> str:
     """ES_JAVA_HOME, JAVA_HOME, or the home of the `java` on PATH (the zip bundles no JDK)."""
+    if int(version.split(".", maxsplit=1)[0]) >= 9:
+        home = os.environ.get("ES9_JAVA_HOME") or str(JDK_25)
+        if not Path(home, "bin", "java").exists():
+            raise RuntimeError(f"no Java 21+ for Elasticsearch {version} at {home}")
+        return home
     for name in ("ES_JAVA_HOME", "JAVA_HOME"):
         if os.environ.get(name):
             return os.environ[name]
@@ -55,8 +63,10 @@ def ensure_user() -> None:
 class Node:
     """One single-node cluster with its own data dir and port."""
 
-    def __init__(self, port: int) -> None:
-        self.home = fetch()
+    def __init__(self, port: int, version: str = VERSION, settings: str = SINGLE,
+                 name: str = "node") -> None:  # fmt: skip
+        self.version = version
+        self.home = fetch(version)
         ensure_user()
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -64,8 +74,8 @@ class Node:
         self.config = self.work / "config"
         shutil.copytree(self.home / "config", self.config)
         (self.config / "elasticsearch.yml").write_text(
-            f"cluster.name: dsagent-test\nnetwork.host: 127.0.0.1\nhttp.port: {port}\n"
-            "transport.port: 0\ndiscovery.type: single-node\nxpack.security.enabled: false\n"
+            f"cluster.name: dsagent-test\nnode.name: {name}\nnetwork.host: 127.0.0.1\n"
+            f"http.port: {port}\n{settings}xpack.security.enabled: false\n"
             f"path.data: {self.work / 'data'}\npath.logs: {self.work / 'logs'}\n"
             "cluster.routing.allocation.disk.threshold_enabled: false\n"
             "action.destructive_requires_name: false\n"
@@ -87,7 +97,7 @@ class Node:
     def start(self, timeout: float = 120.0) -> None:
         """Start the node and wait for it to answer."""
         env = {**os.environ, "ES_PATH_CONF": str(self.config)}
-        env["ES_JAVA_HOME"] = java_home()
+        env["ES_JAVA_HOME"] = java_home(self.version)
         log = (self.work / "stdout.log").open("ab")
         cmd = ["runuser", "-u", USER, "--", str(self.home / "bin" / "elasticsearch")]
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, cwd=self.work)

@@ -185,3 +185,35 @@ def test_exactly_once_through_outage_kill_and_both_rotations(
         },
     )
     assert dupes["aggregations"]["d"]["buckets"] == [], "no transaction.id twice"
+
+
+def test_a_node_that_never_answers_is_skipped_within_the_request(
+    agent_factory: Callable[..., AgentProcess], elasticsearch: Any, tmp_path: Path
+) -> None:
+    import socket
+
+    clean(elasticsearch)
+    silent = socket.socket()  # accepts connections (the kernel does) and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    try:
+        log = tmp_path / "requests.log"
+        log.write_text("".join(line(i) for i in range(300)))
+        hosts = f'["http://127.0.0.1:{silent.getsockname()[1]}", "{elasticsearch.url}"]'
+        text = config(elasticsearch.url, log).replace(f'["{elasticsearch.url}"]', hosts)
+        agent = agent_factory(text.replace("batch_size = 2000", 'batch_size = 50\ntimeout = "2s"'))
+        wait_for(lambda: elasticsearch.count(INDEX) >= 300, 60, "300 documents")
+        silent.setblocking(False)
+        tried = 0
+        while True:
+            try:
+                silent.accept()[0].close()
+                tried += 1
+            except BlockingIOError:
+                break
+        assert tried >= 1, "the silent node was tried"
+        metrics = agent.metrics()
+        assert 'dsagent_log_docs_failed_total{input="vllm"} 0.0' in metrics, "no bulk failed"
+        assert elasticsearch.count(INDEX) == 300
+    finally:
+        silent.close()
