@@ -217,3 +217,29 @@ def test_a_node_that_never_answers_is_skipped_within_the_request(
         assert elasticsearch.count(INDEX) == 300
     finally:
         silent.close()
+
+
+def test_a_cluster_without_a_master_is_reported_as_such_once(
+    agent_factory: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    from tests.conftest import free_port, need
+    from tests.es import Node
+
+    need(os.geteuid() == 0, "running Elasticsearch as its own user needs root")
+    lonely = Node(free_port(), settings='transport.port: 0\ndiscovery.seed_hosts: ["127.0.0.1:1"]'
+                  "\nnode.roles: [data, ingest]\n")  # fmt: skip  # its master never comes
+    lonely.start(healthy=False)
+    try:
+        log = tmp_path / "requests.log"
+        log.write_text("".join(line(i) for i in range(10)))
+        agent = agent_factory(config(lonely.url, log))
+        reason = 'reason="HTTP 503 master_not_discovered_exception"'
+        wait_for(lambda: reason in agent.metrics(), 60, "the 503 counted with its ES type")
+        assert 'dsagent_backend_up{backend="elasticsearch",kind="elasticsearch"} 0.0' in (
+            agent.metrics()
+        )
+        time.sleep(3)  # several more tries
+        said = [x for x in agent.log().splitlines() if "elasticsearch is failing" in x]
+        assert len(said) == 1 and "master_not_discovered_exception" in said[0], said
+    finally:
+        lonely.cleanup()

@@ -43,6 +43,9 @@ class ElasticsearchSink:
                                 retry_on_timeout=True, **auth)  # fmt: skip
         self.namespace = cfg.namespace
         self.ready = False
+        # How long ES itself may wait for a master or a shard: it answers 503 with the reason
+        # before the request's own deadline cuts it off without one.
+        self.wait = f"{max(1, int(cfg.timeout / 2))}s"
         BACKENDS.declare(BACKEND, "elasticsearch", STALL_ALLOWED)
 
     def index(self, dataset: str) -> str:
@@ -76,7 +79,8 @@ class ElasticsearchSink:
         """Detect modules and ecs@mappings with calls every ES 8 and 9 answers (no 405s)."""
         nodes = self._get("/_nodes/_local/plugins?filter_path=nodes.*.modules.name")
         modules = template.modules(nodes or {})
-        ecs = self._get(f"/_component_template/{template.ECS_COMPONENT}") is not None
+        path = f"/_component_template/{template.ECS_COMPONENT}?master_timeout={self.wait}"
+        ecs = self._get(path) is not None
         if template.ILM in modules:
             self._put(f"/_ilm/policy/{template.NAME}", template.ILM_POLICY)
         self._put(f"/_component_template/{template.COMPONENT}", template.component(modules))
@@ -95,6 +99,7 @@ class ElasticsearchSink:
             return None
 
     def _put(self, path: str, body: dict[str, Any]) -> None:
+        path += f"?master_timeout={self.wait}"
         self.es.perform_request("PUT", path, headers=_JSON, body=body)
 
     def ship(self, index: str, docs: list[Doc]) -> list[Outcome]:
@@ -108,7 +113,7 @@ class ElasticsearchSink:
         head = '{"create":{"_index":' + dumps(index) + ',"_id":"'
         body = "".join(head + doc_id + '"}}\n' + dumps(source) + "\n" for doc_id, source in docs)
         try:
-            resp = self.es.bulk(body=body)  # type: ignore[arg-type]  # NDJSON text passes through as is
+            resp = self.es.bulk(body=body, timeout=self.wait)  # type: ignore[arg-type]  # NDJSON text as is
         except (ApiError, TransportError) as exc:
             BACKENDS.failed(BACKEND, _reason(exc), str(exc)[:300])
             return ["retry"] * len(docs)
