@@ -1,69 +1,79 @@
-"""Agent overhead against node_exporter: both scraped every second, side by side.
+"""Agent overhead against node_exporter, measured as users run them.
 
-Prints CPU % of one core, peak RSS and scrape latency p50/p99 of each, and the ratios.
-Targets from the issue: agent CPU <= 0.7x node_exporter's, RSS <= 60 MB, scrape p99 <= peer's.
+A real Prometheus (Debian's) scrapes both every second over keep-alive connections; a second
+phase opens a new connection for every scrape, as curl-style clients and health checkers do.
+CPU comes from a cpuacct (cgroup v1) or cgroup v2 group per process, in ns, threads that
+ended included; where no group can be made it falls back to the process's ticks, and says so.
+
+Rows: dsagent on its defaults (0 GPUs); dsagent with 8 simulated GPUs, 2 simulated workers and
+the default rules; the same with a new connection per scrape. Each against node_exporter 1.5
+in the same run. `--runs N` repeats it all and prints the median ratio of each row.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 import requests
 
-from bench.common import CpuClock, free_port, percentile, wait_until
+from bench.cgroups import CpuGroup
+from bench.common import free_port, percentile, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
 class Subject:
-    """One process under measurement."""
+    """One measured process: its CPU group, peak RSS and (new-connection phase) latencies."""
 
     name: str
-    url: str
+    port: int
     proc: subprocess.Popen[bytes]
-    latencies: list[float] = field(default_factory=list)
+    group: CpuGroup
     peak_rss: int = 0
-    series: int = 0
-    clock: CpuClock | None = None
-    cpu: float = 0.0
+    latencies: list[float] = field(default_factory=list)
 
-    def scrape(self, session: requests.Session) -> None:
-        """Scrape once, timing it, and note the RSS."""
-        began = time.perf_counter()
-        resp = session.get(self.url, timeout=5)
-        self.latencies.append(time.perf_counter() - began)
-        resp.raise_for_status()
-        self.series = sum(1 for line in resp.text.splitlines() if line and line[0] != "#")
-        rss = psutil.Process(self.proc.pid).memory_info().rss
-        self.peak_rss = max(self.peak_rss, rss)
+    @property
+    def target(self) -> str:
+        """Return host:port."""
+        return f"127.0.0.1:{self.port}"
+
+    def note_rss(self) -> None:
+        """Keep the peak resident set size."""
+        with contextlib.suppress(psutil.Error):
+            self.peak_rss = max(self.peak_rss, psutil.Process(self.proc.pid).memory_info().rss)
 
 
-def start_agent(state: Path, gpus: int) -> Subject:
-    """Start dsagent on its defaults, on a free port."""
+def start(name: str, cmd: list[str], port: int) -> Subject:
+    """Start a command in a CPU group of its own."""
+    group = CpuGroup(name)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    group.enter(proc.pid)  # all its threads, and the ones it starts later; measured after warm-up
+    return Subject(name, port, proc, group)
+
+
+def start_agent(work: Path, name: str, gpus: int, workers: list[int]) -> Subject:
+    """Start dsagent on its defaults, plus simulated GPUs and workers."""
     port = free_port()
-    env = {
-        **os.environ,
-        "DSAGENT_HTTP__LISTEN": f"127.0.0.1:{port}",
-        "DSAGENT_AGENT__STATE_DIR": str(state),
-    }
+    text = f'[agent]\nstate_dir = "{work / name}"\n[http]\nlisten = "127.0.0.1:{port}"\n'
     if gpus:
-        env["DSAGENT_GPU__SIMULATE"] = str(gpus)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "run"], cwd=ROOT, env=env, stderr=subprocess.DEVNULL
-    )
-    return Subject("dsagent", f"http://127.0.0.1:{port}/metrics", proc)
+        text += f"[gpu]\nsimulate = {gpus}\n"
+    for i, wport in enumerate(workers):
+        text += f'[[workers]]\nname = "sim-{i}"\nurl = "http://127.0.0.1:{wport}"\n'
+    (work / f"{name}.toml").write_text(text)
+    cmd = [sys.executable, "-m", "agent", "run", "--config", str(work / f"{name}.toml")]
+    return start(name, cmd, port)
 
 
 def start_node_exporter() -> Subject:
@@ -72,110 +82,174 @@ def start_node_exporter() -> Subject:
     if binary is None:
         raise SystemExit("bench: node_exporter is not installed (make servers)")
     port = free_port()
-    proc = subprocess.Popen(
-        [binary, f"--web.listen-address=127.0.0.1:{port}"], stderr=subprocess.DEVNULL
-    )
-    return Subject("node_exporter", f"http://127.0.0.1:{port}/metrics", proc)
+    return start("node_exporter", [binary, f"--web.listen-address=127.0.0.1:{port}"], port)
 
 
-def measure(subjects: list[Subject], duration: float) -> float:
-    """Scrape every subject once a second for `duration`; return the wall time measured."""
-    session = requests.Session()
-    for s in subjects:
-        wait_until(lambda s=s: session.get(s.url, timeout=2).ok, 30, s.name)  # type: ignore[misc]
-    time.sleep(3)  # let the agent's first samples and imports settle
-    for s in subjects:
-        s.clock = CpuClock(s.proc.pid)
-    began = time.monotonic()
-    tick = began
-    while time.monotonic() - began < duration:
+class Prometheus:
+    """A real Prometheus scraping the subjects every second."""
+
+    def __init__(self, work: Path, subjects: list[Subject]) -> None:
+        binary = shutil.which("prometheus")
+        if binary is None:
+            raise SystemExit("bench: prometheus is not installed (make servers)")
+        jobs = "".join(f"  - job_name: {s.name}\n    static_configs: [{{targets: ['{s.target}']}}]"
+                       "\n" for s in subjects)  # fmt: skip
+        (work / "prometheus.yml").write_text(
+            f"global: {{scrape_interval: 1s, scrape_timeout: 1s}}\nscrape_configs:\n{jobs}"
+        )
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [binary, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work}/tsdb",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_until(lambda: requests.get(self.url + "/-/ready", timeout=2).ok, 60, "prometheus")
+
+    def query(self, expr: str) -> dict[str, float]:
+        """Evaluate an instant query; return its value per job."""
+        resp = requests.get(self.url + "/api/v1/query", params={"query": expr}, timeout=10)
+        out = {}
+        for item in resp.json()["data"]["result"]:
+            out[item["metric"].get("job", "")] = float(item["value"][1])
+        return out
+
+    def stop(self) -> None:
+        """Stop it."""
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def new_connection_scrapes(subjects: list[Subject], stop: threading.Event) -> None:
+    """Scrape each subject once a second, every time over a new connection."""
+    tick = time.monotonic()
+    while not stop.is_set():
         for s in subjects:
-            s.scrape(session)
+            began = time.perf_counter()
+            try:
+                requests.get(f"http://{s.target}/metrics", timeout=5).raise_for_status()
+            except requests.RequestException:
+                continue
+            s.latencies.append(time.perf_counter() - began)
         tick += 1.0
-        time.sleep(max(0.0, tick - time.monotonic()))
+        stop.wait(max(0.0, tick - time.monotonic()))
+
+
+@dataclass
+class Row:
+    """One subject's figures in one phase."""
+
+    cpu: float  # % of one core
+    rss: float  # MB
+    p50: float  # ms
+    p99: float
+    series: float
+
+
+def window(subjects: list[Subject], warmup: float, seconds: float) -> dict[str, float]:
+    """Wait the warm-up, then measure each subject's CPU % over `seconds`."""
+    time.sleep(warmup)
+    start = {s.name: s.group.seconds() for s in subjects}
+    began = time.monotonic()
+    while time.monotonic() - began < seconds:
+        for s in subjects:
+            s.note_rss()
+        time.sleep(1.0)
     wall = time.monotonic() - began
-    for s in subjects:
-        assert s.clock is not None
-        s.cpu = s.clock.seconds()
-    return wall
+    return {s.name: 100 * (s.group.seconds() - start[s.name]) / wall for s in subjects}
 
 
-def report(agent: Subject, peer: Subject, wall: float) -> None:
-    """Print the side-by-side table and the ratios."""
-    rows: list[tuple[str, Callable[[Subject], float], str]] = [
-        ("CPU, % of one core", lambda s: 100 * s.cpu / wall, "{:.2f}"),
-        ("peak RSS, MB", lambda s: s.peak_rss / 1e6, "{:.1f}"),
-        ("scrape p50, ms", lambda s: 1000 * percentile(s.latencies, 0.5), "{:.2f}"),
-        ("scrape p99, ms", lambda s: 1000 * percentile(s.latencies, 0.99), "{:.2f}"),
-        ("series exported", lambda s: float(s.series), "{:.0f}"),
-    ]
-    print(f"{'':22} {'dsagent':>10} {'node_exporter':>14} {'ratio':>7}")
-    for label, get, fmt in rows:
-        a, p = get(agent), get(peer)
-        ratio = f"{a / p:.2f}x" if p else "-"
-        print(f"{label:22} {fmt.format(a):>10} {fmt.format(p):>14} {ratio:>7}")
-    print(
-        f"\n{len(agent.latencies)} scrapes each over {wall:.0f} s, 1 s sampling, "
-        f"{psutil.cpu_count()} cores; CPU time {clock_used(agent, peer)}"
-    )
+def keep_alive_phase(work: Path, subjects: list[Subject], warmup: float,
+                     seconds: float) -> dict[str, Row]:  # fmt: skip
+    """Prometheus scrapes every subject; return each one's row."""
+    prom = Prometheus(work, subjects)
+    try:
+        cpu = window(subjects, warmup, seconds)
+        span = f"[{int(seconds)}s]"
+        q = {k: prom.query(f"quantile_over_time({k}, scrape_duration_seconds{span})")
+             for k in (0.5, 0.99)}  # fmt: skip
+        series = prom.query(f"max_over_time(scrape_samples_scraped{span})")
+    finally:
+        prom.stop()
+    return {s.name: Row(cpu[s.name], s.peak_rss / 1e6, 1000 * q[0.5].get(s.name, 0.0),
+                        1000 * q[0.99].get(s.name, 0.0), series.get(s.name, 0.0))
+            for s in subjects}  # fmt: skip
 
 
-def clock_used(*subjects: Subject) -> str:
-    """Say how the subjects' CPU time was counted."""
-    if all(s.clock and s.clock.precise for s in subjects):
-        return "per thread, in ns"
-    return "in 10 ms ticks"  # a thread ended in the run, or the kernel has no schedstat
+def new_connection_phase(subjects: list[Subject], warmup: float,
+                         seconds: float) -> dict[str, Row]:  # fmt: skip
+    """A client opens a new connection per scrape; return each subject's row."""
+    stop = threading.Event()
+    client = threading.Thread(target=new_connection_scrapes, args=(subjects, stop), daemon=True)
+    client.start()
+    try:
+        cpu = window(subjects, warmup, seconds)
+    finally:
+        stop.set()
+        client.join(timeout=10)
+    return {s.name: Row(cpu[s.name], s.peak_rss / 1e6, 1000 * percentile(s.latencies, 0.5),
+                        1000 * percentile(s.latencies, 0.99), 0.0) for s in subjects}  # fmt: skip
 
 
-def report_gpus(plain: Subject, with_gpus: Subject, gpus: int, wall: float) -> float:
-    """Print what the simulated GPUs add to the agent, measured in the same run; return it."""
-    added = 100 * (with_gpus.cpu - plain.cpu) / wall
-    print(
-        f"\nwith {gpus} simulated GPUs (a second agent, same run): "
-        f"CPU {100 * with_gpus.cpu / wall:.2f} % of a core ({added:+.2f} points), "
-        f"peak RSS {with_gpus.peak_rss / 1e6:.1f} MB, {with_gpus.series} series, "
-        f"CPU time {clock_used(plain, with_gpus)}, "
-        f"scrape p99 {1000 * percentile(with_gpus.latencies, 0.99):.2f} ms"
-    )
-    return added
-
-
-def run_once(duration: float, gpus: int) -> float | None:
-    """Run every subject side by side once and print the tables; return what the GPUs added."""
+def run_once(gpus: int, warmup: float, seconds: float) -> dict[str, tuple[Row, Row]]:
+    """Measure the three rows once; return (dsagent row, node_exporter row) by row name."""
     with tempfile.TemporaryDirectory() as tmp:
-        agent, peer = start_agent(Path(tmp) / "plain", 0), start_node_exporter()
-        subjects = [agent, peer]
-        if gpus:
-            subjects.append(start_agent(Path(tmp) / "gpus", gpus))
+        work = Path(tmp)
+        ports = [free_port() for _ in range(2)]
+        sims = [subprocess.Popen([sys.executable, "-m", "agent", "sim-worker", "--port", str(p)],
+                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for p in ports]  # fmt: skip
+        subjects = [
+            start_agent(work, "dsagent-0", 0, []),
+            start_agent(work, "dsagent-gpus", gpus, ports),
+            start_node_exporter(),
+        ]
         try:
-            wall = measure(subjects, duration)
+            keep = keep_alive_phase(work, subjects, warmup, seconds)
+            fresh = new_connection_phase(subjects[1:], warmup / 2, seconds)
         finally:
+            for p in [*(s.proc for s in subjects), *sims]:
+                p.terminate()
+                p.wait(timeout=20)
             for s in subjects:
-                s.proc.terminate()
-                s.proc.wait(timeout=10)
-    report(agent, peer, wall)
-    return report_gpus(agent, subjects[2], gpus, wall) if gpus else None
+                s.group.remove()
+    peer = "node_exporter"
+    return {
+        "keep-alive, 0 GPUs": (keep["dsagent-0"], keep[peer]),
+        f"keep-alive, {gpus} GPUs + 2 workers": (keep["dsagent-gpus"], keep[peer]),
+        f"new connection, {gpus} GPUs + 2 workers": (fresh["dsagent-gpus"], fresh[peer]),
+    }
+
+
+def print_run(rows: dict[str, tuple[Row, Row]]) -> None:
+    """Print one run's table."""
+    print(f"{'row':38} {'CPU %':>6} {'peer %':>7} {'ratio':>6} {'RSS MB':>7} {'p50 ms':>7} "
+          f"{'p99 ms':>7} {'peer p99':>8} {'series':>7}")  # fmt: skip
+    for name, (a, p) in rows.items():
+        print(f"{name:38} {a.cpu:6.2f} {p.cpu:7.2f} {a.cpu / p.cpu:5.2f}x {a.rss:7.1f} "
+              f"{a.p50:7.2f} {a.p99:7.2f} {p.p99:8.2f} {a.series:7.0f}")  # fmt: skip
 
 
 def main() -> None:
-    """Run the benchmark, `--runs` times."""
+    """Run the benchmark `--runs` times; print each run and the median ratios."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds (default 60)")
-    parser.add_argument("--gpus", type=int, default=0, help="simulated GPUs for the agent")
-    parser.add_argument("--runs", type=int, default=1, help="repeat; the GPU cost varies by run")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured (default 60)")
+    parser.add_argument("--warmup", type=float, default=20.0, help="before measuring (20)")
+    parser.add_argument("--gpus", type=int, default=8, help="simulated GPUs (default 8)")
     args = parser.parse_args()
-    added = []
+    ratios: dict[str, list[float]] = {}
     for i in range(args.runs):
-        if i:
-            print()
-        if (gpus_added := run_once(args.duration, args.gpus)) is not None:
-            added.append(gpus_added)
-    if len(added) > 1:
-        runs = ", ".join(f"{a:+.2f}" for a in added)
-        print(
-            f"\n{args.gpus} GPUs added, over {len(added)} runs: {runs} points; "
-            f"median {statistics.median(added):+.2f}"
-        )
+        print(f"run {i + 1} of {args.runs} ({time.strftime('%Y-%m-%d %H:%M')}, "
+              f"{psutil.cpu_count()} cores, CPU from {CpuGroup.how()}):")  # fmt: skip
+        rows = run_once(args.gpus, args.warmup, args.seconds)
+        print_run(rows)
+        for name, (a, p) in rows.items():
+            ratios.setdefault(name, []).append(a.cpu / p.cpu)
+    print(f"\nmedian CPU ratio to node_exporter over {args.runs} runs:")
+    for name, values in ratios.items():
+        print(f"  {name:38} {statistics.median(values):.2f}x  (runs: "
+              f"{', '.join(f'{v:.2f}' for v in values)})")  # fmt: skip
 
 
 if __name__ == "__main__":

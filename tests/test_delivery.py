@@ -12,7 +12,10 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+
+import pytest
 
 from agent.alerting.state import Alert
 from agent.config import Config
@@ -22,7 +25,7 @@ from agent.notify.outbox import Outbox
 from agent.notify.sender import Sender
 from agent.notify.silences import SilenceStore
 
-T0 = float(int(time.time()))  # the outbox stamps rows with the real time: stay near it
+T0 = 1_800_000_000.0
 HOOK = "http://127.0.0.1:9/hook"
 
 
@@ -41,6 +44,12 @@ class Transport:
     def statuses(self) -> list[str]:
         """Every alert status posted, in order."""
         return [a["status"] for _, body, _ in self.posts for a in body["alerts"]]
+
+
+@pytest.fixture(autouse=True)
+def outbox_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The outbox stamps rows at T0: synthetic time, as the rest of the pipeline here."""
+    monkeypatch.setattr("agent.notify.outbox.time", SimpleNamespace(time=lambda: T0))
 
 
 def cfg(tmp: Path, **extra: Any) -> Config:
@@ -231,7 +240,6 @@ def test_a_channel_that_cannot_build_its_request_is_a_retry_not_a_dead_sender(
 def test_a_signed_webhook_verifies_as_the_readme_shows(tmp_path: Path) -> None:
     import hashlib
     import hmac
-    import time
 
     secret = tmp_path / "secret"
     secret.write_text("s3cret\n")
@@ -277,13 +285,13 @@ def test_a_bounded_queue_drops_the_oldest_and_counts_them(tmp_path: Path) -> Non
     ok = Transport()
     sender = Sender(outbox, "hook#0", build(cfg(tmp_path).receivers[0], HOOK), 1.0, counts,
                     post=ok, policy=Policy(keep=3))  # fmt: skip
-    while sender.step(time.time()) == 0.0 and outbox.head("hook#0") is not None:
+    while sender.step(T0) == 0.0 and outbox.head("hook#0") is not None:
         pass
     assert [body["n"] for _, body, _ in ok.posts] == [2, 3, 4], "the newest three, in order"
     assert counts[("hook#0", "dropped_overflow")] == 2
     outbox.put("hook#0", "old", {"version": "4", "status": "firing", "alerts": []})
     sender.policy = Policy(max_age=60.0)
-    sender.step(time.time() + 61)
+    sender.step(T0 + 61)
     assert outbox.head("hook#0") is None and counts[("hook#0", "dropped_expired")] == 1
 
 
@@ -298,7 +306,7 @@ def test_a_late_notification_says_it_is_late(tmp_path: Path) -> None:
     ok = Transport()
     sender = Sender(outbox, "hook#0", slack, 1.0, Counter(), post=ok,
                     policy=Policy(stale_after=300.0))  # fmt: skip
-    sender.step(time.time() + 1800)
+    sender.step(T0 + 1800)
     text = ok.posts[0][1]["text"]
     assert "(late: queued 30 min ago)" in text and text.startswith("[FIRING:1] Hot")
 
@@ -313,7 +321,7 @@ def test_a_failing_receiver_is_logged_once_and_its_recovery_once(
     failing = Transport(status=503)
     sender = Sender(outbox, "hook#0", build(cfg(tmp_path).receivers[0], HOOK), 1.0, Counter(),
                     post=failing)  # fmt: skip
-    now = time.time()
+    now = T0
     for _ in range(4):
         now += 600  # past any backoff
         sender.step(now)
