@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run demo test lint servers bench fuzz deps deb clean
+.PHONY: run demo test lint servers bench profile fuzz deps deb clean
 
 $(BIN)/dsagent: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,11 @@ test: servers lint
 	$(BIN)/pytest --durations=15 $(PYTEST_ARGS)
 
 bench: deps servers
-	$(BIN)/python -m bench.overhead --gpus 8 $(ARGS)
+	$(BIN)/python -m bench.overhead $(ARGS)
+
+profile: deps
+	$(BIN)/pip install -q -e '.[profile]'
+	$(BIN)/python -m bench.profile $(ARGS)
 
 fuzz: deps
 	$(BIN)/python -m bench.fuzz $(ARGS)

@@ -124,3 +124,28 @@ def test_data_parallel_ranks_add_counts_but_not_ratios() -> None:
     assert got[("inference_requests_per_second", "")] == pytest.approx(60 / 60)
     assert got[("inference_tokens_per_second", "input")] == pytest.approx(6000 / 60)
     assert 0.1 <= got[("inference_request_latency_seconds", "0.5")] <= 0.5
+
+
+@pytest.mark.parametrize("name", ["vllm", "sglang", "tgi", "llamacpp"])
+def test_the_fast_parser_agrees_with_prometheus_clients(name: str) -> None:
+    """The hand parser (several times faster) reads what prometheus_client's reference reads."""
+    from collections import defaultdict
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from agent.workers.engine_metrics import ENGINES, wanted
+
+    text = (DIR / f"{name}_t1.txt").read_text()
+    values: dict[str, float] = defaultdict(float)
+    buckets: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name.endswith("_bucket") and "le" in s.labels:
+                buckets[s.name.removesuffix("_bucket")][float(s.labels["le"])] += s.value
+            else:
+                values[s.name] += s.value
+    snap = parse(text, 1.0)
+    assert snap.values == values and snap.buckets == buckets
+    names = wanted(ENGINES[name])
+    only = parse(text, 1.0, names)
+    assert only.values == {k: v for k, v in values.items() if k in names}

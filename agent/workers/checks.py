@@ -7,7 +7,9 @@ drips one byte at a time is cut off when the deadline passes.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import http.client
+import itertools
 import json
 import socket
 import threading
@@ -36,6 +38,54 @@ def _connection(url: str, timeout: float) -> tuple[http.client.HTTPConnection, s
     return conn, path
 
 
+class Deadlines:
+    """One thread that calls each armed function when its time comes.
+
+    A timer thread per probe cost a thread start per request, several every second.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int]] = []
+        self._armed: dict[int, Callable[[], None]] = {}
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, seconds: float, fn: Callable[[], None]) -> int:
+        """Call fn in `seconds` unless cancelled; return the handle."""
+        with self._cond:
+            handle = next(self._seq)
+            heapq.heappush(self._heap, (time.monotonic() + seconds, handle))
+            self._armed[handle] = fn
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return handle
+
+    def cancel(self, handle: int) -> None:
+        """Forget an armed function (it is dropped when its time comes)."""
+        with self._cond:
+            self._armed.pop(handle, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                when, handle = self._heap[0]
+                if when > time.monotonic():
+                    self._cond.wait(when - time.monotonic())
+                    continue
+                heapq.heappop(self._heap)
+                fn = self._armed.pop(handle, None)
+            if fn is not None:
+                fn()  # outside the lock: it only shuts a socket down
+
+
+DEADLINES = Deadlines()
+
+
 @contextlib.contextmanager
 def deadline(conn: http.client.HTTPConnection, seconds: float) -> Iterator[threading.Event]:
     """Cut the connection when `seconds` pass; the event says it was cut."""
@@ -47,13 +97,11 @@ def deadline(conn: http.client.HTTPConnection, seconds: float) -> Iterator[threa
             with contextlib.suppress(OSError):
                 conn.sock.shutdown(socket.SHUT_RDWR)  # a blocked read returns at once
 
-    timer = threading.Timer(seconds, cut)
-    timer.daemon = True
-    timer.start()
+    handle = DEADLINES.arm(seconds, cut)
     try:
         yield fired
     finally:
-        timer.cancel()
+        DEADLINES.cancel(handle)
 
 
 def _late(seconds: float, phases: dict[str, float]) -> Result:

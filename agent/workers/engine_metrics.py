@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-
-from prometheus_client.parser import text_string_to_metric_families
 
 from agent.store import MetricInfo
 
@@ -74,23 +73,40 @@ class Snapshot:
     peaks: dict[str, float] = field(default_factory=dict)  # sample name -> highest rank
 
 
-def parse(text: str, ts: float) -> Snapshot:
-    """Parse exposition text; raise ValueError if it is not Prometheus text."""
-    snap = Snapshot(ts)
+def wanted(engine: EngineMap) -> frozenset[str]:
+    """Return every sample and family name the engine map reads (histograms' series too)."""
+    names = {n for group in vars(engine).values() for n in group}
+    return frozenset(n + suffix for n in names for suffix in ("", "_bucket", "_count", "_sum"))
+
+
+# One exposition sample line: name, {labels}, value, [timestamp]. The engines serve the text
+# format; prometheus_client's parser cost several times this, for lines we mostly do not read.
+SAMPLE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?[ \t]+(\S+)([ \t]+-?\d+)?[ \t]*")
+LE = re.compile(r'[{,]\s*le\s*=\s*"([^"]*)"')
+
+
+def parse(text: str, ts: float, names: frozenset[str] | None = None) -> Snapshot:
+    """Parse exposition text (the `names` samples, if given); ValueError if it is not."""
     values: dict[str, float] = defaultdict(float)
     buckets: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
     peaks: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name.endswith("_bucket") and "le" in s.labels:
-                buckets[s.name.removesuffix("_bucket")][float(s.labels["le"])] += s.value
-                continue
-            values[s.name] += s.value
-            if not math.isnan(s.value) and s.value > peaks.get(s.name, -math.inf):
-                peaks[s.name] = s.value
-    snap.values, snap.buckets = dict(values), {k: dict(v) for k, v in buckets.items()}
-    snap.peaks = peaks
-    return snap
+    for line in text.splitlines():
+        if not line or line[0] == "#" or line.isspace():
+            continue
+        m = SAMPLE.fullmatch(line)
+        if m is None:
+            raise ValueError(f"not an exposition line: {line[:80]!r}")
+        name = m.group(1)
+        if names is not None and name not in names:
+            continue
+        value = float(m.group(3))
+        if name.endswith("_bucket") and (le := LE.search(m.group(2) or "")) is not None:
+            buckets[name.removesuffix("_bucket")][float(le.group(1))] += value
+            continue
+        values[name] += value
+        if not math.isnan(value) and value > peaks.get(name, -math.inf):
+            peaks[name] = value
+    return Snapshot(ts, dict(values), {k: dict(v) for k, v in buckets.items()}, peaks)
 
 
 def first(snap: Snapshot, names: tuple[str, ...], peak: bool = False) -> float | None:

@@ -21,6 +21,7 @@ from agent.workers.engine_metrics import (
     first,
     histogram_quantile,
     parse,
+    wanted,
 )
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class WorkerSampler:
         self.worker = worker
         self.name = f"worker:{worker.name}"
         self.engine = ENGINES[worker.engine]
+        self.names = wanted(self.engine)
         self.history: deque[Snapshot] = deque()
         self.errors = 0
         self.ready, self.reason = False, "not probed yet"
@@ -155,7 +157,7 @@ class WorkerSampler:
         if not res.ok:
             return
         try:
-            snap = parse(res.body.decode("utf-8", errors="replace"), now)
+            snap = parse(res.body.decode("utf-8", errors="replace"), now, self.names)
         except (ValueError, KeyError, IndexError) as exc:
             self.errors += 1
             log.debug("worker %s: /metrics did not parse: %s", self.worker.name, exc)
