@@ -68,7 +68,7 @@ def main() -> None:
             threading.Thread(target=scrape, args=(url, stop), daemon=True).start()
             time.sleep(10)
             spies = [subprocess.Popen([spy, "record", "--pid", str(agent.proc.pid), "--gil",
-                                       "--nonblocking", "--rate", "250", "--duration",
+                                       "--nonblocking", "--rate", "1000", "--duration",
                                        str(args.seconds), "--format", fmt, "--output",
                                        str(out / name)], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL)
