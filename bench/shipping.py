@@ -1,28 +1,46 @@
-"""Log shipping throughput into a local Elasticsearch: lines per second and CPU per line.
+"""Log shipping into a real Elasticsearch, beside rsyslog's omelasticsearch in the same run.
 
-Writes N request-log lines, starts the agent with one [[logs]] input shipping to a real
-Elasticsearch node (the integ-test zip, as the tests use), and times it until every document
-is searchable. Filebeat is not packaged for these machines, so it is not measured here: its
-published figure, about 15-17k events/s per core, is printed for context only.
+Writes N request-log lines; the agent ships them (one [[logs]] input, ECS documents) and then
+rsyslog does (`imfile` tailing the same file, `mmjsonparse`, `omelasticsearch` in bulk mode)
+into the same node (the integ-test build the tests use), each to its own index. CPU comes from
+a cgroup per process, until every document is searchable. Prints CPU seconds per 100,000 lines
+and lines per second per core for both, and the ratio. rsyslog needs Debian's `rsyslog` and
+`rsyslog-elasticsearch` (installed here when run as root).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-import psutil
-
-from bench.common import cpu_seconds, free_port, wait_until
+from bench.cgroups import CpuGroup
+from bench.common import free_port, wait_until
 from tests.es import Node
 
 ROOT = Path(__file__).resolve().parent.parent
 INDEX = "logs-llm.inference-default"
+RSYSLOG_INDEX = "rsyslog-bench"
+OMELASTICSEARCH = Path("/usr/lib/x86_64-linux-gnu/rsyslog/omelasticsearch.so")
+RSYSLOG_CONF = """module(load="imfile")
+module(load="mmjsonparse")
+module(load="omelasticsearch")
+global(workDirectory="{work}")
+template(name="doc" type="list") {{ property(name="$!all-json") }}
+input(type="imfile" file="{log}" tag="req" ruleset="es" maxLinesAtOnce="0")
+ruleset(name="es" queue.type="linkedlist" queue.size="200000" queue.dequeueBatchSize="2000") {{
+  action(type="mmjsonparse" cookie="")
+  action(type="omelasticsearch" server="127.0.0.1" serverport="{port}" template="doc"
+         searchIndex="{index}" bulkmode="on" maxbytes="5m" action.resumeRetryCount="-1")
+}}
+"""
 
 
 def write_lines(path: Path, n: int) -> None:
@@ -35,8 +53,52 @@ def write_lines(path: Path, n: int) -> None:
                                 "error_code": None}) + "\n")  # fmt: skip
 
 
+def timed(name: str, cmd: list[str], done: Callable[[], bool]) -> tuple[float, float]:
+    """Run a shipper in a cgroup until `done`; return (wall seconds, CPU seconds)."""
+    group = CpuGroup(name)
+    began = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    group.enter(proc.pid)
+    try:
+        wait_until(done, 900, f"{name}: every document")
+        return time.monotonic() - began, group.seconds()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        group.remove()
+
+
+def ship_agent(es: Node, work: Path, log: Path, lines: int) -> tuple[float, float]:
+    """Ship with dsagent."""
+    port = free_port()
+    (work / "agent.toml").write_text(
+        f'[agent]\nstate_dir = "{work / "state"}"\n[http]\nlisten = "127.0.0.1:{port}"\n'
+        f'[elasticsearch]\nhosts = ["{es.url}"]\nship_alerts = false\n'
+        f'[[logs]]\nname = "bench"\npaths = ["{log}"]\n'
+    )
+    cmd = [sys.executable, "-m", "agent", "run", "--config", str(work / "agent.toml")]
+    return timed("dsagent", cmd, lambda: es.count(INDEX) >= lines)
+
+
+def ship_rsyslog(es: Node, work: Path, log: Path, lines: int) -> tuple[float, float] | None:
+    """Ship with rsyslog's omelasticsearch; None where rsyslog cannot be had."""
+    missing = shutil.which("rsyslogd") is None or not OMELASTICSEARCH.exists()
+    if missing and os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "-q", "rsyslog", "rsyslog-elasticsearch"],
+                       check=False, capture_output=True)  # fmt: skip
+    if shutil.which("rsyslogd") is None:
+        return None
+    spool = work / "rsyslog"
+    spool.mkdir()
+    conf = work / "rsyslog.conf"
+    port = es.url.rsplit(":", 1)[1]
+    conf.write_text(RSYSLOG_CONF.format(work=spool, log=log, port=port, index=RSYSLOG_INDEX))
+    cmd = ["rsyslogd", "-n", "-f", str(conf), "-i", str(work / "rsyslog.pid")]
+    return timed("rsyslog", cmd, lambda: es.count(RSYSLOG_INDEX) >= lines)
+
+
 def main() -> None:
-    """Run the benchmark."""
+    """Run both shippers and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lines", type=int, default=200_000)
     args = parser.parse_args()
@@ -47,36 +109,25 @@ def main() -> None:
             work = Path(tmp)
             log = work / "requests.log"
             write_lines(log, args.lines)
-            port = free_port()
-            (work / "agent.toml").write_text(
-                f'[agent]\nstate_dir = "{work / "state"}"\n[http]\nlisten = "127.0.0.1:{port}"\n'
-                f'[elasticsearch]\nhosts = ["{es.url}"]\nship_alerts = false\n'
-                f'[[logs]]\nname = "bench"\npaths = ["{log}"]\n'
-            )
-            began = time.monotonic()
-            agent = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config",
-                                      str(work / "agent.toml")], cwd=ROOT,
-                                     stderr=subprocess.DEVNULL)  # fmt: skip
-            proc = psutil.Process(agent.pid)
-            try:
-                wait_until(lambda: es.count(INDEX) >= args.lines, 600, "every document")
-                wall = time.monotonic() - began
-                cpu = cpu_seconds(proc)
-            finally:
-                agent.terminate()
-                agent.wait(timeout=20)
+            os.chmod(tmp, 0o755)
+            agent = ship_agent(es, work, log, args.lines)
+            peer = ship_rsyslog(es, work, log, args.lines)
     finally:
         es.cleanup()
-    per_core = args.lines / cpu
-    print(
-        f"{args.lines} lines shipped in {wall:.1f} s: {args.lines / wall:,.0f} lines/s wall "
-        f"(start-up and Elasticsearch's own indexing on the same 2 cores included)"
-    )
-    print(
-        f"agent CPU: {cpu:.1f} s = {100_000 * cpu / args.lines:.2f} CPU s per 100,000 lines = "
-        f"{per_core:,.0f} lines/s per agent core ({per_core / 25_000:.2f}x the 25k target; "
-        f"Filebeat publishes about 15-17k events/s per core, not measured here)"
-    )
+    report(args.lines, agent, peer)
+
+
+def report(lines: int, agent: tuple[float, float], peer: tuple[float, float] | None) -> None:
+    """Print CPU per 100,000 lines and lines per core for each, and the ratio."""
+    rows = [("dsagent", agent)] + ([("rsyslog omelasticsearch", peer)] if peer else [])
+    print(f"{lines} lines into Elasticsearch 8.15 on the same cores:")
+    for name, (wall, cpu) in rows:
+        print(f"  {name:24} {wall:6.1f} s wall, {100_000 * cpu / lines:5.2f} CPU s per 100,000 "
+              f"lines = {lines / cpu:8,.0f} lines/s per core")  # fmt: skip
+    if peer:
+        print(f"  dsagent / rsyslog, lines per core: {(lines / agent[1]) / (lines / peer[1]):.2f}x")
+    else:
+        print("  rsyslog is not installed: apt-get install rsyslog rsyslog-elasticsearch")
 
 
 if __name__ == "__main__":
