@@ -38,7 +38,8 @@ input(type="imfile" file="{log}" tag="req" ruleset="es" maxLinesAtOnce="0")
 ruleset(name="es" queue.type="linkedlist" queue.size="200000" queue.dequeueBatchSize="2000") {{
   action(type="mmjsonparse" cookie="")
   action(type="omelasticsearch" server="127.0.0.1" serverport="{port}" template="doc"
-         searchIndex="{index}" bulkmode="on" maxbytes="5m" action.resumeRetryCount="-1")
+         searchIndex="{index}" bulkmode="on" maxbytes="5m" esVersion.major="8"
+         action.resumeRetryCount="-1")
 }}
 """
 
