@@ -55,12 +55,15 @@ class Deadlines:
         """Call fn in `seconds` unless cancelled; return the handle."""
         with self._cond:
             handle = next(self._seq)
-            heapq.heappush(self._heap, (time.monotonic() + seconds, handle))
+            when = time.monotonic() + seconds
+            earliest = not self._heap or when < self._heap[0][0]
+            heapq.heappush(self._heap, (when, handle))
             self._armed[handle] = fn
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if earliest:  # a later one is seen when the thread wakes for the earlier
+                self._cond.notify()
             return handle
 
     def cancel(self, handle: int) -> None:
