@@ -98,6 +98,7 @@ def check_fields(types: dict[str, str]) -> None:
 
 def exported_metrics() -> set[str]:
     from agent.alerting.engine import METRICS as ALERTS
+    from agent.backends import METRICS as BACKENDS
     from agent.daemon import RELOAD_METRICS
     from agent.notify.notifier import METRICS as NOTIFY
     from agent.runner import METRICS as RUNNER
@@ -118,6 +119,7 @@ def exported_metrics() -> set[str]:
         worker.METRICS,
         SHIPPING,
         RELOAD_METRICS,
+        BACKENDS,
     ):
         names |= set(table)
     return names | {"dsagent_build_info"}
