@@ -92,11 +92,6 @@ class Backends:
                 health.up, health.since = False, now
             health.reason = reason
 
-    def view(self) -> dict[str, Health]:
-        """Return a copy of every backend's health, for the status screen."""
-        with self._lock:
-            return {n: Health(**vars(h)) for n, h in self.health.items()}
-
     def sample(self, now: float) -> Iterator[Sample]:
         """Report up, last success, errors by reason and how overdue a failing backend is."""
         with self._lock:

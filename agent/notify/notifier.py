@@ -14,7 +14,7 @@ from agent.config import Config
 from agent.config.notify import NotifyConfig, ReceiverConfig
 from agent.files import JsonLinesLog
 from agent.notify import channels
-from agent.notify.dispatch import Dispatcher, build_routes
+from agent.notify.dispatch import Dispatcher, Route, build_routes
 from agent.notify.inhibit import DEFAULTS, InhibitRule, inhibited, outranked
 from agent.notify.outbox import Outbox
 from agent.notify.payload import alert_dict
@@ -41,10 +41,9 @@ def policy(receiver: ReceiverConfig, notify: NotifyConfig) -> Policy:
                   ends_in=4 * notify.resend_delay)  # fmt: skip
 
 
-def patience(cfg: Config) -> dict[str, float]:
+def patience(routes: list[Route], receivers: list[ReceiverConfig]) -> dict[str, float]:
     """Return per receiver how long it may fail before it is overdue: its longest group_interval."""
-    routes = build_routes(cfg.routes, cfg.receivers)
-    allowed = {r.name: 0.0 for r in cfg.receivers}
+    allowed = {r.name: 0.0 for r in receivers}
     for route in routes:
         name = route.cfg.receiver
         allowed[name] = max(allowed.get(name, 0.0), route.cfg.group_interval)
@@ -86,7 +85,8 @@ class Notifier:
                        self.counts, policy=policy(r, cfg.notify))
                 for r in cfg.receivers for i, url in enumerate(r.targets())
             ]  # fmt: skip
-        allowed = patience(cfg)
+        routes = build_routes(cfg.routes, cfg.receivers)
+        allowed = patience(routes, cfg.receivers)
         for sender in self.senders if senders is None else senders:
             BACKENDS.declare(sender.backend, "receiver", allowed[sender.receiver.rsplit("#", 1)[0]])
         rules = [InhibitRule.from_config(c) for c in cfg.inhibit_rules]
@@ -95,7 +95,6 @@ class Notifier:
             self.node, self.external_url = cfg.agent.node_name, notify.external_url
             self.inhibit_rules = rules + (list(DEFAULTS) if notify.default_inhibit else [])
             self.alert_log = JsonLinesLog(state / "alerts.log", notify.alert_log_max_bytes)
-            routes = build_routes(cfg.routes, cfg.receivers)
             self.dispatcher.configure(routes, cfg.receivers, notify.external_url,
                                       notify.resend_delay)  # fmt: skip
             if senders is not None:

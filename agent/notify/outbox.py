@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -82,6 +83,18 @@ class Outbox:
             self._local.db = db
         return db
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run the block as one write transaction: all of it lands, or none."""
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
     def put(self, receiver: str, key: str, payload: dict[str, Any]) -> bool:
         """Queue a notification; False if one with the same key is already queued."""
         now = time.time()
@@ -97,19 +110,13 @@ class Outbox:
         nor taken as sent when it was not queued. A group of None is deleted.
         """
         now = time.time()
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             db.executemany(INSERT, [(r, k, json.dumps(p), now, now) for r, k, p in items])
             for key, state in groups.items():
                 if state is None:
                     db.execute("DELETE FROM nflog WHERE key = ?", (key,))
                 else:
                     db.execute(LOG, (key, json.dumps(state), now))
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
         if items:
             self.wake()
 
@@ -134,14 +141,8 @@ class Outbox:
         if not rows:
             return
         now = time.time()
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             db.executemany(UPSERT, [(r, k, json.dumps(p), now, now) for r, k, p in rows])
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
         self.wake()
 
     def head(self, receiver: str) -> Item | None:

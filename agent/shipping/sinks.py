@@ -141,15 +141,17 @@ def _reason(exc: Exception) -> str:
 
 
 def _item_reason(item: dict[str, Any]) -> str:
-    error = item.get("error")
-    kind = error.get("type", "") if isinstance(error, dict) else ""
-    return f"HTTP {item.get('status')} {kind}".strip()
+    return f"HTTP {item.get('status')} {_type_of(item)}".strip()
 
 
 def _error_type(exc: Any) -> str:
     """Return the ES error `type` of an ApiError, e.g. security_exception."""
-    body = getattr(exc, "body", None)
-    error = body.get("error") if isinstance(body, dict) else None
+    return _type_of(getattr(exc, "body", None))
+
+
+def _type_of(answer: Any) -> str:
+    """Return `error.type` of a response body or a bulk item, or ''."""
+    error = answer.get("error") if isinstance(answer, dict) else None
     return str(error.get("type", "")) if isinstance(error, dict) else ""
 
 
