@@ -8,6 +8,8 @@ from pathlib import Path
 
 import psutil
 
+from bench.common import cpu_seconds
+
 V1 = Path("/sys/fs/cgroup/cpuacct")
 V2_ROOTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified"))
 
@@ -61,10 +63,7 @@ class CpuGroup:
         return int((self.path / "cpuacct.usage").read_text()) / 1e9
 
     def _ticks(self) -> float:
-        if self.pid is None:
-            return 0.0
-        times = psutil.Process(self.pid).cpu_times()
-        return float(times.user + times.system)
+        return 0.0 if self.pid is None else cpu_seconds(psutil.Process(self.pid))
 
     def remove(self) -> None:
         """Remove the group once its processes are gone."""
