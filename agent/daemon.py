@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent import sdnotify
+from agent import gctune, sdnotify
 from agent.alerting import persist
 from agent.alerting.engine import RuleEngine, RuleGroupJob
 from agent.alerting.model import Group, RuleProblems
@@ -311,6 +311,7 @@ def serve(cfg: Config, config_path: Path | None) -> int:
         else:
             log.error("cannot start: %s", exc)
         return 1
+    gctune.settle()
     while True:
         info = signal.sigtimedwait(SIGNALS, 1.0)
         if info is None:

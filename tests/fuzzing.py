@@ -32,7 +32,8 @@ from agent.config.web import TLS_KEYS, load_web_config
 from agent.files import JsonLinesLog
 from agent.notify.outbox import Outbox
 from agent.notify.silences import SilenceStore
-from agent.shipping.parse import Event, Poison, to_doc
+from agent.shipping.documents import Poison, to_doc
+from agent.shipping.parse import Event
 from agent.shipping.stats import RequestStats
 from agent.store import SeriesStore
 from agent.web.admin import AdminApi

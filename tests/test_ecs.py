@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.config.shipping import LogInputConfig
-from agent.shipping.parse import Event, to_doc
+from agent.shipping.documents import to_doc
+from agent.shipping.parse import Event
 from tests.ecs import violations
 
 NAMES = st.text(min_size=1, max_size=12)

@@ -17,7 +17,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from agent.config.shipping import LogInputConfig
-from agent.shipping.parse import Event, Poison, to_doc
+from agent.shipping.documents import Poison, to_doc
+from agent.shipping.parse import Event
 from tests.conftest import AgentProcess, wait_for
 from tests.fuzzing import DATASETS, RECORDS, check_line
 

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from agent.config.shipping import LogInputConfig
-from agent.shipping.parse import Assembler, doc_id, to_doc
+from agent.shipping.documents import to_doc
+from agent.shipping.parse import Assembler, doc_id
 from agent.shipping.registry import Registry
 from agent.shipping.sinks import FileSink
 from agent.shipping.stats import RequestStats
-from agent.shipping.tail import Tailer
+from agent.shipping.tail import MAX_LINE, Tailer
 
 
 def read_all(tailer: Tailer) -> list[bytes]:
@@ -215,6 +216,30 @@ def test_a_reader_that_stops_early_does_not_see_lines_twice(tmp_path: Path) -> N
             break
     rest = [line.data for line in tailer.lines(1 << 20)]
     assert first + rest == [str(i).encode() for i in range(10)]
+
+
+def test_a_line_past_max_line_is_cut_and_nothing_is_lost(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"x" * (MAX_LINE * 2 + 5) + b"\nnext\n")
+    tailer = Tailer([str(log)], Registry(tmp_path / "r.json"))
+    tailer.discover()
+    got = [line.data for line in tailer.lines(1)]  # a budget below one line still reads a line
+    got += [line.data for line in tailer.lines(1 << 30)]
+    assert [len(g) for g in got] == [MAX_LINE, MAX_LINE, 5, 4]
+    assert b"".join(got) == b"x" * (MAX_LINE * 2 + 5) + b"next"
+
+
+def test_a_budget_spans_chunks_and_stops_within_one(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    line = b"y" * 99 + b"\n"
+    log.write_bytes(line * (3 * MAX_LINE // 100))  # three chunks of lines
+    tailer = Tailer([str(log)], Registry(tmp_path / "r.json"))
+    tailer.discover()
+    first = list(tailer.lines(2 * MAX_LINE))
+    assert 2 * MAX_LINE <= sum(len(x.data) + 1 for x in first) < 3 * MAX_LINE
+    rest = list(tailer.lines(1 << 30))
+    assert len(first) + len(rest) == 3 * MAX_LINE // 100
+    assert rest[0].start == first[-1].end, "the next read starts where the last line ended"
 
 
 @pytest.mark.parametrize(

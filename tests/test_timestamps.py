@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.config.shipping import LogInputConfig
-from agent.shipping.parse import NO_TIME, Event, to_doc
+from agent.shipping.documents import NO_TIME, to_doc
+from agent.shipping.parse import Event
 from agent.shipping.timestamps import level, parse
 
 NOW = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)

@@ -9,17 +9,15 @@ from typing import Any
 # Request-log keys with an ECS home: (ECS path, how the value is taken). The first key found wins.
 TOKENS_IN = ("input_length", "input_tokens", "prompt_tokens")
 TOKENS_OUT = ("output_length", "output_tokens", "completion_tokens")
-STRINGS = {
-    "response_id": ("gen_ai", "response", "id"),
-    "operation": ("gen_ai", "operation", "name"),
-    "provider": ("gen_ai", "system"),
-}
 MAX_INT = 2**31 - 1  # ECS types token counts as `integer`
 
 
 def finite(value: Any) -> float | None:
     """Return a JSON number as a finite float, else None (bools, 1e999, strings)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    kind = type(value)
+    if kind is float:  # the common case first: this runs for every request line
+        return value if math.isfinite(value) else None
+    if kind is not int:  # bool is a subclass of int, not int itself; strings, None, lists
         return None
     try:
         number = float(value)
@@ -29,6 +27,8 @@ def finite(value: Any) -> float | None:
 
 
 def _timestamp(value: Any) -> str | None:
+    if type(value) is str:
+        return value
     number = finite(value)
     if number is not None:
         if not 0 <= number < 253402300800:  # year 1970 to 9999, what ES date fields take
@@ -37,14 +37,11 @@ def _timestamp(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _put(doc: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    for key in path[:-1]:
-        doc = doc.setdefault(key, {})
-    doc[path[-1]] = value
-
-
-def _first(record: dict[str, Any], keys: tuple[str, ...]) -> Any:
-    return next((record[k] for k in keys if record.get(k) is not None), None)
+def _first(get: Any, keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        if (value := get(key)) is not None:
+            return value
+    return None
 
 
 def _tokens(value: Any) -> Any:
@@ -54,36 +51,50 @@ def _tokens(value: Any) -> Any:
     return value
 
 
-def _model(doc: dict[str, Any], record: dict[str, Any]) -> None:
-    model, version = record.get("model"), record.get("model_version")
+def _model(get: Any, request: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+    """Fill the model names; return `dsagent.request`'s model_version where it is only that."""
+    model, version = get("model"), get("model_version")
     if model is not None:  # the model's name: a version beside it is only a version
-        _put(doc, ("gen_ai", "request", "model"), str(model))
-        _put(doc, ("gen_ai", "response", "model"), str(model))
+        request["model"] = response["model"] = str(model)
         if version is not None:
-            _put(doc, ("dsagent", "request", "model_version"), str(version))
+            return {"model_version": str(version)}
     elif version is not None:  # the ops guide's field names the model that served the request
-        _put(doc, ("gen_ai", "response", "model"), str(version))
+        response["model"] = str(version)
+    return {}
 
 
 def _gen_ai(record: dict[str, Any]) -> dict[str, Any]:
     """Build `gen_ai` (and `dsagent.request` for what ECS lacks) from one request record."""
-    doc: dict[str, Any] = {}
-    if (count := _first(record, TOKENS_IN)) is not None:
-        _put(doc, ("gen_ai", "usage", "input_tokens"), _tokens(count))
-    if (count := _first(record, TOKENS_OUT)) is not None:
-        _put(doc, ("gen_ai", "usage", "output_tokens"), _tokens(count))
-    _model(doc, record)
-    reasons = _first(record, ("finish_reasons", "finish_reason"))
-    if reasons is not None:
+    get = record.get  # straight-line on purpose: this runs for every request line shipped
+    usage: dict[str, Any] = {}
+    if (count := _first(get, TOKENS_IN)) is not None:
+        usage["input_tokens"] = _tokens(count)
+    if (count := _first(get, TOKENS_OUT)) is not None:
+        usage["output_tokens"] = _tokens(count)
+    request: dict[str, Any] = {}
+    response: dict[str, Any] = {}
+    own = _model(get, request, response)
+    if (reasons := _first(get, ("finish_reasons", "finish_reason"))) is not None:
         listed = reasons if isinstance(reasons, list) else [reasons]
-        _put(doc, ("gen_ai", "response", "finish_reasons"), [str(r) for r in listed])
-    for key, path in STRINGS.items():
-        if record.get(key) is not None:
-            _put(doc, path, str(record[key]))
-    if record.get("max_tokens") is not None:
-        _put(doc, ("gen_ai", "request", "max_tokens"), _tokens(record["max_tokens"]))
-    if record.get("gpu_util") is not None:
-        _put(doc, ("dsagent", "request", "gpu_util"), record["gpu_util"])
+        response["finish_reasons"] = [str(r) for r in listed]
+    if (value := get("response_id")) is not None:
+        response["id"] = str(value)
+    if (value := get("max_tokens")) is not None:
+        request["max_tokens"] = _tokens(value)
+    gen_ai: dict[str, Any] = {"usage": usage} if usage else {}
+    if request:
+        gen_ai["request"] = request
+    if response:
+        gen_ai["response"] = response
+    if (value := get("operation")) is not None:
+        gen_ai["operation"] = {"name": str(value)}
+    if (value := get("provider")) is not None:
+        gen_ai["system"] = str(value)
+    if (value := get("gpu_util")) is not None:
+        own["gpu_util"] = value
+    doc: dict[str, Any] = {"gen_ai": gen_ai} if gen_ai else {}
+    if own:
+        doc["dsagent"] = {"request": own}
     return doc
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agent.config.shipping import LogInputConfig
-from agent.shipping.parse import NO_TIME, OOM, Assembler, Event, Poison, doc_id, to_doc
+from agent.shipping.documents import NO_TIME, Documents, Poison
+from agent.shipping.parse import OOM, Assembler, Event, doc_id, maybe_oom
 from agent.shipping.registry import Registry
 from agent.shipping.sinks import DeadLetters, Doc, Outcome
 from agent.shipping.stats import RequestStats
@@ -44,6 +45,7 @@ class Shipper(threading.Thread):
         self.registry = Registry(state / "registry" / f"{cfg.name}.json")
         self.tailer = Tailer(cfg.paths, self.registry)
         self.assembler = Assembler(cfg.multiline)
+        self.documents = Documents(cfg, node, self.dataset)
         self.dead = DeadLetters(state / "dead-letter" / f"{cfg.name}.ndjson")
         self.stats = RequestStats()
         self.counts: Counter[str] = Counter()
@@ -69,13 +71,15 @@ class Shipper(threading.Thread):
 
     def _collect(self) -> list[Event]:
         events: list[Event] = []
+        lines = 0
         for line in self.tailer.lines(self.batch_bytes):
-            self.counts["lines"] += 1
-            if OOM.search(line.data):
+            lines += 1
+            if maybe_oom(line.data) and OOM.search(line.data):
                 self.stats.ooms += 1
             events.extend(self.assembler.feed(line))
             if len(events) >= self.batch_size:
                 break
+        self.counts["lines"] += lines
         events.extend(self.assembler.flush(idle=2.0))
         return events
 
@@ -83,17 +87,21 @@ class Shipper(threading.Thread):
         """Ship until every document is delivered or dead-lettered; False if stopped first."""
         index = self.sink.index(self.dataset)
         docs: list[tuple[Doc, Event]] = []
+        requests: list[dict[str, Any]] = []
+        count_requests = self.cfg.format == "json" and self.cfg.request_stats
         for event in events:
             try:
-                source, malformed = to_doc(event, self.cfg, self.node, self.dataset)
+                source, malformed = self.documents.build(event)
             except Poison as exc:  # set aside with its reason; its offset is committed below
                 self._poisoned(index, event, str(exc))
                 continue
-            self.counts["malformed"] += malformed
-            self.counts["no_time"] += NO_TIME in source.get("tags", ())
-            if self.cfg.format == "json" and self.cfg.request_stats and not malformed:
-                self.stats.add_doc(source)
+            if malformed or "tags" in source:
+                self.counts["malformed"] += malformed
+                self.counts["no_time"] += NO_TIME in source.get("tags", ())
+            if count_requests and not malformed:
+                requests.append(source)
             docs.append(((doc_id(event.key, event.start), source), event))
+        self.stats.add_docs(requests)
         delay = 0.5
         while docs and not self.stopping.is_set():
             outcomes = self.sink.ship(index, [d for d, _ in docs])
@@ -131,11 +139,12 @@ class Shipper(threading.Thread):
 
     def _commit(self, events: list[Event]) -> None:
         """Advance each file's offset to its last delivered event, never past a held one."""
+        last = {event.key: event for event in events}  # events of one file come in order
         updates: dict[str, dict[str, Any]] = {}
-        for event in events:
-            dev, ino, gen = (int(x) for x in event.key.split(":"))
-            updates[event.key] = {"offset": event.end, "path": event.path, "dev": dev,
-                                  "ino": ino, "gen": gen}  # fmt: skip
+        for key, event in last.items():
+            dev, ino, gen = (int(x) for x in key.split(":"))
+            updates[key] = {"offset": event.end, "path": event.path, "dev": dev, "ino": ino,
+                            "gen": gen}  # fmt: skip
         self.registry.commit(updates)
         self.last_event_at = time.time()
 

@@ -21,6 +21,8 @@ METRICS = {
 
 
 def _num(value: Any) -> float:
+    if type(value) is int and -(2**53) < value < 2**53:  # the common case: a token count
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0.0
     try:
@@ -28,6 +30,16 @@ def _num(value: Any) -> float:
     except OverflowError:
         return 0.0
     return number if math.isfinite(number) else 0.0
+
+
+def _row(now: float, doc: dict[str, Any]) -> tuple[float, float, bool, float, float]:
+    """(time, latency, failed, tokens in, tokens out) of one request document."""
+    event = doc.get("event", {})
+    usage = doc.get("gen_ai", {}).get("usage", {})
+    duration = event.get("duration")
+    return (now, duration / 1e9 if isinstance(duration, int) else -1.0,
+            event.get("outcome") == "failure", _num(usage.get("input_tokens")),
+            _num(usage.get("output_tokens")))  # fmt: skip
 
 
 class RequestStats:
@@ -41,14 +53,14 @@ class RequestStats:
 
     def add_doc(self, doc: dict[str, Any]) -> None:
         """Count one request from its ECS document."""
-        event = doc.get("event", {})
-        usage = doc.get("gen_ai", {}).get("usage", {})
-        duration = event.get("duration")
-        row = (time.time(), duration / 1e9 if isinstance(duration, int) else -1.0,
-               event.get("outcome") == "failure", _num(usage.get("input_tokens")),
-               _num(usage.get("output_tokens")))  # fmt: skip
+        self.add_docs([doc])
+
+    def add_docs(self, docs: list[dict[str, Any]]) -> None:
+        """Count requests from their ECS documents, all at the time they are shipped."""
+        now = time.time()
+        rows = [_row(now, doc) for doc in docs]
         with self.lock:
-            self.rows.append(row)
+            self.rows.extend(rows)
 
     def samples(self, now: float, input_name: str) -> Iterator[Sample]:
         """Yield the window's statistics, labelled with the input."""

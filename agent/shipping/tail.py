@@ -11,9 +11,10 @@ from typing import BinaryIO
 from agent.shipping.registry import Registry
 
 MAX_LINE = 1 << 20  # a longer line is cut here and the rest starts a new line
+CHUNK = MAX_LINE  # read at most this much at once: a batch stops after batch_size lines
 
 
-@dataclass
+@dataclass(slots=True)
 class Tracked:
     """One open file."""
 
@@ -31,7 +32,7 @@ class Tracked:
         return f"{self.dev}:{self.ino}:{self.gen}"
 
 
-@dataclass
+@dataclass(slots=True)
 class Line:
     """A complete line and where it ends in its file."""
 
@@ -119,20 +120,23 @@ class Tailer:
             t.fh.seek(0)
 
     def _read(self, t: Tracked, budget: int) -> Iterator[Line]:
-        t.fh.seek(t.read_to)
-        data = t.fh.read(max(budget, 64 * 1024))
-        last = data.rfind(b"\n")
-        if last < 0:
-            if len(data) >= MAX_LINE:
-                last = len(data) - 1
-            else:
-                t.idle += 1
-                return
-        t.idle = 0
-        for raw in data[: last + 1].splitlines(keepends=True):
-            start = t.read_to
-            t.read_to += len(raw)  # before the yield: the caller may stop after any line
-            yield Line(t.key, t.path, start, t.read_to, raw.rstrip(b"\r\n"))
+        """Yield lines from a file in chunks: a caller that stops early wasted one chunk at most."""
+        while budget > 0:
+            t.fh.seek(t.read_to)
+            data = t.fh.read(CHUNK)
+            last = data.rfind(b"\n")
+            if last < 0:
+                if len(data) < CHUNK:  # an unfinished line: wait for the rest of it
+                    t.idle += 1
+                    return
+                last = len(data) - 1  # a line past MAX_LINE: cut here, the rest is a new line
+            t.idle = 0
+            key, path = t.key, t.path
+            for raw in data[: last + 1].splitlines(keepends=True):
+                start = t.read_to
+                t.read_to += len(raw)  # before the yield: the caller may stop after any line
+                yield Line(key, path, start, t.read_to, raw.rstrip(b"\r\n"))
+            budget -= last + 1
 
     def close_finished(self) -> set[str]:
         """Close files renamed away that have been read to their end; return their keys."""
