@@ -1,7 +1,8 @@
-"""Runs each sampler as its own APScheduler job and records how each run went."""
+"""Runs the samplers on a grid, one scheduler job per round, and records how each run went."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -15,6 +16,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from agent.lanes import Lane
 from agent.samplers import Sampler, close_all
 from agent.store import MetricInfo, Sample, SeriesStore, sample
 from agent.supervise import SUPERVISOR
@@ -40,7 +42,7 @@ def grid_start(now: float, interval: float) -> float:
 
 
 class SamplerRunner:
-    """One job per sampler; an overrunning job is skipped and counted, never stacked."""
+    """One lane per sampler, kicked by its round; an overrun is skipped and counted, not stacked."""
 
     def __init__(self, store: SeriesStore, on_run: Callable[[str], None] | None = None,
                  on_ingest: Callable[[str, float], None] | None = None) -> None:  # fmt: skip
@@ -54,6 +56,8 @@ class SamplerRunner:
         self._lock = threading.Lock()
         self._grid = (0.0, 1.0)
         self.samplers: list[Sampler] = []
+        self.lanes: dict[str, Lane] = {}
+        self.rounds: dict[float, list[str]] = {}  # interval -> the lanes its round kicks
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=16)}, timezone=UTC
         )
@@ -66,31 +70,43 @@ class SamplerRunner:
 
     def schedule(self, samplers: Sequence[Sampler], interval: float,
                  intervals: Mapping[str, float] | None = None) -> None:  # fmt: skip
-        """Replace every job with one per sampler on an interval grid; close the old samplers.
+        """Replace every sampler with these, on an interval grid; close the old samplers.
 
-        `intervals` gives some jobs (the watchdog) their own interval instead of `interval`.
+        `intervals` gives some samplers (the watchdog) their own interval instead of `interval`.
         """
-        self.scheduler.remove_all_jobs()
-        close_all(self.samplers)
-        self.samplers = []
+        self.remove(list(self.samplers))
         self.add(samplers, interval, intervals)
 
     def add(self, samplers: Sequence[Sampler], interval: float,
             intervals: Mapping[str, float] | None = None) -> None:  # fmt: skip
-        """Add jobs beside the running ones (a reload replaces only the samplers that changed)."""
+        """Add samplers beside the running ones (a reload replaces only those that changed)."""
         self.samplers += samplers
         start = grid_start(time.time() + 0.05, interval)
         self._grid = (start, interval)
         for s in samplers:
             self.store.describe(s.metrics)
             every = (intervals or {}).get(s.name, interval)
-            trigger = IntervalTrigger(
-                seconds=every, start_date=datetime.fromtimestamp(start, UTC), timezone=UTC
-            )
-            self.scheduler.add_job(
-                self.run_once, trigger, args=[s], id=s.name, name=s.name,
-                max_instances=1, coalesce=True, misfire_grace_time=max(1, math.ceil(every)),
-            )  # fmt: skip
+            self.lanes[s.name] = Lane(s.name, functools.partial(self.run_once, s))
+            with self._lock:
+                self.rounds.setdefault(every, []).append(s.name)
+            job = f"round:{every:g}"
+            if self.scheduler.get_job(job) is None:
+                trigger = IntervalTrigger(
+                    seconds=every, start_date=datetime.fromtimestamp(start, UTC), timezone=UTC
+                )
+                self.scheduler.add_job(
+                    self._round, trigger, args=[every], id=job, name=job, max_instances=1,
+                    coalesce=True, misfire_grace_time=max(1, math.ceil(every)),
+                )  # fmt: skip
+
+    def _round(self, every: float) -> None:
+        """Kick every lane of this round; one still running is counted as skipped."""
+        with self._lock:
+            names = list(self.rounds.get(every, ()))
+        for name in names:
+            lane = self.lanes.get(name)
+            if lane is not None and not lane.kick():
+                self.count_skip(name)
 
     def add_timer(self, name: str, fn: Callable[[float], None], interval: float,
                   offset: float) -> None:  # fmt: skip
@@ -106,10 +122,14 @@ class SamplerRunner:
         )  # fmt: skip
 
     def remove(self, samplers: Sequence[Sampler]) -> None:
-        """Unschedule and close some jobs (a reload replacing them)."""
-        for s in samplers:
-            if self.scheduler.get_job(s.name) is not None:
-                self.scheduler.remove_job(s.name)
+        """Stop and close some samplers (a reload replacing them)."""
+        names = {s.name for s in samplers}
+        with self._lock:
+            for every, kicked in self.rounds.items():
+                self.rounds[every] = [n for n in kicked if n not in names]
+        for name in names:
+            if (lane := self.lanes.pop(name, None)) is not None:
+                lane.close()
         close_all(samplers)
         self.samplers = [s for s in self.samplers if s not in samplers]
 
@@ -127,11 +147,18 @@ class SamplerRunner:
         """Stop scheduling and release the samplers; runs in progress finish on their threads."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        close_all(self.samplers)
-        self.samplers = []
+        self.remove(list(self.samplers))
 
     def _on_skip(self, event: JobEvent) -> None:
-        self.count_skip(event.job_id)
+        """Count a missed round as a skipped run of each of its lanes."""
+        if not event.job_id.startswith("round:"):
+            self.count_skip(event.job_id)
+            return
+        with self._lock:
+            names = [n for every, kicked in self.rounds.items() for n in kicked
+                     if f"round:{every:g}" == event.job_id]  # fmt: skip
+        for name in names:
+            self.count_skip(name)
 
     def run_once(self, sampler: Sampler, at: float | None = None) -> None:
         """Run one sampler once and put its samples and its own health into the store.

@@ -63,14 +63,8 @@ def _model(get: Any, request: dict[str, Any], response: dict[str, Any]) -> dict[
     return {}
 
 
-def _gen_ai(record: dict[str, Any]) -> dict[str, Any]:
-    """Build `gen_ai` (and `dsagent.request` for what ECS lacks) from one request record."""
-    get = record.get  # straight-line on purpose: this runs for every request line shipped
-    usage: dict[str, Any] = {}
-    if (count := _first(get, TOKENS_IN)) is not None:
-        usage["input_tokens"] = _tokens(count)
-    if (count := _first(get, TOKENS_OUT)) is not None:
-        usage["output_tokens"] = _tokens(count)
+def _exchange(get: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Return `gen_ai.request`, `gen_ai.response` and `dsagent.request` of one record."""
     request: dict[str, Any] = {}
     response: dict[str, Any] = {}
     own = _model(get, request, response)
@@ -81,6 +75,18 @@ def _gen_ai(record: dict[str, Any]) -> dict[str, Any]:
         response["id"] = str(value)
     if (value := get("max_tokens")) is not None:
         request["max_tokens"] = _tokens(value)
+    return request, response, own
+
+
+def _gen_ai(record: dict[str, Any]) -> dict[str, Any]:
+    """Build `gen_ai` (and `dsagent.request` for what ECS lacks) from one request record."""
+    get = record.get  # straight-line on purpose: this runs for every request line shipped
+    usage: dict[str, Any] = {}
+    if (count := _first(get, TOKENS_IN)) is not None:
+        usage["input_tokens"] = _tokens(count)
+    if (count := _first(get, TOKENS_OUT)) is not None:
+        usage["output_tokens"] = _tokens(count)
+    request, response, own = _exchange(get)
     gen_ai: dict[str, Any] = {"usage": usage} if usage else {}
     if request:
         gen_ai["request"] = request

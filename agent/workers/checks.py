@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+import orjson
+
 
 @dataclass
 class Result:
@@ -164,7 +166,7 @@ def readiness(base: str, model: str | None, timeout: float) -> Result:
     if not res.ok:
         return res
     try:
-        ids = [m.get("id") for m in json.loads(res.body).get("data", [])]
+        ids = [m.get("id") for m in orjson.loads(res.body).get("data", [])]
     except (ValueError, AttributeError):
         return Result(False, res.status, "/v1/models is not OpenAI-style JSON", res.phases)
     if (model and model not in ids) or not ids:

@@ -1,0 +1,92 @@
+"""Lanes: one thread per sampler, a kick per round, an overrun refused, a failure restarted."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import ClassVar
+
+from agent.lanes import Lane
+from agent.runner import SamplerRunner
+from agent.store import MetricInfo, Sample, SeriesStore
+from agent.supervise import SUPERVISOR
+from tests.conftest import wait_for
+
+
+def test_a_kick_while_the_last_run_is_unfinished_is_refused() -> None:
+    release, started, runs = threading.Event(), threading.Event(), []
+
+    def run() -> None:
+        runs.append(time.monotonic())
+        started.set()
+        release.wait(5)
+
+    lane = Lane("slow", run)
+    try:
+        assert lane.kick()
+        assert started.wait(5)
+        assert not lane.kick(), "the run in progress makes a second kick an overrun"
+        release.set()
+        wait_for(lane.kick, timeout=5, what="the lane free again")
+        wait_for(lambda: len(runs) == 2, timeout=5, what="the second run")
+    finally:
+        release.set()
+        lane.close()
+
+
+def test_a_closed_lane_runs_no_more() -> None:
+    runs: list[int] = []
+    lane = Lane("x", lambda: runs.append(1))
+    lane.close()
+    assert not lane.kick()
+    time.sleep(0.1)
+    assert runs == []
+
+
+def test_a_lane_that_raises_is_counted_and_keeps_running() -> None:
+    calls: list[int] = []
+
+    def run() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+
+    before = SUPERVISOR.failures["lane:flaky"]
+    SUPERVISOR.first_delay, saved = 0.01, SUPERVISOR.first_delay
+    lane = Lane("flaky", run)
+    try:
+        lane.kick()
+        wait_for(lambda: SUPERVISOR.failures["lane:flaky"] == before + 1, timeout=5, what="count")
+        wait_for(lane.kick, timeout=5, what="the restarted lane taking a kick")
+        wait_for(lambda: len(calls) == 2, timeout=5, what="a run after the restart")
+    finally:
+        SUPERVISOR.first_delay = saved
+        lane.close()
+
+
+class Tick:
+    metrics: ClassVar[dict[str, MetricInfo]] = {}
+
+    def __init__(self, name: str) -> None:
+        self.name, self.runs = name, 0
+
+    def sample(self, now: float) -> Iterator[Sample]:
+        self.runs += 1
+        yield from ()
+
+
+def test_a_round_kicks_its_lanes_and_a_removed_sampler_is_not_run() -> None:
+    runner = SamplerRunner(SeriesStore())
+    a, b = Tick("a"), Tick("b")
+    runner.schedule([a, b], 1.0)
+    try:
+        runner._round(1.0)
+        wait_for(lambda: a.runs == 1 and b.runs == 1, timeout=5, what="one run each")
+        runner.remove([b])
+        runner._round(1.0)
+        wait_for(lambda: a.runs == 2, timeout=5, what="a's second run")
+        time.sleep(0.1)
+        assert b.runs == 1 and "b" not in runner.lanes
+    finally:
+        runner.stop()
