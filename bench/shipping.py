@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,8 +29,8 @@ from bench.common import free_port, wait_until
 from tests.es import Node
 
 ROOT = Path(__file__).resolve().parent.parent
-INDEX = "logs-llm.inference-default"
-RSYSLOG_INDEX = "rsyslog-bench"
+INDEX = "logs-llm.inference-run{run}"  # the agent's data stream, in a namespace per run
+RSYSLOG_INDEX = "rsyslog-bench-{run}"
 OMELASTICSEARCH = Path("/usr/lib/x86_64-linux-gnu/rsyslog/omelasticsearch.so")
 RSYSLOG_CONF = """module(load="imfile")
 module(load="mmjsonparse")
@@ -79,20 +80,22 @@ def timed(name: str, cmd: list[str], feed: Callable[[], None],
         group.remove()
 
 
-def ship_agent(es: Node, work: Path, source: Path, lines: int) -> tuple[float, float]:
+def ship_agent(es: Node, work: Path, source: Path, lines: int, run: int) -> tuple[float, float]:
     """Ship with dsagent."""
     log = work / "agent.log"
     port = free_port()
     (work / "agent.toml").write_text(
         f'[agent]\nstate_dir = "{work / "state"}"\n[http]\nlisten = "127.0.0.1:{port}"\n'
-        f'[elasticsearch]\nhosts = ["{es.url}"]\nship_alerts = false\n'
+        f'[elasticsearch]\nhosts = ["{es.url}"]\nship_alerts = false\nnamespace = "run{run}"\n'
         f'[[logs]]\nname = "bench"\npaths = ["{log}"]\n'
     )
     cmd = [sys.executable, "-m", "agent", "run", "--config", str(work / "agent.toml")]
-    return timed("dsagent", cmd, lambda: os.link(source, log), lambda: es.count(INDEX) >= lines)
+    index = INDEX.format(run=run)
+    return timed("dsagent", cmd, lambda: os.link(source, log), lambda: es.count(index) >= lines)
 
 
-def ship_rsyslog(es: Node, work: Path, source: Path, lines: int) -> tuple[float, float] | None:
+def ship_rsyslog(es: Node, work: Path, source: Path, lines: int,
+                 run: int) -> tuple[float, float] | None:  # fmt: skip
     """Ship with rsyslog's omelasticsearch; None where rsyslog cannot be had."""
     log = work / "rsyslog.log"
     missing = shutil.which("rsyslogd") is None or not OMELASTICSEARCH.exists()
@@ -105,30 +108,53 @@ def ship_rsyslog(es: Node, work: Path, source: Path, lines: int) -> tuple[float,
     spool.mkdir()
     conf = work / "rsyslog.conf"
     port = es.url.rsplit(":", 1)[1]
-    conf.write_text(RSYSLOG_CONF.format(work=spool, log=log, port=port, index=RSYSLOG_INDEX))
+    index = RSYSLOG_INDEX.format(run=run)
+    conf.write_text(RSYSLOG_CONF.format(work=spool, log=log, port=port, index=index))
     cmd = ["rsyslogd", "-n", "-f", str(conf), "-i", str(work / "rsyslog.pid")]
     return timed("rsyslog", cmd, lambda: os.link(source, log),
-                 lambda: es.count(RSYSLOG_INDEX) >= lines)  # fmt: skip
+                 lambda: es.count(index) >= lines)  # fmt: skip
 
 
 def main() -> None:
-    """Run both shippers and print the figures."""
+    """Run both shippers `--runs` times and print each run and the medians."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lines", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     es = Node(free_port())
     es.start()
+    results: list[tuple[tuple[float, float], tuple[float, float] | None]] = []
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            work = Path(tmp)
-            log = work / "requests.ndjson"
-            write_lines(log, args.lines)
-            os.chmod(tmp, 0o755)
-            agent = ship_agent(es, work, log, args.lines)
-            peer = ship_rsyslog(es, work, log, args.lines)
+        for run in range(args.runs):
+            with tempfile.TemporaryDirectory() as tmp:
+                work = Path(tmp)
+                log = work / "requests.ndjson"  # a new file (and inode) each run: new ids
+                write_lines(log, args.lines)
+                os.chmod(tmp, 0o755)
+                agent = ship_agent(es, work, log, args.lines, run)
+                peer = ship_rsyslog(es, work, log, args.lines, run)
+            print(f"run {run + 1} of {args.runs}:")
+            report(args.lines, agent, peer)
+            results.append((agent, peer))
     finally:
         es.cleanup()
-    report(args.lines, agent, peer)
+    medians(args.lines, results)
+
+
+def medians(lines: int, results: list[tuple[tuple[float, float], tuple[float, float] | None]],
+            ) -> None:  # fmt: skip
+    """Print the median lines per core of each shipper over the runs, and their ratio."""
+    agent = statistics.median(lines / a[1] for a, _ in results)
+    print(f"\nmedian over {len(results)} runs: dsagent {agent:,.0f} lines/s per core", end="")
+    peers = [lines / p[1] for _, p in results if p]
+    if peers:
+        peer = statistics.median(peers)
+        print(
+            f", rsyslog {peer:,.0f}; dsagent / rsyslog {agent / peer:.2f}x  (runs: "
+            f"{', '.join(f'{lines / a[1] / (lines / p[1]):.2f}' for a, p in results if p)})"
+        )
+    else:
+        print()
 
 
 def report(lines: int, agent: tuple[float, float], peer: tuple[float, float] | None) -> None:

@@ -80,6 +80,7 @@ class Documents:
 
     def __init__(self, cfg: LogInputConfig, node: str, dataset: str) -> None:
         self.cfg, self.dataset = cfg, dataset
+        self.json, self.fields = cfg.format == "json", cfg.fields
         self.mapper = MAPPERS.get(dataset, request_doc)
         # Shared by every document and never changed: fewer objects per line for the GC to chase
         self.host, self.service = {"name": node}, {"name": cfg.name}
@@ -100,13 +101,13 @@ class Documents:
         log = {**doc["log"]} if "log" in doc else {}
         log["file"], log["offset"] = self._file(event.path), event.start
         doc["log"] = log
-        if self.cfg.fields:
-            doc.update(self.cfg.fields)
+        if self.fields:
+            doc.update(self.fields)
         return doc, malformed
 
     def _body(self, data: bytes) -> tuple[dict[str, Any], bool]:
         """Map a JSON line, or wrap a text line (or a JSON input's line that is not JSON)."""
-        if self.cfg.format == "json":
+        if self.json:
             try:
                 record = loads(data)
             except Poison:
@@ -120,7 +121,7 @@ class Documents:
                     raise Poison(f"{type(exc).__name__}: {exc}") from None
         text = data.decode("utf-8", errors="replace")
         doc: dict[str, Any] = {"message": text, "event": {"original": text}}
-        if self.cfg.format == "json":
+        if self.json:
             doc["tags"] = ["json_parse_failure"]
             return doc, True
         _own_time(doc, text, self.cfg)

@@ -71,15 +71,15 @@ class Shipper(threading.Thread):
 
     def _collect(self) -> list[Event]:
         events: list[Event] = []
-        lines = 0
+        read: list[bytes] = []
         for line in self.tailer.lines(self.batch_bytes):
-            lines += 1
-            if maybe_oom(line.data) and OOM.search(line.data):
-                self.stats.ooms += 1
+            read.append(line.data)
             events.extend(self.assembler.feed(line))
             if len(events) >= self.batch_size:
                 break
-        self.counts["lines"] += lines
+        self.counts["lines"] += len(read)
+        if maybe_oom(b"\n".join(read)):  # one search over the batch; lines only on a hit
+            self.stats.ooms += sum(1 for data in read if OOM.search(data))
         events.extend(self.assembler.flush(idle=2.0))
         return events
 
@@ -126,11 +126,15 @@ class Shipper(threading.Thread):
 
     def _settle(self, index: str, docs: list[tuple[Doc, Event]],
                 outcomes: list[Outcome]) -> list[tuple[Doc, Event]]:  # fmt: skip
+        shipped = outcomes.count("ok")
+        self.counts["shipped"] += shipped
+        if shipped == len(docs):  # the common case: nothing to sort out one by one
+            return []
         retry = []
         for (doc, event), outcome in zip(docs, outcomes, strict=True):
             if outcome == "ok":
-                self.counts["shipped"] += 1
-            elif outcome == "retry":
+                continue
+            if outcome == "retry":
                 retry.append((doc, event))
             else:
                 self.dead.write(index, doc[0], doc[1], outcome[1])
