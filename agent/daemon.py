@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent import gctune, sdnotify
+from agent import runtime, sdnotify
 from agent.alerting import persist
 from agent.alerting.engine import RuleEngine, RuleGroupJob
 from agent.alerting.model import Group, RuleProblems
@@ -290,6 +290,7 @@ class Daemon:
 
 def serve(cfg: Config, config_path: Path | None) -> int:
     """Run until SIGTERM or SIGINT; SIGHUP reloads. Returns the exit code."""
+    runtime.limit_arenas()  # before the first thread
     try:
         loaded = load_all(config_path, cfg)
     except RuleProblems as exc:
@@ -311,7 +312,7 @@ def serve(cfg: Config, config_path: Path | None) -> int:
         else:
             log.error("cannot start: %s", exc)
         return 1
-    gctune.settle()
+    runtime.settle()
     while True:
         info = signal.sigtimedwait(SIGNALS, 1.0)
         if info is None:
