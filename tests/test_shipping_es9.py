@@ -35,5 +35,6 @@ def test_elasticsearch_9_takes_the_same_documents_once(
     assert usage["usage"]["properties"]["input_tokens"]["type"] == "integer"
     doc = search(es, INDEX, {"size": 1})["hits"]["hits"][0]["_source"]
     assert violations(doc) == []
-    metrics = again.metrics()
-    assert 'dsagent_backend_up{backend="elasticsearch",kind="elasticsearch"} 1.0' in metrics
+    up = 'dsagent_backend_up{backend="elasticsearch",kind="elasticsearch"} 1.0'
+    # the backends are sampled once a round: the documents can land before the first one
+    wait_for(lambda: up in again.metrics(), 5, "the cluster reported up")
