@@ -57,7 +57,7 @@ class SamplerRunner:
         self._grid = (0.0, 1.0)
         self.samplers: list[Sampler] = []
         self.lanes: dict[str, Lane] = {}
-        self.rounds: dict[float, list[str]] = {}  # interval -> the lanes its round kicks
+        self.rounds: dict[str, list[str]] = {}  # a round's job id -> the lanes it kicks
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=16)}, timezone=UTC
         )
@@ -87,22 +87,22 @@ class SamplerRunner:
             self.store.describe(s.metrics)
             every = (intervals or {}).get(s.name, interval)
             self.lanes[s.name] = Lane(s.name, functools.partial(self.run_once, s))
-            with self._lock:
-                self.rounds.setdefault(every, []).append(s.name)
             job = f"round:{every:g}"
+            with self._lock:
+                self.rounds.setdefault(job, []).append(s.name)
             if self.scheduler.get_job(job) is None:
                 trigger = IntervalTrigger(
                     seconds=every, start_date=datetime.fromtimestamp(start, UTC), timezone=UTC
                 )
                 self.scheduler.add_job(
-                    self._round, trigger, args=[every], id=job, name=job, max_instances=1,
+                    self._round, trigger, args=[job], id=job, name=job, max_instances=1,
                     coalesce=True, misfire_grace_time=max(1, math.ceil(every)),
                 )  # fmt: skip
 
-    def _round(self, every: float) -> None:
+    def _round(self, job: str) -> None:
         """Kick every lane of this round; one still running is counted as skipped."""
         with self._lock:
-            names = list(self.rounds.get(every, ()))
+            names = list(self.rounds.get(job, ()))
         for name in names:
             lane = self.lanes.get(name)
             if lane is not None and not lane.kick():
@@ -125,8 +125,8 @@ class SamplerRunner:
         """Stop and close some samplers (a reload replacing them)."""
         names = {s.name for s in samplers}
         with self._lock:
-            for every, kicked in self.rounds.items():
-                self.rounds[every] = [n for n in kicked if n not in names]
+            for job, kicked in self.rounds.items():
+                self.rounds[job] = [n for n in kicked if n not in names]
         for name in names:
             if (lane := self.lanes.pop(name, None)) is not None:
                 lane.close()
@@ -150,13 +150,9 @@ class SamplerRunner:
         self.remove(list(self.samplers))
 
     def _on_skip(self, event: JobEvent) -> None:
-        """Count a missed round as a skipped run of each of its lanes."""
-        if not event.job_id.startswith("round:"):
-            self.count_skip(event.job_id)
-            return
+        """Count a missed round as a skipped run of each of its lanes (a timer as itself)."""
         with self._lock:
-            names = [n for every, kicked in self.rounds.items() for n in kicked
-                     if f"round:{every:g}" == event.job_id]  # fmt: skip
+            names = list(self.rounds.get(event.job_id, [event.job_id]))
         for name in names:
             self.count_skip(name)
 

@@ -81,12 +81,25 @@ def test_a_round_kicks_its_lanes_and_a_removed_sampler_is_not_run() -> None:
     a, b = Tick("a"), Tick("b")
     runner.schedule([a, b], 1.0)
     try:
-        runner._round(1.0)
+        runner._round("round:1")
         wait_for(lambda: a.runs == 1 and b.runs == 1, timeout=5, what="one run each")
         runner.remove([b])
-        runner._round(1.0)
+        runner._round("round:1")
         wait_for(lambda: a.runs == 2, timeout=5, what="a's second run")
         time.sleep(0.1)
         assert b.runs == 1 and "b" not in runner.lanes
     finally:
         runner.stop()
+
+
+def test_a_missed_round_counts_a_skip_for_each_of_its_lanes_and_a_timer_for_itself() -> None:
+    from apscheduler.events import EVENT_JOB_MISSED, JobEvent
+
+    runner = SamplerRunner(SeriesStore())
+    runner.schedule([Tick("a"), Tick("b")], 1.0)
+    try:
+        runner._on_skip(JobEvent(EVENT_JOB_MISSED, "round:1", "default"))
+        runner._on_skip(JobEvent(EVENT_JOB_MISSED, "rules", "default"))
+    finally:
+        runner.stop()
+    assert dict(runner.skipped) == {"a": 1, "b": 1, "rules": 1}

@@ -47,7 +47,7 @@ def loads(data: bytes) -> Any:
     try:
         record = orjson.loads(data)
     except orjson.JSONDecodeError:
-        record = None
+        pass
     else:
         if not isinstance(record, dict) or not _huge(record):
             return record

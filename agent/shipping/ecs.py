@@ -6,7 +6,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-# Request-log keys with an ECS home: (ECS path, how the value is taken). The first key found wins.
+# The request-log keys a token count may come under; the first one found wins.
 TOKENS_IN = ("input_length", "input_tokens", "prompt_tokens")
 TOKENS_OUT = ("output_length", "output_tokens", "completion_tokens")
 MAX_INT = 2**31 - 1  # ECS types token counts as `integer`
@@ -27,14 +27,12 @@ def finite(value: Any) -> float | None:
 
 
 def _timestamp(value: Any) -> str | None:
-    if type(value) is str:
+    if isinstance(value, str):
         return value
     number = finite(value)
-    if number is not None:
-        if not 0 <= number < 253402300800:  # year 1970 to 9999, what ES date fields take
-            return None
-        return datetime.fromtimestamp(number, UTC).isoformat().replace("+00:00", "Z")
-    return value if isinstance(value, str) else None
+    if number is None or not 0 <= number < 253402300800:  # year 1970 to 9999, as ES dates take
+        return None
+    return datetime.fromtimestamp(number, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _first(get: Any, keys: tuple[str, ...]) -> Any:

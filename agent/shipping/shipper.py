@@ -88,7 +88,7 @@ class Shipper(threading.Thread):
         index = self.sink.index(self.dataset)
         docs: list[tuple[Doc, Event]] = []
         requests: list[dict[str, Any]] = []
-        count_requests = self.cfg.format == "json" and self.cfg.request_stats
+        count_requests = self.documents.json and self.cfg.request_stats
         for event in events:
             try:
                 source, malformed = self.documents.build(event)

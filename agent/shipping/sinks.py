@@ -137,6 +137,8 @@ class ElasticsearchSink:
 _ACCEPT = {"accept": "application/json"}
 _ANSWER = "errors,items.*.status,items.*.error"  # a bulk answer without what we never read
 
+_JSON = {**_ACCEPT, "content-type": "application/json"}
+
 
 def _dumps(value: Any) -> bytes:
     """Serialise compact UTF-8 JSON; orjson, or the stdlib for an integer past 64 bits."""
@@ -144,9 +146,6 @@ def _dumps(value: Any) -> bytes:
         return orjson.dumps(value)
     except TypeError:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-_JSON = {**_ACCEPT, "content-type": "application/json"}
 
 
 def _reason(exc: Exception) -> str:
