@@ -148,7 +148,7 @@ class Daemon:
             jobs.append(sdnotify.Watchdog())  # runs on the scheduler: a stuck one goes quiet
             every["watchdog"] = watchdog
         self.runner.schedule(jobs, interval, every)
-        self.runner.add_timer("rules", self.trigger.fallback, interval, interval / 2)
+        self.runner.after_round = self.trigger.fallback
         self._set_rules(loaded.groups)
         self._set_samplers(build_samplers(cfg, simulated_nvml(cfg)))
         self._set_shipping(build_shipping(cfg))

@@ -33,6 +33,11 @@ class Lane:
             self._cond.notify()
             return True
 
+    def wait(self, timeout: float) -> bool:
+        """Wait up to `timeout` for the kicked run to finish; False if it is still going."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not (self._busy or self._kicked), timeout)
+
     def close(self) -> None:
         """Stop after the run in progress, if any."""
         with self._cond:
@@ -55,3 +60,4 @@ class Lane:
             finally:
                 with self._cond:
                     self._busy = False
+                    self._cond.notify_all()  # the round waiting to kick the next lane

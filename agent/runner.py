@@ -49,6 +49,7 @@ class SamplerRunner:
         self.store = store
         self.on_run = on_run
         self.on_ingest = on_ingest  # (source, round): the rule trigger listens here
+        self.after_round: Callable[[float], None] | None = None  # (round): the rules' fallback
         self.skipped: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.last_run = time.monotonic()
@@ -95,31 +96,34 @@ class SamplerRunner:
                     seconds=every, start_date=datetime.fromtimestamp(start, UTC), timezone=UTC
                 )
                 self.scheduler.add_job(
-                    self._round, trigger, args=[job], id=job, name=job, max_instances=1,
+                    self._round, trigger, args=[job, every], id=job, name=job, max_instances=1,
                     coalesce=True, misfire_grace_time=max(1, math.ceil(every)),
                 )  # fmt: skip
 
-    def _round(self, job: str) -> None:
-        """Kick every lane of this round; one still running is counted as skipped."""
+    def _round(self, job: str, every: float) -> None:
+        """Kick the lanes of this round one after another; one still running counts a skip.
+
+        Each lane is given a share of a quarter of the round before the next is kicked: lanes
+        kicked all at once fought for the GIL, a thread switch for every file read or socket
+        call. A slow or hung sampler only delays the next lane by its share. The round of the
+        base interval then waits for its lanes until half the round and calls `after_round`
+        (the rule groups no sampler completed): one scheduler job a second, not two.
+        """
+        tick = self.round_of(time.time())
         with self._lock:
             names = list(self.rounds.get(job, ()))
-        for name in names:
-            lane = self.lanes.get(name)
-            if lane is not None and not lane.kick():
-                self.count_skip(name)
-
-    def add_timer(self, name: str, fn: Callable[[float], None], interval: float,
-                  offset: float) -> None:  # fmt: skip
-        """Call fn(round) `offset` seconds into every round, on the same grid as the samplers."""
-        first = grid_start(time.time() + 0.05, interval) + offset
-        trigger = IntervalTrigger(
-            seconds=interval, start_date=datetime.fromtimestamp(first, UTC), timezone=UTC
-        )
-        self.scheduler.add_job(
-            lambda: fn(self.round_of(time.time() - offset)), trigger, id=name, name=name,
-            max_instances=1, coalesce=True, replace_existing=True,
-            misfire_grace_time=max(1, math.ceil(interval)),
-        )  # fmt: skip
+        lanes = [lane for name in names if (lane := self.lanes.get(name)) is not None]
+        share = every / 4 / max(1, len(lanes))
+        for lane in lanes:
+            if lane.kick():
+                lane.wait(share)
+            else:
+                self.count_skip(lane.name)
+        if self.after_round is None or every != self._grid[1]:
+            return
+        for lane in lanes:
+            lane.wait(max(0.0, tick + every / 2 - time.time()))
+        self.after_round(tick)
 
     def remove(self, samplers: Sequence[Sampler]) -> None:
         """Stop and close some samplers (a reload replacing them)."""

@@ -81,10 +81,10 @@ def test_a_round_kicks_its_lanes_and_a_removed_sampler_is_not_run() -> None:
     a, b = Tick("a"), Tick("b")
     runner.schedule([a, b], 1.0)
     try:
-        runner._round("round:1")
+        runner._round("round:1", 1.0)
         wait_for(lambda: a.runs == 1 and b.runs == 1, timeout=5, what="one run each")
         runner.remove([b])
-        runner._round("round:1")
+        runner._round("round:1", 1.0)
         wait_for(lambda: a.runs == 2, timeout=5, what="a's second run")
         time.sleep(0.1)
         assert b.runs == 1 and "b" not in runner.lanes
@@ -103,3 +103,49 @@ def test_a_missed_round_counts_a_skip_for_each_of_its_lanes_and_a_timer_for_itse
     finally:
         runner.stop()
     assert dict(runner.skipped) == {"a": 1, "b": 1, "rules": 1}
+
+
+class Timed:
+    metrics: ClassVar[dict[str, MetricInfo]] = {}
+
+    def __init__(self, name: str, sleep: float) -> None:
+        self.name, self.sleep = name, sleep
+        self.spans: list[tuple[float, float]] = []
+
+    def sample(self, now: float) -> Iterator[Sample]:
+        began = time.monotonic()
+        time.sleep(self.sleep)
+        self.spans.append((began, time.monotonic()))
+        yield from ()
+
+
+def test_a_round_runs_its_lanes_one_after_another_then_the_fallback() -> None:
+    runner = SamplerRunner(SeriesStore())
+    a, b = Timed("a", 0.05), Timed("b", 0.05)
+    rounds: list[tuple[float, float]] = []
+    runner.after_round = lambda tick: rounds.append((tick, time.monotonic()))
+    runner.schedule([a, b], 1.0)
+    try:
+        runner._round("round:1", 1.0)
+        wait_for(lambda: a.spans and b.spans, timeout=5, what="one run each")
+    finally:
+        runner.stop()
+    assert b.spans[0][0] >= a.spans[0][1], "b starts once a is done: no fight for the GIL"
+    assert len(rounds) == 1 and rounds[0][1] >= b.spans[0][1], "the fallback comes after both"
+
+
+def test_a_hung_lane_delays_the_next_only_by_its_share() -> None:
+    runner = SamplerRunner(SeriesStore())
+    hung, b = Timed("hung", 2.0), Timed("b", 0.0)
+    rounds: list[float] = []
+    runner.after_round = lambda tick: rounds.append(time.monotonic())
+    runner.schedule([hung, b], 1.0)
+    began = time.monotonic()
+    try:
+        runner._round("round:1", 1.0)
+        wait_for(lambda: b.spans, timeout=5, what="b's run")
+    finally:
+        runner.stop()
+    assert b.spans[0][0] - began < 0.125 + 0.1, "a quarter round shared by two lanes"
+    assert len(rounds) == 1 and rounds[0] - began < 0.5 + 0.2, "the fallback waits half a round"
+    assert not hung.spans, "the hung lane was still running when the round ended"

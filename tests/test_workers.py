@@ -240,3 +240,34 @@ def test_sim_worker_command(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+class Counting(SimServer):
+    """The simulator, counting the connections it accepts."""
+
+    accepted = 0
+
+    def process_request(self, request: object, client_address: object) -> None:  # type: ignore[override]
+        self.accepted += 1
+        super().process_request(request, client_address)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("close", [False, True])
+def test_a_round_of_probes_shares_one_connection(tmp_path: Path, close: bool) -> None:
+    server = Counting(0, "deepseek-v3", tmp_path / "requests.log")
+    if close:  # a worker that closes after each answer: each request reconnects, none fails
+        server.RequestHandlerClass = type("Closing", (server.RequestHandlerClass,), {
+            "protocol_version": "HTTP/1.0"})  # fmt: skip
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    sampler = WorkerSampler(WorkerConfig(name="w", url=url, generation_interval=0))
+    try:
+        got = values(sampler)
+        got = values(sampler)
+    finally:
+        server.shutdown()
+    assert got[("worker_ready",)] == 1 and got[("worker_probe_success", "readiness")] == 1
+    assert ("inference_kv_cache_usage_ratio",) in got, "the engine's /metrics came on it too"
+    assert server.accepted == (6 if close else 2), "one connection a round, three requests on it"
+    phases = {k[1] for k in got if k[0] == "worker_probe_duration_seconds" and k[2] == "liveness"}
+    assert "connect" in phases, "the round's first probe times the connection"

@@ -19,7 +19,7 @@ class RuleTrigger:
 
     A group waits for every source that writes one of its families, so a rule over several
     samplers sees one consistent round. A sampler that hangs, or a group nobody feeds, is not
-    waited for past half a round: the scheduler calls `fallback` then. A group still running
+    waited for past half a round: the runner's round calls `fallback` then. A group still running
     when its next round is due is skipped and counted, as an overrunning scheduler job is.
     """
 

@@ -111,6 +111,7 @@ class Handler(BaseHTTPRequestHandler):
 
     server: SimServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # as uvicorn does: a kept-alive body is not held for an ACK
 
     def _json(self, code: int, body: object) -> None:
         data = json.dumps(body).encode()

@@ -46,6 +46,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     default_request_version = "HTTP/1.0"  # so even a garbage request line gets a status line
     server_version = "dsagent"
+    disable_nagle_algorithm = True  # the body follows the head at once, not after an ACK
     timeout = 15  # per read; the whole head is bounded by the server's Connections
 
     def handle_one_request(self) -> None:

@@ -32,12 +32,33 @@ class Result:
     body: bytes = b""
 
 
-def _connection(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
+def _connection(url: str, timeout: float) -> http.client.HTTPConnection:
     parts = urlsplit(url)
     cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    conn = cls(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return conn, path
+    return cls(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+
+
+def _path(url: str) -> str:
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+class Session:
+    """One connection to a worker for a round of probes: the first opens it, the rest reuse it.
+
+    Three new connections a second per worker were a third of the agent's CPU for workers;
+    a load balancer's client opens one and sends its requests on it, and so does a round.
+    """
+
+    def __init__(self, base: str, timeout: float) -> None:
+        self.base = base.rstrip("/")
+        self.conn = _connection(self.base, timeout)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()
 
 
 class Deadlines:
@@ -76,8 +97,13 @@ class Deadlines:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._heap:
+                # Most probes end in time: drop their cancelled deadlines instead of waking
+                # for each (a round's probes end together, so one wake clears them all).
+                while self._heap and self._heap[0][1] not in self._armed:
+                    heapq.heappop(self._heap)
+                if not self._heap:
                     self._cond.wait()
+                    continue
                 when, handle = self._heap[0]
                 if when > time.monotonic():
                     self._cond.wait(when - time.monotonic())
@@ -116,27 +142,30 @@ def _late(seconds: float, phases: dict[str, float]) -> Result:
 Talk = Callable[[http.client.HTTPConnection, str, dict[str, float], float], Result]
 
 
-def _exchange(url: str, timeout: float, talk: Talk) -> Result:
-    """Connect, let `talk` do the rest, all under one deadline; errors give ok=False."""
-    conn, path = _connection(url, timeout)
+def _exchange(url: str, timeout: float, talk: Talk, session: Session | None = None) -> Result:
+    """Connect (unless the session is open), let `talk` do the rest, under one deadline."""
+    conn = session.conn if session is not None else _connection(url, timeout)
     began = time.perf_counter()
     phases: dict[str, float] = {}
     with deadline(conn, timeout) as fired:
         try:
-            conn.connect()
-            phases["connect"] = time.perf_counter() - began
-            result = talk(conn, path, phases, began)
+            if conn.sock is None:
+                conn.connect()
+                phases["connect"] = time.perf_counter() - began
+            result = talk(conn, _path(url), phases, began)
         except (OSError, http.client.HTTPException) as exc:
+            conn.close()
             if fired.is_set():
                 return _late(timeout, phases)
             return Result(False, detail=f"{type(exc).__name__}: {exc}".rstrip(": "), phases=phases)
         finally:
-            conn.close()
+            if session is None or fired.is_set():
+                conn.close()
     return _late(timeout, phases) if fired.is_set() else result  # a cut read can end cleanly
 
 
-def request(url: str, timeout: float, method: str = "GET", body: bytes | None = None,
-            limit: int = 4 << 20) -> Result:  # fmt: skip
+def request(url: str, timeout: float, method: str = "GET", body: bytes | None = None, *,
+            limit: int = 4 << 20, session: Session | None = None) -> Result:  # fmt: skip
     """Make one request and time it; network errors and the deadline give ok=False."""
 
     def talk(conn: http.client.HTTPConnection, path: str, phases: dict[str, float],
@@ -147,22 +176,25 @@ def request(url: str, timeout: float, method: str = "GET", body: bytes | None = 
         phases["first_byte"] = time.perf_counter() - began
         data = resp.read(limit)
         phases["total"] = time.perf_counter() - began
+        if not resp.isclosed():  # a body past the limit: the connection cannot be reused
+            conn.close()
         return Result(200 <= resp.status < 300, resp.status, resp.reason, phases, data)
 
-    return _exchange(url, timeout, talk)
+    return _exchange(url, timeout, talk, session)
 
 
-def liveness(base: str, timeout: float) -> tuple[str, Result]:
+def liveness(base: str, timeout: float, session: Session | None = None) -> tuple[str, Result]:
     """GET /health: 'ok', 'loading' (503 while the model loads) or 'down'."""
-    res = request(base.rstrip("/") + "/health", timeout)
+    res = request(base.rstrip("/") + "/health", timeout, session=session)
     if res.ok:
         return "ok", res
     return ("loading" if res.status == 503 else "down"), res
 
 
-def readiness(base: str, model: str | None, timeout: float) -> Result:
+def readiness(base: str, model: str | None, timeout: float,
+              session: Session | None = None) -> Result:  # fmt: skip
     """GET /v1/models: ready when it lists the configured model (or any, if none is set)."""
-    res = request(base.rstrip("/") + "/v1/models", timeout)
+    res = request(base.rstrip("/") + "/v1/models", timeout, session=session)
     if not res.ok:
         return res
     try:

@@ -123,9 +123,15 @@ class WorkerSampler:
     def sample(self, now: float) -> Iterator[Sample]:
         """Probe, scrape and yield everything labelled with the worker's name."""
         w = self.worker
-        state, live = probes.liveness(w.url, w.timeout)
+        with probes.Session(w.url, w.timeout) as session:
+            yield from self._probes(now, session)
+
+    def _probes(self, now: float, session: probes.Session) -> Iterator[Sample]:
+        """Liveness, then readiness and the engine's metrics on the same connection."""
+        w = self.worker
+        state, live = probes.liveness(w.url, w.timeout, session)
         yield from self._probe("liveness", live)
-        ready = probes.readiness(w.url, w.model, w.timeout) if state == "ok" else None
+        ready = probes.readiness(w.url, w.model, w.timeout, session) if state == "ok" else None
         if ready is not None:
             yield from self._probe("readiness", ready)
         self.ready = state == "ok" and ready is not None and ready.ok
@@ -138,7 +144,7 @@ class WorkerSampler:
         yield sample("worker_ready", float(self.ready), worker=w.name)
         yield sample("worker_loading", float(state == "loading"), worker=w.name)
         if state != "down" and w.metrics_path:
-            yield from self._engine(now)
+            yield from self._engine(now, session)
         yield from self._generation()
         yield sample("dsagent_worker_metrics_errors_total", self.errors, worker=w.name)
 
@@ -150,10 +156,10 @@ class WorkerSampler:
                 "worker_probe_duration_seconds", seconds, worker=w, probe=probe, phase=phase
             )
 
-    def _engine(self, now: float) -> Iterator[Sample]:
+    def _engine(self, now: float, session: probes.Session) -> Iterator[Sample]:
         """Scrape the engine's /metrics; malformed text is counted, never a crash."""
         res = probes.request(self.worker.url.rstrip("/") + str(self.worker.metrics_path),
-                             self.worker.timeout)  # fmt: skip
+                             self.worker.timeout, session=session)  # fmt: skip
         if not res.ok:
             return
         try:
