@@ -3,7 +3,8 @@
 The agent runs with 8 simulated GPUs, 2 simulated workers and the default rules, scraped once a
 second. py-spy records the threads holding the GIL for `--seconds` and writes a flame graph
 (build/profile.svg) and the raw stacks; the table printed is each function's share of the
-samples, inclusive of what it calls.
+samples, inclusive of what it calls. Then each thread's CPU from the kernel (bench.threads),
+system time included, which py-spy does not see.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import requests
 
+from bench import threads
 from bench.common import free_port, wait_until
 from bench.overhead import start_agent
 
@@ -67,6 +69,7 @@ def main() -> None:
             wait_until(lambda: requests.get(url, timeout=2).ok, 30, "the agent")
             threading.Thread(target=scrape, args=(url, stop), daemon=True).start()
             time.sleep(10)
+            before = threads.snapshot(agent.proc.pid)
             spies = [subprocess.Popen([spy, "record", "--pid", str(agent.proc.pid), "--gil",
                                        "--nonblocking", "--rate", "1000", "--duration",
                                        str(args.seconds), "--format", fmt, "--output",
@@ -75,6 +78,8 @@ def main() -> None:
                       for fmt, name in OUTPUTS]  # fmt: skip
             for one in spies:
                 one.wait(timeout=args.seconds + 60)
+            by_thread = threads.table(before, threads.snapshot(agent.proc.pid),
+                                      threads.names(spy, agent.proc.pid), args.seconds)  # fmt: skip
         finally:
             stop.set()
             for p in (agent.proc, *sims):
@@ -84,6 +89,9 @@ def main() -> None:
     print(f"flame graph: {out / 'profile.svg'}; share of GIL-holding samples, inclusive:")
     for share, key in table(out / "profile.txt", args.top):
         print(f"  {100 * share:5.1f} %  {key}")
+    print("CPU by thread (kernel schedstat, user and system, % of a core):")
+    for name, percent in by_thread:
+        print(f"  {percent:6.3f} %  {name}")
 
 
 def scrape(url: str, stop: threading.Event) -> None:
