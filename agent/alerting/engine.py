@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -142,7 +141,7 @@ class RuleEngine:
             for rule in group.rules:
                 transitions += self.evaluate_rule(group, rule, ts)
             if self.notify is not None:
-                self.notify([copy.copy(a) for a in self.all_alerts()], transitions, ts)
+                self.notify([a.copy() for a in self.all_alerts()], transitions, ts)
 
     def evaluate_rule(self, group: Group, rule: Rule, ts: float) -> list[Transition]:
         """Evaluate one rule, advance each of its instances, and return their transitions."""
@@ -219,7 +218,7 @@ class RuleEngine:
         one.instances[labels] = new
         if new.state != before:
             self._dirty = True
-            one.transitions.append((copy.copy(new), before))
+            one.transitions.append((new.copy(), before))
 
     def _full_labels(self, rule: Rule, series: Labels, severity: str) -> Labels:
         """Series labels + rule labels + alertname + severity, built once per instance."""

@@ -29,6 +29,15 @@ class Alert:
         """The instance's severity label."""
         return dict(self.labels).get("severity", "")
 
+    def copy(self) -> Alert:
+        """Return a shallow copy, as copy.copy does, without its reduce protocol's cost.
+
+        Every evaluation hands delivery a copy of every instance: copy.copy was a fifth of it.
+        """
+        new = object.__new__(Alert)
+        new.__dict__.update(self.__dict__)
+        return new
+
 
 @dataclass(frozen=True)
 class Timing:
