@@ -51,8 +51,7 @@ class Session:
     """
 
     def __init__(self, base: str, timeout: float) -> None:
-        self.base = base.rstrip("/")
-        self.conn = _connection(self.base, timeout)
+        self.conn = _connection(base, timeout)
 
     def __enter__(self) -> Session:
         return self
