@@ -154,7 +154,7 @@ class SamplerRunner:
         self.remove(list(self.samplers))
 
     def _on_skip(self, event: JobEvent) -> None:
-        """Count a missed round as a skipped run of each of its lanes (a timer as itself)."""
+        """Count a missed round as a skipped run of each of its lanes (any other job as itself)."""
         with self._lock:
             names = list(self.rounds.get(event.job_id, [event.job_id]))
         for name in names:

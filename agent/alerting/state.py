@@ -34,7 +34,7 @@ class Alert:
 
         Every evaluation hands delivery a copy of every instance: copy.copy was a fifth of it.
         """
-        new = object.__new__(Alert)
+        new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
         return new
 

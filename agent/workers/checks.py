@@ -46,8 +46,8 @@ def _path(url: str) -> str:
 class Session:
     """One connection to a worker for a round of probes: the first opens it, the rest reuse it.
 
-    Three new connections a second per worker were a third of the agent's CPU for workers;
-    a load balancer's client opens one and sends its requests on it, and so does a round.
+    A new connection cost about twice the CPU of a request on an open one (here, 300 against
+    160 µs); a load balancer's client opens one and sends its requests on it, and so does a round.
     """
 
     def __init__(self, base: str, timeout: float) -> None:
