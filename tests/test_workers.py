@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -45,9 +47,9 @@ def control(url: str, **settings: object) -> None:
     assert requests.post(url + "/control", json=settings, timeout=5).ok
 
 
-def values(sampler: WorkerSampler) -> dict[tuple[str, ...], float]:
+def values(sampler: WorkerSampler, now: float | None = None) -> dict[tuple[str, ...], float]:
     out = {}
-    for s in sampler.sample(time.time()):
+    for s in sampler.sample(time.time() if now is None else now):
         labels = dict(s.labels)
         labels.pop("worker")
         out[(s.name, *labels.values())] = s.value
@@ -243,31 +245,68 @@ def test_sim_worker_command(tmp_path: Path) -> None:
 
 
 class Counting(SimServer):
-    """The simulator, counting the connections it accepts."""
+    """The simulator, counting the connections it accepts and the paths asked; it can drop them."""
 
-    accepted = 0
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.accepted: list[object] = []
+        self.paths: list[str] = []
+        counting = self
+
+        class Handler(self.RequestHandlerClass):  # type: ignore[name-defined,misc]
+            def parse_request(self) -> bool:
+                counting.paths.append(self.raw_requestline.split()[1].decode())
+                return bool(super().parse_request())
+
+        self.RequestHandlerClass = Handler
 
     def process_request(self, request: object, client_address: object) -> None:  # type: ignore[override]
-        self.accepted += 1
+        self.accepted.append(request)
         super().process_request(request, client_address)  # type: ignore[arg-type]
 
+    def drop_connections(self) -> None:
+        """Close every open connection, as a worker closing idle keep-alives does."""
+        for sock in self.accepted:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # type: ignore[attr-defined]
 
-@pytest.mark.parametrize("close", [False, True])
-def test_a_round_of_probes_shares_one_connection(tmp_path: Path, close: bool) -> None:
+
+@pytest.fixture
+def counting(tmp_path: Path) -> Iterator[Counting]:
     server = Counting(0, "deepseek-v3", tmp_path / "requests.log")
-    if close:  # a worker that closes after each answer: each request reconnects, none fails
-        server.RequestHandlerClass = type("Closing", (server.RequestHandlerClass,), {
-            "protocol_version": "HTTP/1.0"})  # fmt: skip
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
+    server.shutdown()
+
+
+def test_probes_keep_one_connection_and_ask_for_models_every_ten_seconds(
+    counting: Counting,
+) -> None:
+    threading.Thread(target=counting.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{counting.server_address[1]}"
     sampler = WorkerSampler(WorkerConfig(name="w", url=url, generation_interval=0))
-    try:
-        got = values(sampler)
-        got = values(sampler)
-    finally:
-        server.shutdown()
+    now = time.time()
+    rounds = [values(sampler, now + i) for i in range(12)]
+    assert len(counting.accepted) == 1, "one connection, kept from round to round"
+    assert counting.paths.count("/health") == 12 and counting.paths.count("/metrics") == 12
+    assert counting.paths.count("/v1/models") == 2, "asked at 0 s and again at 10 s"
+    assert all(r[("worker_ready",)] == 1 for r in rounds), "a kept answer keeps the worker ready"
+    assert all(("worker_probe_duration_seconds", "connect", "liveness") in r for r in rounds)
+    counting.drop_connections()  # the worker closed the idle connection (or restarted)
+    got = values(sampler, now + 12)
+    assert got[("worker_up",)] == 1 and got[("worker_ready",)] == 1, "retried on a new one"
+    assert len(counting.accepted) == 2
+    assert counting.paths.count("/v1/models") == 3, "a new connection asks for the models again"
+    sampler.close()
+
+
+def test_a_worker_that_closes_every_connection_is_probed_all_the_same(counting: Counting) -> None:
+    counting.RequestHandlerClass = type("Closing", (counting.RequestHandlerClass,), {
+        "protocol_version": "HTTP/1.0"})  # fmt: skip
+    threading.Thread(target=counting.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{counting.server_address[1]}"
+    sampler = WorkerSampler(WorkerConfig(name="w", url=url, generation_interval=0))
+    got = [values(sampler, time.time() + i) for i in range(2)][-1]
     assert got[("worker_ready",)] == 1 and got[("worker_probe_success", "readiness")] == 1
-    assert ("inference_kv_cache_usage_ratio",) in got, "the engine's /metrics came on it too"
-    assert server.accepted == (6 if close else 2), "one connection a round, three requests on it"
-    phases = {k[1] for k in got if k[0] == "worker_probe_duration_seconds" and k[2] == "liveness"}
-    assert "connect" in phases, "the round's first probe times the connection"
+    assert ("inference_kv_cache_usage_ratio",) in got, "the engine's /metrics came too"
+    assert len(counting.accepted) == 6, "a connection per request, none failed"
+    assert counting.paths.count("/v1/models") == 2, "each round connects anew: asked each time"

@@ -44,19 +44,24 @@ def _path(url: str) -> str:
 
 
 class Session:
-    """One connection to a worker for a round of probes: the first opens it, the rest reuse it.
+    """One connection to a worker, kept open from round to round and reopened when it drops.
 
     A new connection cost about twice the CPU of a request on an open one (here, 300 against
-    160 µs); a load balancer's client opens one and sends its requests on it, and so does a round.
+    160 µs) and woke the worker to accept it; a load balancer's client keeps one open too.
     """
 
     def __init__(self, base: str, timeout: float) -> None:
         self.conn = _connection(base, timeout)
+        self.connect_seconds: float | None = None  # how long the latest connect took
 
     def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection (the next request opens a new one)."""
         self.conn.close()
 
 
@@ -141,6 +146,11 @@ def _late(seconds: float, phases: dict[str, float]) -> Result:
 Talk = Callable[[http.client.HTTPConnection, str, dict[str, float], float], Result]
 
 
+# What a kept-alive connection the worker closed meanwhile raises: the request goes again on a
+# new one (as urllib3 and Go's net/http retry an idempotent request on a stale connection).
+STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
 def _exchange(url: str, timeout: float, talk: Talk, session: Session | None = None) -> Result:
     """Connect (unless the session is open), let `talk` do the rest, under one deadline."""
     conn = session.conn if session is not None else _connection(url, timeout)
@@ -148,10 +158,13 @@ def _exchange(url: str, timeout: float, talk: Talk, session: Session | None = No
     phases: dict[str, float] = {}
     with deadline(conn, timeout) as fired:
         try:
-            if conn.sock is None:
-                conn.connect()
-                phases["connect"] = time.perf_counter() - began
-            result = talk(conn, _path(url), phases, began)
+            try:
+                result = _attempt(conn, url, talk, phases, began, session=session)
+            except STALE:  # raised by a reused connection before any answer came
+                if "connect" in phases or fired.is_set():
+                    raise
+                conn.close()  # the worker closed the idle connection: once more on a new one
+                result = _attempt(conn, url, talk, phases, began, session=session)
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             if fired.is_set():
@@ -161,6 +174,16 @@ def _exchange(url: str, timeout: float, talk: Talk, session: Session | None = No
             if session is None or fired.is_set():
                 conn.close()
     return _late(timeout, phases) if fired.is_set() else result  # a cut read can end cleanly
+
+
+def _attempt(conn: http.client.HTTPConnection, url: str, talk: Talk, phases: dict[str, float],
+             began: float, *, session: Session | None) -> Result:  # fmt: skip
+    if conn.sock is None:
+        conn.connect()
+        phases["connect"] = time.perf_counter() - began
+        if session is not None:
+            session.connect_seconds = phases["connect"]
+    return talk(conn, _path(url), phases, began)
 
 
 def request(url: str, timeout: float, method: str = "GET", body: bytes | None = None, *,

@@ -26,6 +26,7 @@ from agent.workers.engine_metrics import (
 
 log = logging.getLogger(__name__)
 QUANTILES = (0.5, 0.95, 0.99)
+MODELS_EVERY = 10.0  # seconds between /v1/models asks while a worker stays ready
 FROM_LOGS_ONLY = {"inference_error_ratio", "inference_cuda_oom_total"}  # the request log's
 
 METRICS = {
@@ -33,7 +34,9 @@ METRICS = {
     "worker_ready": MetricInfo("gauge", "1 while /health is 200 and /v1/models lists the model."),
     "worker_loading": MetricInfo("gauge", "1 while the worker answers 503: model loading."),
     "worker_probe_success": MetricInfo("gauge", "1 if the probe passed."),
-    "worker_probe_duration_seconds": MetricInfo("gauge", "Probe time by phase."),
+    "worker_probe_duration_seconds": MetricInfo(
+        "gauge", "Probe time by phase; connect is the kept connection's latest opening."
+    ),
     **{name: info for name, info in INFERENCE.items() if name not in FROM_LOGS_ONLY},
     "dsagent_worker_metrics_errors_total": MetricInfo(
         "counter", "Worker /metrics that did not parse."
@@ -116,22 +119,22 @@ class WorkerSampler:
         self.history: deque[Snapshot] = deque()
         self.errors = 0
         self.ready, self.reason = False, "not probed yet"
+        self.session = probes.Session(worker.url, worker.timeout)
+        self.models: tuple[float, probes.Result] | None = None  # the latest /v1/models answer
         self.generation = Generation(worker) if worker.generation_interval else None
         if self.generation:
             self.generation.start()
 
     def sample(self, now: float) -> Iterator[Sample]:
-        """Probe, scrape and yield everything labelled with the worker's name."""
+        """Liveness, then readiness and the engine's metrics, on the kept connection."""
         w = self.worker
-        with probes.Session(w.url, w.timeout) as session:
-            yield from self._probes(now, session)
-
-    def _probes(self, now: float, session: probes.Session) -> Iterator[Sample]:
-        """Liveness, then readiness and the engine's metrics on the same connection."""
-        w = self.worker
-        state, live = probes.liveness(w.url, w.timeout, session)
+        state, live = probes.liveness(w.url, w.timeout, self.session)
+        if state != "ok" or "connect" in live.phases:
+            self.models = None  # loading, down, or a new connection (a restart?): ask again
+        if state != "down" and self.session.connect_seconds is not None:
+            live.phases.setdefault("connect", self.session.connect_seconds)
         yield from self._probe("liveness", live)
-        ready = probes.readiness(w.url, w.model, w.timeout, session) if state == "ok" else None
+        ready = self._readiness(now) if state == "ok" else None
         if ready is not None:
             yield from self._probe("readiness", ready)
         self.ready = state == "ok" and ready is not None and ready.ok
@@ -144,9 +147,22 @@ class WorkerSampler:
         yield sample("worker_ready", float(self.ready), worker=w.name)
         yield sample("worker_loading", float(state == "loading"), worker=w.name)
         if state != "down" and w.metrics_path:
-            yield from self._engine(now, session)
+            yield from self._engine(now)
         yield from self._generation()
         yield sample("dsagent_worker_metrics_errors_total", self.errors, worker=w.name)
+
+    def _readiness(self, now: float) -> probes.Result:
+        """Ask /v1/models, or reuse the answer of a ready worker asked within MODELS_EVERY.
+
+        The model list changes when the worker restarts or swaps models, and then /health
+        answers 503 or fails, or the kept connection drops: any of them asks again at once.
+        """
+        kept = self.models
+        if kept is not None and kept[1].ok and now - kept[0] < MODELS_EVERY:
+            return kept[1]
+        w = self.worker
+        self.models = now, probes.readiness(w.url, w.model, w.timeout, self.session)
+        return self.models[1]
 
     def _probe(self, probe: str, res: probes.Result) -> Iterator[Sample]:
         w = self.worker.name
@@ -156,10 +172,10 @@ class WorkerSampler:
                 "worker_probe_duration_seconds", seconds, worker=w, probe=probe, phase=phase
             )
 
-    def _engine(self, now: float, session: probes.Session) -> Iterator[Sample]:
+    def _engine(self, now: float) -> Iterator[Sample]:
         """Scrape the engine's /metrics; malformed text is counted, never a crash."""
         res = probes.request(self.worker.url.rstrip("/") + str(self.worker.metrics_path),
-                             self.worker.timeout, session=session)  # fmt: skip
+                             self.worker.timeout, session=self.session)  # fmt: skip
         if not res.ok:
             return
         try:
@@ -187,7 +203,8 @@ class WorkerSampler:
                                  quantile=str(q))  # fmt: skip
 
     def close(self) -> None:
-        """Stop the generation thread."""
+        """Close the connection; stop the generation thread."""
+        self.session.close()
         if self.generation:
             self.generation.stopping.set()
 
