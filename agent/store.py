@@ -276,11 +276,12 @@ class SeriesStore:
         out = []
         with self._lock:
             for name in sorted(self._by_name):
-                # A series that is not stale holds a sample at least as new as its source's run.
+                # A series that is not stale holds a sample at least as new as its source's run
+                # (Series.stale, inlined: this runs for every series on every scrape).
                 rows = [
-                    (series, series.ring.latest)
+                    (series, ring.latest)
                     for series in self._by_name[name].values()
-                    if not series.stale
+                    if (ring := series.ring).newest >= series.source.last
                 ]
                 if rows:
                     out.append((name, rows))

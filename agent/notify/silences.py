@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import re
 import time
 import uuid
@@ -60,19 +61,27 @@ class Silence:
         return data
 
 
+RECHECK = 1.0  # seconds between looks at the file's mtime (each evaluation asks: several a second)
+
+
 class SilenceStore:
     """silences.json, rewritten atomically under a lock; re-read when its mtime changes."""
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / "silences.json"
         self._mtime = -1.0
+        self._checked = -math.inf  # monotonic time of the latest stat
         self._cache: list[Silence] = []
 
     def load(self) -> list[Silence]:
-        """Return every silence, expired ones included."""
+        """Return every silence, expired ones included (another process's within a second)."""
+        if self._mtime != -1.0 and time.monotonic() - self._checked < RECHECK:
+            return list(self._cache)
+        self._checked = time.monotonic()
         try:
             mtime = self.path.stat().st_mtime
         except FileNotFoundError:
+            self._cache, self._mtime = [], -2.0  # none yet: looked at again in a second
             return []
         if mtime != self._mtime:
             data = json.loads(self.path.read_text() or "[]")

@@ -10,6 +10,11 @@ prometheus_client's own parsers.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+
+from prometheus_client.core import Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from agent.store import Labels, MetricInfo, Series, SeriesStore
 
@@ -47,7 +52,7 @@ class Renderer:
         self._lines: dict[Series, tuple[float, str]] = {}  # series -> (value, its line)
         self._families: dict[tuple[str, bool], tuple[MetricInfo, Rows, str]] = {}
 
-    def _label_text(self, labels: Labels) -> str:
+    def label_text(self, labels: Labels) -> str:
         text = self._labels.get(labels)
         if text is None:
             if len(self._labels) > _CACHE_LIMIT:  # churned label sets: start over, stay bounded
@@ -60,7 +65,7 @@ class Renderer:
         cached = self._lines.get(series)
         if cached is not None and cached[0] == value:  # NaN never equals: re-rendered, fine
             return cached[1]
-        line = f"{name}{self._label_text(series.labels)} {format_value(value)}\n"
+        line = f"{name}{self.label_text(series.labels)} {format_value(value)}\n"
         self._lines[series] = (value, line)
         return line
 
@@ -88,3 +93,54 @@ class Renderer:
         if len(self._families) > 4 * len(families) + 1000:
             self._families.clear()
         return "".join([self._family(name, rows, openmetrics) for name, rows in families])
+
+
+SUFFIX = {"gauge": "", "counter": "_total", "info": "_info"}  # the one sample name of each type
+
+
+def _simple(m: Metric) -> bool:
+    """Return True for a family of one sample name, with no unit, timestamp or exemplar."""
+    suffix = SUFFIX.get(m.type)
+    return (
+        suffix is not None
+        and not m.unit
+        and all(
+            s.name == m.name + suffix and s.timestamp is None and s.exemplar is None
+            for s in m.samples
+        )
+    )
+
+
+class _One:
+    """A registry of one collected family, for prometheus_client's own encoders."""
+
+    def __init__(self, metric: Metric) -> None:
+        self.metric = metric
+
+    def collect(self) -> Iterable[Metric]:
+        """Yield the one family."""
+        yield self.metric
+
+
+def render_collected(metrics: Iterable[Metric], labels: Renderer, openmetrics: bool) -> str:
+    """Write collected families as prometheus_client would; the plain ones ourselves.
+
+    Its OpenMetrics encoder checks every character of every name and label against the UTF-8
+    naming rules: for the agent's few dozen own samples, a third of a scrape's CPU.
+    """
+    out = []
+    for m in metrics:
+        if not _simple(m):
+            encode = generate_openmetrics if openmetrics else generate_latest
+            out.append(encode(_One(m)).decode().removesuffix("# EOF\n"))
+            continue
+        name, kind = m.name, m.type
+        if not openmetrics:  # 0.0.4 names the family as its samples; it has no info type
+            name, kind = name + SUFFIX[kind], "gauge" if kind == "info" else kind
+        out.append(f"# HELP {name} {escape_help(m.documentation, openmetrics)}\n"
+                   f"# TYPE {name} {kind}\n")  # fmt: skip
+        out.extend(
+            f"{s.name}{labels.label_text(tuple(s.labels.items()))} {format_value(s.value)}\n"
+            for s in m.samples
+        )
+    return "".join(out)

@@ -26,7 +26,7 @@ from agent.web.admin import AdminApi
 from agent.web.auth import BasicAuth
 from agent.web.connections import Connections
 from agent.web.exporter import SelfCollector
-from agent.web.render import Renderer
+from agent.web.render import Renderer, render_collected
 
 log = logging.getLogger(__name__)
 
@@ -263,9 +263,11 @@ class WebServer(ThreadingHTTPServer):
 
     def metrics(self, req: Handler) -> Response:
         """Render the store in the format the scraper asked for."""
-        encoder, ctype = choose_encoder(req.headers.get("Accept") or "")
-        store = self.renderer.render(openmetrics=ctype.startswith("application/openmetrics"))
-        return 200, ctype, store.encode() + encoder(self.registry)
+        ctype = choose_encoder(req.headers.get("Accept") or "")[1]
+        om = ctype.startswith("application/openmetrics")
+        own = render_collected(self.registry.collect(), self.renderer, om)
+        text = "".join((self.renderer.render(om), own, "# EOF\n" if om else ""))
+        return 200, ctype, text.encode()
 
     def _health(self, req: Handler) -> Response:
         if self.healthy():
