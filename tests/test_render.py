@@ -13,7 +13,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from agent.store import MetricInfo, SeriesStore, sample
-from agent.web.render import Renderer
+from agent.web.render import Renderer, render_collected
 
 label_values = st.text(
     alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12
@@ -120,3 +120,44 @@ def test_a_family_whose_help_changes_is_rendered_anew() -> None:
     assert "# HELP g_ratio old help\n" in renderer.render(False)
     store.describe({"g_ratio": MetricInfo("gauge", "new help")})  # a reload can do this
     assert "# HELP g_ratio new help\n" in renderer.render(False)
+
+
+class Collected:
+    """Families as a prometheus_client collector yields them: ours, the process's, a histogram."""
+
+    def __init__(self, labels: list[str], value: float, helptext: str) -> None:
+        self.args = labels, value, helptext
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        labels, value, helptext = self.args
+        gauge = Metric("own_gauge", helptext, "gauge")
+        counter = Metric("own_requests", "Requests.", "counter")
+        for i, v in enumerate(labels):
+            gauge.add_sample("own_gauge", {"code": v, "i": str(i)}, value)
+            counter.add_sample("own_requests_total", {"handler": v}, float(i))
+        info = Metric("own_build", "Build.", "info")
+        info.add_sample("own_build_info", {"version": labels[0]}, 1.0)
+        hist = Metric("own_seconds", "A histogram: written by prometheus_client.", "histogram")
+        for le, n in (("0.5", 1.0), ("+Inf", 2.0)):
+            hist.add_sample("own_seconds_bucket", {"le": le}, n)
+        hist.add_sample("own_seconds_count", {}, 2.0)
+        hist.add_sample("own_seconds_sum", {}, 0.7)
+        created = Metric("own_events", "With _created.", "counter")
+        created.add_sample("own_events_total", {}, 3.0)
+        created.add_sample("own_events_created", {}, 1.7e9)
+        yield from (gauge, counter, info, hist, created)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(label_values, min_size=1, max_size=4, unique=True), values, label_values)
+def test_collected_families_as_prometheus_client_writes_them(
+    labels: list[str], value: float, helptext: str
+) -> None:
+    registry = CollectorRegistry(auto_describe=False)
+    collector = Collected(labels, value, helptext or "help")
+    registry.register(collector)  # type: ignore[arg-type]
+    renderer = Renderer(SeriesStore())
+    text = render_collected(collector.collect(), renderer, False)
+    assert families(text, False) == families(generate_latest(registry).decode(), False)
+    om = render_collected(collector.collect(), renderer, True) + "# EOF\n"
+    assert families(om, True) == families(generate_om(registry).decode(), True)
