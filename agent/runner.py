@@ -59,6 +59,7 @@ class SamplerRunner:
         self._grid = (0.0, 1.0)
         self.samplers: list[Sampler] = []
         self.lanes: dict[str, Lane] = {}
+        self.inline: dict[str, Sampler] = {}  # samplers that only read memory: no lane
         self.rounds: dict[str, list[str]] = {}  # a round's job id -> the lanes it kicks
         # The base round runs on the scheduler's own thread ("inline": it is bounded by half a
         # round, see _round): a pool hand-off a second cost more than the round's own work.
@@ -92,7 +93,10 @@ class SamplerRunner:
         for s in samplers:
             self.store.describe(s.metrics)
             every = (intervals or {}).get(s.name, interval)
-            self.lanes[s.name] = Lane(s.name, functools.partial(self.run_once, s))
+            if getattr(s, "in_memory", False):  # a lane's wake-ups cost more than its run
+                self.inline[s.name] = s
+            else:
+                self.lanes[s.name] = Lane(s.name, functools.partial(self.run_once, s))
             job = f"round:{every:g}"
             with self._lock:
                 self.rounds.setdefault(job, []).append(s.name)
@@ -107,7 +111,7 @@ class SamplerRunner:
                 )  # fmt: skip
 
     def _round(self, job: str, every: float) -> None:
-        """Kick the lanes of this round one after another; one still running counts a skip.
+        """Run the in-memory samplers, then kick the lanes one after another (a busy one: a skip).
 
         Each lane is given a share of a quarter of the round before the next is kicked: lanes
         kicked all at once fought for the GIL, a thread switch for every file read or socket
@@ -118,6 +122,9 @@ class SamplerRunner:
         tick = self.round_of(time.time())
         with self._lock:
             names = list(self.rounds.get(job, ()))
+        for name in names:
+            if (inline := self.inline.get(name)) is not None:
+                self.run_once(inline)
         lanes = [lane for name in names if (lane := self.lanes.get(name)) is not None]
         share = every / 4 / max(1, len(lanes))
         for lane in lanes:
@@ -138,6 +145,7 @@ class SamplerRunner:
             for job, kicked in self.rounds.items():
                 self.rounds[job] = [n for n in kicked if n not in names]
         for name in names:
+            self.inline.pop(name, None)
             if (lane := self.lanes.pop(name, None)) is not None:
                 lane.close()
         close_all(samplers)
@@ -218,8 +226,9 @@ class SamplerRunner:
         lateness = (start - grid) % (interval / 2) if start >= grid else 0.0
         with self._lock:
             skipped, errors = self.skipped[name], self.errors[name]
-        yield sample("dsagent_sampler_success", 1.0 if ok else 0.0, sampler=name)
-        yield sample("dsagent_sampler_duration_seconds", duration, sampler=name)
-        yield sample("dsagent_sampler_lateness_seconds", lateness, sampler=name)
-        yield sample("dsagent_sampler_errors_total", errors, sampler=name)
-        yield sample("dsagent_sampler_skipped_total", skipped, sampler=name)
+        labels = (("sampler", name),)
+        yield Sample("dsagent_sampler_success", 1.0 if ok else 0.0, labels)
+        yield Sample("dsagent_sampler_duration_seconds", duration, labels)
+        yield Sample("dsagent_sampler_lateness_seconds", lateness, labels)
+        yield Sample("dsagent_sampler_errors_total", float(errors), labels)
+        yield Sample("dsagent_sampler_skipped_total", float(skipped), labels)

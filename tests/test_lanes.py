@@ -149,3 +149,29 @@ def test_a_hung_lane_delays_the_next_only_by_its_share() -> None:
     assert b.spans[0][0] - began < 0.125 + 0.1, "a quarter round shared by two lanes"
     assert len(rounds) == 1 and rounds[0] - began < 0.5 + 0.2, "the fallback waits half a round"
     assert not hung.spans, "the hung lane was still running when the round ended"
+
+
+class Memory(Tick):
+    in_memory = True
+
+    def sample(self, now: float) -> Iterator[Sample]:
+        self.runs += 1
+        self.thread = threading.current_thread()
+        yield Sample("memory_value", float(self.runs))
+
+
+def test_an_in_memory_sampler_runs_on_the_round_thread_without_a_lane() -> None:
+    store = SeriesStore()
+    runner = SamplerRunner(store)
+    mem, lane = Memory("mem"), Tick("lane")
+    runner.schedule([mem, lane], 1.0)
+    try:
+        runner._round("round:1", 1.0)
+        assert mem.runs == 1 and mem.thread is threading.current_thread()
+        assert "mem" not in runner.lanes and "lane" in runner.lanes
+        assert [s.name for s in store.select("memory_value")], "its samples reach the store"
+        runner.remove([mem])
+        runner._round("round:1", 1.0)
+        assert mem.runs == 1, "a removed one runs no more"
+    finally:
+        runner.stop()
