@@ -19,7 +19,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from agent.lanes import Lane
 from agent.samplers import Sampler, close_all
-from agent.store import MetricInfo, Sample, SeriesStore, sample
+from agent.store import MetricInfo, Sample, SeriesStore
 from agent.supervise import SUPERVISOR
 
 log = logging.getLogger(__name__)
