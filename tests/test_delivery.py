@@ -331,3 +331,14 @@ def test_a_failing_receiver_is_logged_once_and_its_recovery_once(
     assert len(failing.posts) == 4 and len(lines) == 2, lines
     assert "failing: HTTP 503" in lines[0] and "is back" in lines[1]
     assert BACKENDS.errors[("receiver:hook#0", "HTTP 503")] >= 4
+
+
+def test_a_silence_another_process_wrote_is_seen_within_a_second(tmp_path: Path) -> None:
+    agent_side, cli_side = SilenceStore(tmp_path), SilenceStore(tmp_path)
+    assert agent_side.active(time.time()) == []  # looked at: none yet
+    silence = cli_side.add(['alertname="Hot"'], 3600, "me", "from the CLI")
+    began = time.monotonic()
+    while not agent_side.active(time.time()):
+        assert time.monotonic() - began < 3, "the agent never saw the other process's silence"
+        time.sleep(0.05)
+    assert [s.id for s in agent_side.active(time.time())] == [silence.id]

@@ -106,6 +106,7 @@ class SilenceStore:
             silences = self.load()
             yield silences
             atomic_write(self.path, json.dumps([s.to_json() for s in silences], indent=1))
+            self._mtime = -1.0  # our own write: read it back at once, not after RECHECK
 
     def add(self, matchers: list[str], duration: float, author: str, comment: str) -> Silence:
         """Create a silence from now for `duration` seconds."""
