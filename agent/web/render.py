@@ -139,8 +139,7 @@ def render_collected(metrics: Iterable[Metric], labels: Renderer, openmetrics: b
             name, kind = name + SUFFIX[kind], "gauge" if kind == "info" else kind
         out.append(f"# HELP {name} {escape_help(m.documentation, openmetrics)}\n"
                    f"# TYPE {name} {kind}\n")  # fmt: skip
-        out.extend(
-            f"{s.name}{labels.label_text(tuple(s.labels.items()))} {format_value(s.value)}\n"
-            for s in m.samples
-        )
+        for s in m.samples:  # labels sorted by name, as prometheus_client writes them
+            text = labels.label_text(tuple(sorted(s.labels.items())))
+            out.append(f"{s.name}{text} {format_value(s.value)}\n")
     return "".join(out)
