@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import math
 import threading
 from array import array
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
@@ -34,14 +35,29 @@ def sample(name: str, value: float, **labels: object) -> Sample:
     return Sample(name, float(value), tuple(sorted((k, str(v)) for k, v in labels.items())))
 
 
-class Ring:
-    """Fixed-capacity ring of (timestamp, value) pairs kept in two float arrays."""
+def _refit(stamps: list[float]) -> tuple[array[float], float] | None:
+    """Return float32 offsets of these timestamps from the oldest, if every one is exact."""
+    base = stamps[0] if stamps else 0.0
+    offsets = array("f", [ts - base for ts in stamps])
+    exact = all(base + off == ts for off, ts in zip(offsets, stamps, strict=True))
+    return (offsets, base) if exact else None
 
-    __slots__ = ("_head", "_len", "_since", "_ts", "_vals", "latest", "newest")
+
+class Ring:
+    """Fixed-capacity ring of (timestamp, value) pairs kept in two arrays.
+
+    Both arrays start as float32, half the memory of float64: timestamps as offsets from the
+    oldest sample's (a grid of whole or half seconds is exact for 97 days, then re-based), values
+    as they are. The first one float32 cannot hold exactly turns its array to float64, for good:
+    what is read back is always exactly what was written.
+    """
+
+    __slots__ = ("_base", "_head", "_len", "_since", "_ts", "_vals", "latest", "newest")
 
     def __init__(self, capacity: int) -> None:
-        self._ts = array("d", bytes(8 * capacity))
-        self._vals = array("d", bytes(8 * capacity))
+        self._ts = array("f", bytes(4 * capacity))  # offsets from _base
+        self._vals = array("f", bytes(4 * capacity))
+        self._base = 0.0
         self._head = 0
         self._len = 0
         # The newest timestamp and value, kept apart: every scrape reads them. Read-only outside.
@@ -56,6 +72,7 @@ class Ring:
         """Bisect for a timestamp on the (at most two) contiguous segments, in C."""
         find = bisect.bisect_right if right else bisect.bisect_left
         arr, head, n = self._ts, self._head, self._len
+        t -= self._base
         cap = len(arr)
         if head + n <= cap:
             return find(arr, t, head, head + n) - head
@@ -77,17 +94,56 @@ class Ring:
         self.newest, self.latest = ts, value
         cap, head, n = len(self._ts), self._head, self._len
         i = head + n - cap if head + n >= cap else head + n
-        self._ts[i], self._vals[i] = ts, value
         if n < cap:
             self._len = n + 1
         else:
             self._head = 0 if head + 1 == cap else head + 1
+        vals = self._vals
+        vals[i] = value
+        if vals[i] != value and not math.isnan(value):  # NaN is NaN in either width
+            self._vals = array("d", vals)
+            self._vals[i] = value
+        if not n:
+            self._base = ts
+        off = ts - self._base
+        self._ts[i] = off
+        if self._ts[i] != off or self._base + off != ts:
+            self._fit_times()  # the oldest may have moved on: re-based, or float64 for good
         return True
+
+    def _fit_times(self) -> None:
+        """Re-base the float32 offsets on the oldest sample, or turn them float64."""
+        stamps = [self._base + off for off in self._logical(self._ts)]
+        stamps[-1] = self.newest  # its offset may be the one that did not fit
+        fitted = _refit(stamps) if self._ts.typecode == "f" else None
+        flat = fitted[0] if fitted else array("d", stamps)
+        self._base = fitted[1] if fitted else 0.0
+        arr = array(flat.typecode, bytes(flat.itemsize * len(self._ts)))
+        arr[: len(flat)] = flat
+        self._vals = self._logical(self._vals) + self._vals[len(flat) :]  # the same order
+        self._ts, self._head = arr, 0
+
+    def _logical(self, arr: array[float]) -> array[float]:
+        """Return the held part of an array, oldest first."""
+        return self._slice(arr, 0, self._len)
 
     def between(self, start: float, end: float) -> tuple[array[float], array[float]]:
         """Return the timestamps and values with start <= ts <= end, oldest first."""
         lo, hi = self._find(start, False), self._find(end, True)
-        return self._slice(self._ts, lo, hi), self._slice(self._vals, lo, hi)
+        return self._times(lo, hi), self._slice(self._vals, lo, hi)
+
+    def values(self, start: float, end: float) -> array[float]:
+        """Return the values with start <= ts <= end, oldest first (no timestamps to build)."""
+        return self._slice(self._vals, self._find(start, False), self._find(end, True))
+
+    def _times(self, lo: int, hi: int) -> array[float]:
+        offsets = self._slice(self._ts, lo, hi)
+        base = self._base
+        return array("d", map(base.__add__, offsets) if base else offsets)
+
+    def _at(self, pos: int) -> float:
+        """Return the timestamp at a logical position."""
+        return self._base + self._ts[(self._head + pos) % len(self._ts)]
 
     def steady(self, start: float, end: float) -> tuple[int, float] | None:
         """If every sample in [start, end] has the newest value, return (1 or 2, the value).
@@ -99,9 +155,9 @@ class Ring:
         n = self._len
         if not n or not start <= self.newest <= end:
             return None
-        if self._since > start and self._since > self._ts[self._head]:
+        if self._since > start and self._since > self._at(0):
             return None
-        two = n > 1 and self._ts[(self._head + n - 2) % len(self._ts)] >= start
+        two = n > 1 and self._at(n - 2) >= start
         return (2 if two else 1), self.latest
 
     def newest_between(self, start: float, end: float) -> tuple[float, float] | None:
@@ -111,13 +167,13 @@ class Ring:
         hi = self._find(end, True)
         if hi == 0:
             return None
-        i = (self._head + hi - 1) % len(self._ts)
-        return (self._ts[i], self._vals[i]) if self._ts[i] >= start else None
+        ts = self._at(hi - 1)
+        return (ts, self._vals[(self._head + hi - 1) % len(self._vals)]) if ts >= start else None
 
     def _slice(self, arr: array[float], lo: int, hi: int) -> array[float]:
         """Copy logical positions lo..hi out of the circular array (one or two C slices)."""
         if hi <= lo:
-            return array("d")
+            return array(arr.typecode)
         cap = len(arr)
         a, b = (self._head + lo) % cap, (self._head + hi) % cap
         return arr[a:b] if a < b else arr[a:] + arr[:b]
@@ -260,6 +316,11 @@ class SeriesStore:
         """Return a series' samples inside [start, end]."""
         with self._lock:
             return series.ring.between(start, end)
+
+    def values(self, series: Series, start: float, end: float) -> array[float]:
+        """Return a series' values inside [start, end], without their timestamps."""
+        with self._lock:
+            return series.ring.values(start, end)
 
     def steady(self, series: Series, start: float, end: float) -> tuple[int, float] | None:
         """Return (1 or 2 samples, value) if a series held one value throughout [start, end]."""

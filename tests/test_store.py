@@ -121,7 +121,7 @@ def test_a_steady_window_gives_what_reading_it_would(
         return
     assert steady[0] == min(len(vals), 2) and {str(v) for v in vals} == {str(steady[1])}
     expr = parse_expr(f"{func}(x[1m])" if func != "quantile_over_time" else f"{func}(0.9, x[1m])")
-    full = _apply(expr, ts, vals)
+    full = windows.rate(ts, vals) if expr.func == "rate" else _apply(expr, vals)
     short = windows.steady(func, expr.q, *steady)
     assert str(short) == str(full)
 
@@ -141,3 +141,49 @@ def test_a_flag_that_stays_zero_is_steady_and_a_moving_value_is_not() -> None:
         young.append(float(i), 0.0)
     assert young.steady(-50.0, 9.0) == (2, 0.0)
     assert young.steady(9.0, 9.0) == (1, 0.0)  # one sample: no increase yet
+
+
+grid_values = st.one_of(
+    st.integers(-(2**24), 2**24).map(float),  # flags, counts, percentages: exact in float32
+    st.floats(allow_nan=True, allow_infinity=True),  # watts, bytes, NaN, 1e300: not always
+)
+
+
+@given(
+    capacity=st.integers(min_value=1, max_value=12),
+    steps=st.lists(
+        st.tuples(st.sampled_from([0.5, 1.0, 1.0, 2.0, 1e-6, 3 * 2**23]), grid_values), max_size=40
+    ),
+    start=st.floats(-10, 3e7),
+    width=st.floats(0, 3e7),
+)
+def test_float32_storage_gives_back_exactly_what_was_written(
+    capacity: int, steps: list[tuple[float, float]], start: float, width: float
+) -> None:
+    ring, model, ts = Ring(capacity), [], 1_790_000_000.0  # an epoch second, on the grid
+    for gap, value in steps:
+        ts += gap
+        assert ring.append(ts, value)
+        model = [*model, (ts, value)][-capacity:]
+    lo, hi = (model[0][0] + start, model[0][0] + start + width) if model else (start, start)
+    expect = [p for p in model if lo <= p[0] <= hi]
+    got_ts, got_vals = ring.between(lo, hi)
+    assert list(got_ts) == [t for t, _ in expect]
+    assert [repr(v) for v in got_vals] == [repr(v) for _, v in expect]  # NaN, -0.0 included
+    assert [repr(v) for v in ring.values(lo, hi)] == [repr(v) for _, v in expect]
+    newest = ring.newest_between(lo, hi)
+    assert repr(newest) == repr((expect[-1][0], expect[-1][1]) if expect else None)
+
+
+def test_a_ring_on_the_grid_keeps_half_the_memory_for_half_a_year() -> None:
+    ring, ts = Ring(900), 1_790_000_000.0
+    for i in range(3000):
+        ring.append(ts + i, float(i % 7))
+    assert ring._ts.typecode == ring._vals.typecode == "f", "whole seconds, whole values: float32"
+    ring.append(ts + 2**24 + 5000, 3.0)  # 194 days on: the offset no longer fits, re-based
+    assert ring._ts.typecode == "f" and ring.last() == (ts + 2**24 + 5000, 3.0)
+    ring.append(ts + 2**24 + 5000.1, 312.456)  # a tenth of a second off the grid, watts
+    assert ring._ts.typecode == ring._vals.typecode == "d", "float64 from then on"
+    got_ts, got_vals = ring.between(ts + 2**24, ts + 2**25)
+    assert list(zip(got_ts, got_vals, strict=True)) == [(ts + 2**24 + 5000, 3.0),
+                                                        (ts + 2**24 + 5000.1, 312.456)]  # fmt: skip

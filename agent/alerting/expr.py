@@ -62,7 +62,8 @@ def parse_expr(text: str) -> Expr:
     return Expr(parse_selector(ranged.group(1)), func, window, q)
 
 
-def _apply(expr: Expr, ts: Sequence[float], vals: Sequence[float]) -> float | None:
+def _apply(expr: Expr, vals: Sequence[float]) -> float | None:
+    """Apply a window function other than rate to a window's values."""
     func = expr.func
     if func == "avg_over_time":
         return windows.avg(vals)
@@ -72,8 +73,6 @@ def _apply(expr: Expr, ts: Sequence[float], vals: Sequence[float]) -> float | No
         return windows.maximum(vals)
     if func == "increase":
         return windows.increase(vals)
-    if func == "rate":
-        return windows.rate(ts, vals)
     assert expr.q is not None
     return windows.quantile(expr.q, vals)
 
@@ -90,9 +89,11 @@ def evaluate(expr: Expr, store: SeriesStore, at: float,
             value: float | None = newest[1] if newest else None
         elif (steady := store.steady(series, at - expr.range, at)) is not None:
             value = windows.steady(expr.func, expr.q, *steady)
-        else:
+        elif expr.func == "rate":  # the one function that needs the timestamps
             ts, vals = store.window(series, at - expr.range, at)
-            value = _apply(expr, ts, vals)
+            value = windows.rate(ts, vals)
+        else:
+            value = _apply(expr, store.values(series, at - expr.range, at))
         if value is not None:  # NaN stays: it compares as in PromQL (false, but for !=)
             out.append((series.labels, value))
     return out
