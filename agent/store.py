@@ -89,25 +89,26 @@ class Ring:
         """Add a sample; refuse (False) one older than or equal to the newest."""
         if ts <= self.newest:
             return False
-        if value != self.latest or not self._len:
+        n = self._len
+        if value != self.latest or not n:
             self._since = ts
         self.newest, self.latest = ts, value
-        cap, head, n = len(self._ts), self._head, self._len
+        times, vals, head = self._ts, self._vals, self._head
+        cap = len(times)
         i = head + n - cap if head + n >= cap else head + n
         if n < cap:
             self._len = n + 1
         else:
             self._head = 0 if head + 1 == cap else head + 1
-        vals = self._vals
         vals[i] = value
         if vals[i] != value and not math.isnan(value):  # NaN is NaN in either width
             self._vals = array("d", vals)
             self._vals[i] = value
-        if not n:
-            self._base = ts
-        off = ts - self._base
-        self._ts[i] = off
-        if self._ts[i] != off or self._base + off != ts:
+        base = self._base if n else ts
+        self._base = base
+        off = ts - base
+        times[i] = off
+        if times[i] != off or base + off != ts:
             self._fit_times()  # the oldest may have moved on: re-based, or float64 for good
         return True
 
