@@ -119,7 +119,7 @@ class Ring:
         fitted = _refit(stamps) if self._ts.typecode == "f" else None
         flat = fitted[0] if fitted else array("d", stamps)
         self._base = fitted[1] if fitted else 0.0
-        arr = array(flat.typecode, bytes(flat.itemsize * len(self._ts)))
+        arr = array("f" if fitted else "d", bytes(flat.itemsize * len(self._ts)))
         arr[: len(flat)] = flat
         self._vals = self._logical(self._vals) + self._vals[len(flat) :]  # the same order
         self._ts, self._head = arr, 0
