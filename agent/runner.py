@@ -17,7 +17,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from agent.lanes import Lane
+from agent.lanes import Chain, Lane
 from agent.samplers import Sampler, close_all
 from agent.store import MetricInfo, Sample, SeriesStore
 from agent.supervise import SUPERVISOR
@@ -113,9 +113,10 @@ class SamplerRunner:
     def _round(self, job: str, every: float) -> None:
         """Run the in-memory samplers, then kick the lanes one after another (a busy one: a skip).
 
-        Each lane is given a share of a quarter of the round before the next is kicked: lanes
-        kicked all at once fought for the GIL, a thread switch for every file read or socket
-        call. A slow or hung sampler only delays the next lane by its share. The round of the
+        Each lane kicks the next when it is done (a Chain), or the round does when the lane's
+        share of a quarter round is up: lanes kicked all at once fought for the GIL, a thread
+        switch for every file read or socket call, and a slow or hung sampler only delays the
+        next lane by its share. The round of the
         base interval then waits for its lanes until half the round and calls `after_round`
         (the rule groups no sampler completed): one scheduler job a second, not two.
         """
@@ -126,12 +127,7 @@ class SamplerRunner:
             if (inline := self.inline.get(name)) is not None:
                 self.run_once(inline)
         lanes = [lane for name in names if (lane := self.lanes.get(name)) is not None]
-        share = every / 4 / max(1, len(lanes))
-        for lane in lanes:
-            if lane.kick():
-                lane.wait(share)
-            else:
-                self.count_skip(lane.name)
+        Chain(lanes, every / 4 / max(1, len(lanes)), self.count_skip).run()
         if self.after_round is None or every != self._grid[1]:
             return
         for lane in lanes:

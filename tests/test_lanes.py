@@ -175,3 +175,20 @@ def test_an_in_memory_sampler_runs_on_the_round_thread_without_a_lane() -> None:
         assert mem.runs == 1, "a removed one runs no more"
     finally:
         runner.stop()
+
+
+def test_a_lane_still_running_is_skipped_and_counted_and_the_chain_goes_on() -> None:
+    runner = SamplerRunner(SeriesStore())
+    hung, b = Timed("hung", 1.5), Timed("b", 0.0)
+    runner.schedule([hung, b], 1.0)
+    try:
+        runner._round("round:1", 1.0)  # hung overruns its share; b goes after the share
+        wait_for(lambda: len(b.spans) == 1, timeout=5, what="b's first run")
+        runner._round("round:1", 1.0)  # hung is still running: refused, and b goes at once
+        wait_for(lambda: len(b.spans) == 2, timeout=5, what="b's second run")
+        assert runner.skipped["hung"] == 1 and not runner.skipped["b"]
+        wait_for(lambda: len(hung.spans) == 1, timeout=5, what="the hung run's end")
+        time.sleep(0.1)
+        assert len(b.spans) == 2, "the late end of a lane kicks nothing: its round moved on"
+    finally:
+        runner.stop()
