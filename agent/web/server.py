@@ -157,7 +157,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         """Send access logs to our logger at debug level instead of stderr."""
-        log.debug("%s %s", self.address_string(), format % args)
+        if log.isEnabledFor(logging.DEBUG):  # formatted only when kept: every request logs
+            log.debug("%s %s", self.address_string(), format % args)
 
 
 class WebServer(ThreadingHTTPServer):
