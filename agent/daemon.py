@@ -150,6 +150,7 @@ class Daemon:
             every["watchdog"] = watchdog
         self.runner.schedule(jobs, interval, every)
         self.runner.after_round = self.trigger.fallback
+        self.runner.hold, self.runner.release = self.trigger.hold, self.trigger.release
         self._set_rules(loaded.groups)
         self._set_samplers(build_samplers(cfg, simulated_nvml(cfg)))
         self._set_shipping(build_shipping(cfg))

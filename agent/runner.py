@@ -51,6 +51,9 @@ class SamplerRunner:
         self.on_run = on_run
         self.on_ingest = on_ingest  # (source, round): the rule trigger listens here
         self.after_round: Callable[[float], None] | None = None  # (round): the rules' fallback
+        # Around a base round's lanes: the rule trigger holds the groups they complete.
+        self.hold: Callable[[], None] | None = None
+        self.release: Callable[[], None] | None = None
         self.skipped: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.last_run = time.monotonic()
@@ -123,12 +126,19 @@ class SamplerRunner:
         tick = self.round_of(time.time())
         with self._lock:
             names = list(self.rounds.get(job, ()))
-        for name in names:
-            if (inline := self.inline.get(name)) is not None:
-                self.run_once(inline)
-        lanes = [lane for name in names if (lane := self.lanes.get(name)) is not None]
-        Chain(lanes, every / 4 / max(1, len(lanes)), self.count_skip).run()
-        if self.after_round is None or every != self._grid[1]:
+        base = every == self._grid[1]
+        if base and self.hold is not None:
+            self.hold()
+        try:
+            for name in names:
+                if (inline := self.inline.get(name)) is not None:
+                    self.run_once(inline)
+            lanes = [lane for name in names if (lane := self.lanes.get(name)) is not None]
+            Chain(lanes, every / 4 / max(1, len(lanes)), self.count_skip).run()
+        finally:
+            if base and self.release is not None:
+                self.release()
+        if self.after_round is None or not base:
             return
         for lane in lanes:
             lane.wait(max(0.0, tick + every / 2 - time.time()))

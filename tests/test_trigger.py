@@ -10,6 +10,7 @@ from agent.alerting.engine import RuleEngine, RuleGroupJob
 from agent.alerting.rules import parse_file
 from agent.alerting.trigger import RuleTrigger
 from agent.store import SeriesStore, sample
+from tests.conftest import wait_for
 
 RULES = """groups:
   - name: both
@@ -46,14 +47,15 @@ class Recorder:
         self.skipped.append(name)
 
 
-def setup(tmp: Path, hold: float = 0.0) -> tuple[SeriesStore, RuleTrigger, Recorder, list[float]]:
+def setup(tmp: Path, hold: float = 0.0,
+          workers: int = 1) -> tuple[SeriesStore, RuleTrigger, Recorder, list[float]]:  # fmt: skip
     store = SeriesStore(900, 1)
     groups, problems = parse_file(RULES, str(tmp / "r.yml"))
     assert not problems
     engine = RuleEngine(store, groups, 0.0)
     tick = [0.0]
     rec = Recorder(tick, hold)
-    trigger = RuleTrigger(store, rec.run, rec.skip, workers=1)
+    trigger = RuleTrigger(store, rec.run, rec.skip, workers=workers)
     trigger.set_jobs([RuleGroupJob(engine, g) for g in groups], 1.0)
     return store, trigger, rec, tick
 
@@ -116,4 +118,53 @@ def test_an_overrunning_group_is_skipped_and_counted(tmp_path: Path) -> None:
     trigger.ingested("a", 101.0)  # round 101 arrives while 100 still runs
     settle(trigger)
     assert "rules:only_a" in rec.skipped
+    trigger.close()
+
+
+def test_groups_completed_while_held_run_together_at_release(tmp_path: Path) -> None:
+    store, trigger, rec, tick = setup(tmp_path)
+    threads: list[threading.Thread] = []
+
+    def run(job: RuleGroupJob, t: float) -> None:
+        threads.append(threading.current_thread())
+        rec.run(job, t)
+
+    trigger._run = run
+    store.ingest("a", [sample("a_value", 1)], 100.0)
+    store.ingest("b", [sample("b_value", 1)], 100.0)
+    tick[0] = 101.0
+    trigger.hold()  # a round's lanes begin
+    store.ingest("a", [sample("a_value", 1)], 101.01)
+    trigger.ingested("a", 101.0)
+    store.ingest("b", [sample("b_value", 1)], 101.02)
+    trigger.ingested("b", 101.0)
+    settle(trigger)
+    assert rec.runs == [], "held while the lanes run"
+    trigger.release()
+    settle(trigger)
+    assert sorted(g for g, _ in rec.runs) == ["both", "only_a", "slow"]
+    assert len(set(threads)) == 1, "one batch, on one pool thread"
+    trigger.close()
+
+
+def test_a_group_that_another_group_completes_joins_its_batch(tmp_path: Path) -> None:
+    store, trigger, rec, _ = setup(tmp_path, workers=2)  # two threads: a new task could go apart
+    threads: dict[str, threading.Thread] = {}
+
+    def run(job: RuleGroupJob, t: float) -> None:
+        threads[job.group.name] = threading.current_thread()
+        rec.runs.append((job.group.name, t))
+        if job.group.name == "only_a":  # its result is what "both" waits for, as b
+            store.ingest("b", [sample("b_value", 1)], t + 0.5)
+            trigger.ingested("b", t)
+            time.sleep(0.2)  # still busy: a task submitted now would start a second thread
+
+    trigger._run = run
+    store.ingest("a", [sample("a_value", 1)], 100.0)
+    store.ingest("b", [sample("b_value", 1)], 100.0)
+    store.ingest("a", [sample("a_value", 1)], 101.01)
+    trigger.ingested("a", 101.0)
+    wait_for(lambda: len(rec.runs) == 3, timeout=5, what="all three groups")
+    assert sorted(g for g, _ in rec.runs) == ["both", "only_a", "slow"]
+    assert threads["both"] is threads["only_a"], "run next on the same thread, no new wake-up"
     trigger.close()

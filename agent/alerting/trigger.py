@@ -21,6 +21,11 @@ class RuleTrigger:
     samplers sees one consistent round. A sampler that hangs, or a group nobody feeds, is not
     waited for past half a round: the runner's round calls `fallback` then. A group still running
     when its next round is due is skipped and counted, as an overrunning scheduler job is.
+
+    While a round's lanes run (between `hold` and `release`) the groups they complete are held
+    and then run together, one after another on one pool thread; so are the groups that a
+    group's own result completes (the agent's rules read the other groups' health). A group
+    evaluated beside the lanes fought them for the GIL, and each was a pool thread's wake-up.
     """
 
     def __init__(self, store: SeriesStore, run: Run, skip: Skip, workers: int = 2) -> None:
@@ -31,6 +36,8 @@ class RuleTrigger:
         self._due: dict[str, float] = {}  # job name -> the first round it may run in
         self._running: set[str] = set()
         self._interval = 1.0
+        self._held: list[tuple[RuleGroupJob, float]] | None = None  # while a round's lanes run
+        self._local = threading.local()  # .batch: the batch this pool thread is running
 
     def set_jobs(self, jobs: Sequence[RuleGroupJob], interval: float) -> None:
         """Take a new set of groups (at start and on reload); a kept group keeps its due time."""
@@ -49,6 +56,18 @@ class RuleTrigger:
             if all(last >= tick for last in self.store.feeders(job.families).values()):
                 self._submit(job, tick)
 
+    def hold(self) -> None:
+        """Hold the groups completed from now on, to run them together at `release`."""
+        with self._lock:
+            self._held = []
+
+    def release(self) -> None:
+        """Run the groups completed while held, as one batch."""
+        with self._lock:
+            held, self._held = self._held or [], None
+        if held:
+            self._start(held)
+
     def fallback(self, tick: float) -> None:
         """Half a round on: run every group due in round `tick` that no sampler completed."""
         for job in self._jobs:
@@ -64,18 +83,31 @@ class RuleTrigger:
             every = job.group.interval or self._interval
             self._due[job.name] = (math.floor(tick / every + 1e-6) + 1) * every
             self._running.add(job.name)
+            batch = self._held if self._held is not None else getattr(self._local, "batch", None)
+            if batch is not None:  # held for the round's end, or next on this pool thread
+                batch.append((job, tick))
+                return
+        self._start([(job, tick)])
+
+    def _start(self, batch: list[tuple[RuleGroupJob, float]]) -> None:
         try:
-            self._pool.submit(self._evaluate, job, tick)
+            self._pool.submit(self._evaluate, batch)
         except RuntimeError:  # the pool is shut down: the agent is stopping
             with self._lock:
-                self._running.discard(job.name)
+                self._running.difference_update(job.name for job, _ in batch)
 
-    def _evaluate(self, job: RuleGroupJob, tick: float) -> None:
+    def _evaluate(self, batch: list[tuple[RuleGroupJob, float]]) -> None:
+        """Run a batch in order; groups its results complete join it."""
+        self._local.batch = batch
         try:
-            self._run(job, tick)
+            for job, tick in batch:  # grows as it goes: a list iterator sees appended items
+                try:
+                    self._run(job, tick)
+                finally:
+                    with self._lock:
+                        self._running.discard(job.name)
         finally:
-            with self._lock:
-                self._running.discard(job.name)
+            self._local.batch = None
 
     def close(self) -> None:
         """Take no more work; evaluations in flight finish on their threads."""
