@@ -47,6 +47,9 @@ class Handler(BaseHTTPRequestHandler):
     default_request_version = "HTTP/1.0"  # so even a garbage request line gets a status line
     server_version = "dsagent"
     disable_nagle_algorithm = True  # the body follows the head at once, not after an ACK
+    # Head and body leave in one send when the request is done (handle_one_request flushes):
+    # unbuffered, each was a send of its own, and a loopback send costs as much as the render.
+    wbufsize = 1 << 20
     timeout = 15  # per read; the whole head is bounded by the server's Connections
 
     def handle_one_request(self) -> None:
