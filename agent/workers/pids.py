@@ -40,8 +40,8 @@ class WorkerMap:
         try:
             proc = psutil.Process(pid)  # a new lookup also notices a reused pid
             name, worker = proc.name(), self._worker(proc)
-        except psutil.Error:
-            return "?", None
+        except psutil.Error:  # gone, or not ours to see (another pid namespace): cached too
+            name, worker = "?", None
         self._cache[pid] = (now, name, worker)
         return name, worker
 
