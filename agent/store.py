@@ -137,6 +137,16 @@ class Ring:
         """Return the values with start <= ts <= end, oldest first (no timestamps to build)."""
         return self._slice(self._vals, self._find(start, False), self._find(end, True))
 
+    def edges(self, start: float, end: float) -> tuple[tuple[float, float], array[float]]:
+        """Return the first and last timestamps with start <= ts <= end, and all the values.
+
+        What rate() needs: the timestamps in between are not built.
+        """
+        lo, hi = self._find(start, False), self._find(end, True)
+        if hi <= lo:
+            return (math.nan, math.nan), array("d")
+        return (self._at(lo), self._at(hi - 1)), self._slice(self._vals, lo, hi)
+
     def _times(self, lo: int, hi: int) -> array[float]:
         offsets = self._slice(self._ts, lo, hi)
         base = self._base
@@ -322,6 +332,12 @@ class SeriesStore:
         """Return a series' values inside [start, end], without their timestamps."""
         with self._lock:
             return series.ring.values(start, end)
+
+    def edges(self, series: Series, start: float,
+              end: float) -> tuple[tuple[float, float], array[float]]:  # fmt: skip
+        """Return a series' first and last timestamps inside [start, end], and its values."""
+        with self._lock:
+            return series.ring.edges(start, end)
 
     def steady(self, series: Series, start: float, end: float) -> tuple[int, float] | None:
         """Return (1 or 2 samples, value) if a series held one value throughout [start, end]."""

@@ -171,6 +171,10 @@ def test_float32_storage_gives_back_exactly_what_was_written(
     assert list(got_ts) == [t for t, _ in expect]
     assert [repr(v) for v in got_vals] == [repr(v) for _, v in expect]  # NaN, -0.0 included
     assert [repr(v) for v in ring.values(lo, hi)] == [repr(v) for _, v in expect]
+    ends, vals = ring.edges(lo, hi)
+    assert [repr(v) for v in vals] == [repr(v) for _, v in expect]
+    if expect:
+        assert ends == (expect[0][0], expect[-1][0]), "what rate() divides by"
     newest = ring.newest_between(lo, hi)
     assert repr(newest) == repr((expect[-1][0], expect[-1][1]) if expect else None)
 

@@ -89,9 +89,9 @@ def evaluate(expr: Expr, store: SeriesStore, at: float,
             value: float | None = newest[1] if newest else None
         elif (steady := store.steady(series, at - expr.range, at)) is not None:
             value = windows.steady(expr.func, expr.q, *steady)
-        elif expr.func == "rate":  # the one function that needs the timestamps
-            ts, vals = store.window(series, at - expr.range, at)
-            value = windows.rate(ts, vals)
+        elif expr.func == "rate":  # the one function that needs timestamps: the first, last
+            ends, vals = store.edges(series, at - expr.range, at)
+            value = windows.rate(ends, vals)
         else:
             value = _apply(expr, store.values(series, at - expr.range, at))
         if value is not None:  # NaN stays: it compares as in PromQL (false, but for !=)
