@@ -242,3 +242,17 @@ def test_restored_alerts_survive_a_warm_up_without_data(tmp_path: Path) -> None:
     assert len(second.all_alerts()) == 2, "kept during the warm-up"
     second.evaluate_group(second.groups[0], restart + 6)
     assert second.all_alerts() == [], "after it, no data means the condition does not hold"
+
+
+def test_a_group_queued_before_a_reload_replaced_it_does_not_bring_its_rules_back() -> None:
+    store = SeriesStore(retention=3600, interval=10)
+    feed(store, "x", [95, 95])
+    engine = engine_for(LEVELS, store)
+    old = engine.groups[0]
+    engine.evaluate_group(old, T0)
+    assert {a.rule for a in engine.all_alerts()} == {"g/Hot"}
+    engine.replace_groups(groups(LEVELS.replace("alert: Hot", "alert: Warm")))
+    engine.evaluate_group(old, T0 + 10)  # it was held in the round's batch when the reload came
+    assert {a.rule for a in engine.all_alerts()} == set(), "Hot was removed; nothing revives it"
+    engine.evaluate_group(engine.groups[0], T0 + 10)
+    assert {a.rule for a in engine.all_alerts()} == {"g/Warm"}

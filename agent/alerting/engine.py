@@ -137,6 +137,8 @@ class RuleEngine:
     def evaluate_group(self, group: Group, ts: float) -> None:
         """Evaluate every rule of a group at time `ts`, then hand the result to delivery."""
         with self._lock:  # delivery inside: groups hand their snapshots over in order
+            if not any(g is group for g in self.groups):
+                return  # queued before a reload replaced it: its rules' instances are gone
             transitions: list[Transition] = []
             for rule in group.rules:
                 transitions += self.evaluate_rule(group, rule, ts)
