@@ -54,12 +54,6 @@ class Session:
         self.conn = _connection(base, timeout)
         self.connect_seconds: float | None = None  # how long the latest connect took
 
-    def __enter__(self) -> Session:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def close(self) -> None:
         """Close the connection (the next request opens a new one)."""
         self.conn.close()
