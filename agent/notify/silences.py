@@ -75,13 +75,13 @@ class SilenceStore:
 
     def load(self) -> list[Silence]:
         """Return every silence, expired ones included (another process's within a second)."""
-        if self._mtime != -1.0 and time.monotonic() - self._checked < RECHECK:
+        if time.monotonic() - self._checked < RECHECK:
             return list(self._cache)
         self._checked = time.monotonic()
         try:
             mtime = self.path.stat().st_mtime
         except FileNotFoundError:
-            self._cache, self._mtime = [], -2.0  # none yet: looked at again in a second
+            self._cache = []  # none yet: looked at again in a second
             return []
         if mtime != self._mtime:
             data = json.loads(self.path.read_text() or "[]")
@@ -102,11 +102,15 @@ class SilenceStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            self._mtime = -1.0
+            self._forget()
             silences = self.load()
             yield silences
             atomic_write(self.path, json.dumps([s.to_json() for s in silences], indent=1))
-            self._mtime = -1.0  # our own write: read it back at once, not after RECHECK
+            self._forget()  # our own write: read it back at once, not after RECHECK
+
+    def _forget(self) -> None:
+        """Make the next load read the file, whatever its mtime and however recent the look."""
+        self._mtime, self._checked = -1.0, -math.inf
 
     def add(self, matchers: list[str], duration: float, author: str, comment: str) -> Silence:
         """Create a silence from now for `duration` seconds."""
