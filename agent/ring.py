@@ -100,21 +100,25 @@ class Ring:
         """Return the held part of an array, oldest first."""
         return self._slice(arr, 0, self._len)
 
+    def _bounds(self, start: float, end: float) -> tuple[int, int]:
+        """Return the logical positions lo..hi of the samples with start <= ts <= end."""
+        return self._find(start, False), self._find(end, True)
+
     def between(self, start: float, end: float) -> tuple[array[float], array[float]]:
         """Return the timestamps and values with start <= ts <= end, oldest first."""
-        lo, hi = self._find(start, False), self._find(end, True)
+        lo, hi = self._bounds(start, end)
         return self._times(lo, hi), self._slice(self._vals, lo, hi)
 
     def values(self, start: float, end: float) -> array[float]:
         """Return the values with start <= ts <= end, oldest first (no timestamps to build)."""
-        return self._slice(self._vals, self._find(start, False), self._find(end, True))
+        return self._slice(self._vals, *self._bounds(start, end))
 
     def edges(self, start: float, end: float) -> tuple[tuple[float, float], array[float]]:
         """Return the first and last timestamps with start <= ts <= end, and all the values.
 
         What rate() needs: the timestamps in between are not built.
         """
-        lo, hi = self._find(start, False), self._find(end, True)
+        lo, hi = self._bounds(start, end)
         if hi <= lo:
             return (math.nan, math.nan), array("d")
         return (self._at(lo), self._at(hi - 1)), self._slice(self._vals, lo, hi)

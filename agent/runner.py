@@ -119,9 +119,9 @@ class SamplerRunner:
         Each lane kicks the next when it is done (a Chain), or the round does when the lane's
         share of a quarter round is up: lanes kicked all at once fought for the GIL, a thread
         switch for every file read or socket call, and a slow or hung sampler only delays the
-        next lane by its share. The round of the
-        base interval then waits for its lanes until half the round and calls `after_round`
-        (the rule groups no sampler completed): one scheduler job a second, not two.
+        next lane by its share. The rule groups the lanes complete are held until they are all
+        done (`hold`, `release`). The round of the base interval then waits for its lanes until
+        half the round and calls `after_round` (the rule groups no sampler completed).
         """
         tick = self.round_of(time.time())
         with self._lock:
