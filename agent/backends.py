@@ -92,8 +92,6 @@ class Backends:
                 health.up, health.since = False, now
             health.reason = reason
 
-    in_memory = True  # reads only memory: run on the round's thread, no lane of its own
-
     def sample(self, now: float) -> Iterator[Sample]:
         """Report up, last success, errors by reason and how overdue a failing backend is."""
         with self._lock:

@@ -63,7 +63,6 @@ class ReloadStatus:
 
     name = "config"
     metrics = RELOAD_METRICS
-    in_memory = True  # reads only memory: run on the round's thread, no lane of its own
 
     def __init__(self, now: float) -> None:
         self.ok, self.success_at = True, now

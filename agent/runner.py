@@ -17,7 +17,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from agent.lanes import Chain, Lane
+from agent.relay import Hands, Relay, Step
 from agent.samplers import Sampler, close_all
 from agent.store import MetricInfo, Sample, SeriesStore
 from agent.supervise import SUPERVISOR
@@ -43,7 +43,7 @@ def grid_start(now: float, interval: float) -> float:
 
 
 class SamplerRunner:
-    """One lane per sampler, kicked by its round; an overrun is skipped and counted, not stacked."""
+    """One step per sampler, run by its round; an overrun is skipped and counted, not stacked."""
 
     def __init__(self, store: SeriesStore, on_run: Callable[[str], None] | None = None,
                  on_ingest: Callable[[str, float], None] | None = None) -> None:  # fmt: skip
@@ -51,7 +51,8 @@ class SamplerRunner:
         self.on_run = on_run
         self.on_ingest = on_ingest  # (source, round): the rule trigger listens here
         self.after_round: Callable[[float], None] | None = None  # (round): the rules' fallback
-        # Around a base round's lanes: the rule trigger holds the groups they complete.
+        # Around a base round's steps: the rule trigger holds the groups they complete, and
+        # `release` runs them as the round's last step.
         self.hold: Callable[[], None] | None = None
         self.release: Callable[[], None] | None = None
         self.skipped: Counter[str] = Counter()
@@ -61,12 +62,12 @@ class SamplerRunner:
         self._lock = threading.Lock()
         self._grid = (0.0, 1.0)
         self.samplers: list[Sampler] = []
-        self.lanes: dict[str, Lane] = {}
-        self.inline: dict[str, Sampler] = {}  # samplers that only read memory: no lane
-        self.rounds: dict[str, list[str]] = {}  # a round's job id -> the lanes it kicks
+        self.steps: dict[str, Step] = {}
+        self.hands = Hands()
+        self.rounds: dict[str, list[str]] = {}  # a round's job id -> the steps it runs
         # The base round runs on the scheduler's own thread ("inline": it is bounded by half a
         # round, see _round): a pool hand-off a second cost more than the round's own work.
-        # Rounds of other intervals may wait longer for their lanes: they go to the pool.
+        # Rounds of other intervals may wait longer for their steps: they go to the pool.
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=16), "inline": DebugExecutor()},
             timezone=UTC,
@@ -96,10 +97,7 @@ class SamplerRunner:
         for s in samplers:
             self.store.describe(s.metrics)
             every = (intervals or {}).get(s.name, interval)
-            if getattr(s, "in_memory", False):  # a lane's wake-ups cost more than its run
-                self.inline[s.name] = s
-            else:
-                self.lanes[s.name] = Lane(s.name, functools.partial(self.run_once, s))
+            self.steps[s.name] = Step(s.name, functools.partial(self.run_once, s))
             job = f"round:{every:g}"
             with self._lock:
                 self.rounds.setdefault(job, []).append(s.name)
@@ -114,34 +112,27 @@ class SamplerRunner:
                 )  # fmt: skip
 
     def _round(self, job: str, every: float) -> None:
-        """Run the in-memory samplers, then kick the lanes one after another (a busy one: a skip).
+        """Run the round's steps one after another on one thread (a busy one: a skip).
 
-        Each lane kicks the next when it is done (a Chain), or the round does when the lane's
-        share of a quarter round is up: lanes kicked all at once fought for the GIL, a thread
-        switch for every file read or socket call, and a slow or hung sampler only delays the
-        next lane by its share. The rule groups the lanes complete are held until they are all
-        done (`hold`, `release`). The round of the base interval then waits for its lanes until
-        half the round and calls `after_round` (the rule groups no sampler completed).
+        Each step may take its share of a quarter round before the round hands the steps after
+        it to another thread: steps run all at once fought for the GIL, and a hung sampler only
+        delays the next by its share. The base round holds the rule groups its samplers complete
+        (`hold`) and runs them as its last step (`release`); then it waits for a step that
+        overran until half the round, and calls `after_round` (the groups none completed).
         """
         tick = self.round_of(time.time())
         with self._lock:
-            names = list(self.rounds.get(job, ()))
+            steps = [step for name in self.rounds.get(job, ()) if (step := self.steps.get(name))]
         base = every == self._grid[1]
-        if base and self.hold is not None:
-            self.hold()
-        try:
-            for name in names:
-                if (inline := self.inline.get(name)) is not None:
-                    self.run_once(inline)
-            lanes = [lane for name in names if (lane := self.lanes.get(name)) is not None]
-            Chain(lanes, every / 4 / max(1, len(lanes)), self.count_skip).run()
-        finally:
-            if base and self.release is not None:
-                self.release()
+        hold, release = self.hold, self.release
+        if base and hold is not None and release is not None:
+            hold()
+            steps.append(Step("rules", release))  # this round's own: never refused
+        Relay(steps, every / 4 / max(1, len(steps)), self.hands, self.count_skip).run()
         if self.after_round is None or not base:
             return
-        for lane in lanes:
-            lane.wait(max(0.0, tick + every / 2 - time.time()))
+        for step in steps:
+            step.wait(tick + every / 2 - time.time())
         self.after_round(tick)
 
     def remove(self, samplers: Sequence[Sampler]) -> None:
@@ -151,9 +142,7 @@ class SamplerRunner:
             for job, kicked in self.rounds.items():
                 self.rounds[job] = [n for n in kicked if n not in names]
         for name in names:
-            self.inline.pop(name, None)
-            if (lane := self.lanes.pop(name, None)) is not None:
-                lane.close()
+            self.steps.pop(name, None)  # a run in progress ends on its thread
         close_all(samplers)
         self.samplers = [s for s in self.samplers if s not in samplers]
 
@@ -174,7 +163,7 @@ class SamplerRunner:
         self.remove(list(self.samplers))
 
     def _on_skip(self, event: JobEvent) -> None:
-        """Count a missed round as a skipped run of each of its lanes (any other job as itself)."""
+        """Count a missed round as a skipped run of each of its steps (any other job as itself)."""
         with self._lock:
             names = list(self.rounds.get(event.job_id, [event.job_id]))
         for name in names:

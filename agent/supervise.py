@@ -54,8 +54,6 @@ class Supervisor:
                 return
             delay = min(delay * 2, MAX_BACKOFF)
 
-    in_memory = True  # reads only memory: run on the round's thread, no lane of its own
-
     def sample(self, now: float) -> Iterator[Sample]:
         """Report the failures counted so far, per component."""
         with self._lock:

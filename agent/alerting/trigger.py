@@ -22,10 +22,11 @@ class RuleTrigger:
     waited for past half a round: the runner's round calls `fallback` then. A group still running
     when its next round is due is skipped and counted, as an overrunning scheduler job is.
 
-    While a round's lanes run (between `hold` and `release`) the groups they complete are held
-    and then run together, one after another on one pool thread; so are the groups that a
-    group's own result completes (the agent's rules read the other groups' health). A group
-    evaluated beside the lanes fought them for the GIL, and each was a pool thread's wake-up.
+    While a round's samplers run (between `hold` and `release`) the groups they complete are held
+    and then run together, one after another on the thread that calls `release` (the round's
+    last step); so are the groups that a group's own result completes (the agent's rules read
+    the other groups' health). A group evaluated beside the samplers fought them for the GIL,
+    and each was a pool thread's wake-up.
     """
 
     def __init__(self, store: SeriesStore, run: Run, skip: Skip, workers: int = 2) -> None:
@@ -62,11 +63,11 @@ class RuleTrigger:
             self._held = []
 
     def release(self) -> None:
-        """Run the groups completed while held, as one batch."""
+        """Run the groups completed while held, as one batch, on this thread."""
         with self._lock:
             held, self._held = self._held or [], None
         if held:
-            self._start(held)
+            self._evaluate(held)
 
     def fallback(self, tick: float) -> None:
         """Half a round on: run every group due in round `tick` that no sampler completed."""
