@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import http.client
 import itertools
 import json
 import socket
@@ -20,6 +19,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from agent.workers.client import Connection, ProtocolError, Stale
+
 
 @dataclass
 class Result:
@@ -30,12 +31,6 @@ class Result:
     detail: str = ""
     phases: dict[str, float] = field(default_factory=dict)  # connect, first_byte, total
     body: bytes = b""
-
-
-def _connection(url: str, timeout: float) -> http.client.HTTPConnection:
-    parts = urlsplit(url)
-    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    return cls(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
 
 
 def _path(url: str) -> str:
@@ -51,7 +46,7 @@ class Session:
     """
 
     def __init__(self, base: str, timeout: float) -> None:
-        self.conn = _connection(base, timeout)
+        self.conn = Connection(base, timeout)
         self.connect_seconds: float | None = None  # how long the latest connect took
 
     def close(self) -> None:
@@ -116,7 +111,7 @@ DEADLINES = Deadlines()
 
 
 @contextlib.contextmanager
-def deadline(conn: http.client.HTTPConnection, seconds: float) -> Iterator[threading.Event]:
+def deadline(conn: Connection, seconds: float) -> Iterator[threading.Event]:
     """Cut the connection when `seconds` pass; the event says it was cut."""
     fired = threading.Event()
 
@@ -137,17 +132,17 @@ def _late(seconds: float, phases: dict[str, float]) -> Result:
     return Result(False, detail=f"no whole answer within the {seconds:g}s deadline", phases=phases)
 
 
-Talk = Callable[[http.client.HTTPConnection, str, dict[str, float], float], Result]
+Talk = Callable[[Connection, str, dict[str, float], float], Result]
 
 
 # What a kept-alive connection the worker closed meanwhile raises: the request goes again on a
 # new one (as urllib3 and Go's net/http retry an idempotent request on a stale connection).
-STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+STALE = (Stale, ConnectionResetError, BrokenPipeError)
 
 
 def _exchange(url: str, timeout: float, talk: Talk, session: Session | None = None) -> Result:
     """Connect (unless the session is open), let `talk` do the rest, under one deadline."""
-    conn = session.conn if session is not None else _connection(url, timeout)
+    conn = session.conn if session is not None else Connection(url, timeout)
     began = time.perf_counter()
     phases: dict[str, float] = {}
     with deadline(conn, timeout) as fired:
@@ -159,7 +154,7 @@ def _exchange(url: str, timeout: float, talk: Talk, session: Session | None = No
                     raise
                 conn.close()  # the worker closed the idle connection: once more on a new one
                 result = _attempt(conn, url, talk, phases, began, session=session)
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, ProtocolError) as exc:
             conn.close()
             if fired.is_set():
                 return _late(timeout, phases)
@@ -170,7 +165,7 @@ def _exchange(url: str, timeout: float, talk: Talk, session: Session | None = No
     return _late(timeout, phases) if fired.is_set() else result  # a cut read can end cleanly
 
 
-def _attempt(conn: http.client.HTTPConnection, url: str, talk: Talk, phases: dict[str, float],
+def _attempt(conn: Connection, url: str, talk: Talk, phases: dict[str, float],
              began: float, *, session: Session | None) -> Result:  # fmt: skip
     if conn.sock is None:
         conn.connect()
@@ -184,17 +179,12 @@ def request(url: str, timeout: float, method: str = "GET", body: bytes | None = 
             limit: int = 4 << 20, session: Session | None = None) -> Result:  # fmt: skip
     """Make one request and time it; network errors and the deadline give ok=False."""
 
-    def talk(conn: http.client.HTTPConnection, path: str, phases: dict[str, float],
-             began: float) -> Result:  # fmt: skip
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        conn.request(method, path, body=body, headers=headers)
-        resp = conn.getresponse()
-        phases["first_byte"] = time.perf_counter() - began
-        data = resp.read(limit)
+    def talk(conn: Connection, path: str, phases: dict[str, float], began: float) -> Result:
+        conn.request(method, path, body, "application/json" if body is not None else None)
+        ans = conn.response(limit)  # a body past the limit closes the connection
         phases["total"] = time.perf_counter() - began
-        if not resp.isclosed():  # a body past the limit: the connection cannot be reused
-            conn.close()
-        return Result(200 <= resp.status < 300, resp.status, resp.reason, phases, data)
+        phases["first_byte"] = (ans.head_at or began + phases["total"]) - began
+        return Result(200 <= ans.status < 300, ans.status, ans.reason, phases, bytes(ans.body))
 
     return _exchange(url, timeout, talk, session)
 
@@ -227,28 +217,37 @@ def generation(base: str, model: str | None, timeout: float, max_tokens: int = 4
     body = json.dumps({"model": model or "", "prompt": "ping", "max_tokens": max_tokens,
                        "temperature": 0, "stream": True}).encode()  # fmt: skip
 
-    def talk(conn: http.client.HTTPConnection, path: str, phases: dict[str, float],
-             began: float) -> Result:  # fmt: skip
-        conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        if resp.status != 200:
-            return Result(False, resp.status, resp.reason, phases)
-        tokens = _read_stream(resp, phases, began)
+    def talk(conn: Connection, path: str, phases: dict[str, float], began: float) -> Result:
+        conn.request("POST", path, body, "application/json")
+        events = Events(phases, began)
+        ans = conn.response(stream=events.feed)
+        if ans.status != 200:
+            return Result(False, ans.status, ans.reason, phases)
         phases["total"] = time.perf_counter() - began
-        return Result(tokens > 0, 200, f"{tokens} token(s)", phases)
+        return Result(events.tokens > 0, 200, f"{events.tokens} token(s)", phases)
 
     return _exchange(base.rstrip("/") + "/v1/completions", timeout, talk)
 
 
-def _read_stream(resp: http.client.HTTPResponse, phases: dict[str, float], began: float) -> int:
-    tokens = 0
-    for raw in resp:
-        line = raw.strip()
-        if not line.startswith(b"data:"):
-            continue
-        data = line[5:].strip()
-        if data == b"[DONE]":
-            break
-        tokens += 1
-        phases.setdefault("first_byte", time.perf_counter() - began)
-    return tokens
+LINE_LIMIT = 1 << 20  # an event line longer than this ends the stream's reading
+
+
+class Events:
+    """Counts a completion stream's server-sent events until [DONE]; times the first."""
+
+    def __init__(self, phases: dict[str, float], began: float) -> None:
+        self.phases, self.began = phases, began
+        self.tokens, self.rest = 0, b""
+
+    def feed(self, data: bytes) -> bool:
+        """Take a piece of the body; True once [DONE] came."""
+        *lines, self.rest = (self.rest + data).split(b"\n")
+        for raw in lines:
+            line = raw.strip()
+            if not line.startswith(b"data:"):
+                continue
+            if line[5:].strip() == b"[DONE]":
+                return True
+            self.tokens += 1
+            self.phases.setdefault("first_byte", time.perf_counter() - self.began)
+        return len(self.rest) > LINE_LIMIT  # no line end in sight: stop reading
