@@ -37,7 +37,7 @@ class RuleTrigger:
         self._due: dict[str, float] = {}  # job name -> the first round it may run in
         self._running: set[str] = set()
         self._interval = 1.0
-        self._held: list[tuple[RuleGroupJob, float]] | None = None  # while a round's lanes run
+        self._held: list[tuple[RuleGroupJob, float]] | None = None  # while a round's samplers run
         self._local = threading.local()  # .batch: the batch this pool thread is running
 
     def set_jobs(self, jobs: Sequence[RuleGroupJob], interval: float) -> None:
