@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from agent.config import Config
-from agent.samplers.counters import CounterDeltas, ratio, read_text
+from agent.samplers.counters import CounterDeltas, KernelFiles, ratio
 from agent.store import MetricInfo, Sample, sample
 
 SECTOR = 512  # /proc/diskstats counts 512-byte sectors whatever the device's block size
@@ -71,10 +71,11 @@ class DiskSampler:
         self.proc, self.sys = proc_root, sys_root
         self.exclude = re.compile(exclude)
         self._deltas: CounterDeltas[str] = CounterDeltas()
+        self._files = KernelFiles()
 
     def sample(self, now: float) -> Iterator[Sample]:
         """Read /proc/diskstats and yield rates since the previous run."""
-        stats = parse_diskstats(read_text(self.proc / "diskstats"))
+        stats = parse_diskstats(self._files.read(self.proc, "diskstats"))
         disks = whole_disks(self.sys)
         keep = {
             dev: v
@@ -84,6 +85,10 @@ class DiskSampler:
         dt, deltas = self._deltas.update(now, keep)
         for dev, d in sorted(deltas.items()):
             yield from disk_samples(dev, d, dt)
+
+    def close(self) -> None:
+        """Close the kept files."""
+        self._files.close()
 
 
 def build(cfg: Config) -> DiskSampler:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from agent.config import Config
-from agent.samplers.counters import CounterDeltas, ratio, read_text
+from agent.samplers.counters import CounterDeltas, KernelFiles, ratio
 from agent.store import MetricInfo, Sample, sample
 
 log = logging.getLogger(__name__)
@@ -98,21 +98,26 @@ class HostSampler:
     def __init__(self, proc_root: Path) -> None:
         self.proc = proc_root
         self._cpu: CounterDeltas[str] = CounterDeltas()
+        self._files = KernelFiles()
 
     def sample(self, now: float) -> Iterator[Sample]:
         """Read /proc/stat, /proc/loadavg and /proc/meminfo."""
-        cpu = parse_stat_cpu(read_text(self.proc / "stat"))
+        cpu = parse_stat_cpu(self._files.read(self.proc, "stat"))
         _, deltas = self._cpu.update(now, {"cpu": cpu} if cpu else {})
         if "cpu" in deltas:
             d = deltas["cpu"]
             total = sum(d)
             yield sample("host_cpu_utilization_ratio", ratio(total - d[3] - d[4], total))
             yield sample("host_cpu_iowait_ratio", ratio(d[4], total))
-        load = parse_loadavg(read_text(self.proc / "loadavg"))
+        load = parse_loadavg(self._files.read(self.proc, "loadavg"))
         if load:
             for minutes, value in zip((1, 5, 15), load, strict=True):
                 yield sample(f"host_load{minutes}", value)
-        yield from memory_samples(parse_meminfo(read_text(self.proc / "meminfo")))
+        yield from memory_samples(parse_meminfo(self._files.read(self.proc, "meminfo")))
+
+    def close(self) -> None:
+        """Close the kept files."""
+        self._files.close()
 
 
 def build(cfg: Config) -> HostSampler:

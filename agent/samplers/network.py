@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from agent.config import Config
-from agent.samplers.counters import CounterDeltas, ratio, read_text
+from agent.samplers.counters import CounterDeltas, KernelFiles, ratio
 from agent.store import MetricInfo, Sample, sample
 
 METRICS = {
@@ -84,15 +84,16 @@ class NetworkSampler:
         self.exclude = re.compile(exclude)
         self._ifaces: CounterDeltas[str] = CounterDeltas()
         self._tcp: CounterDeltas[str] = CounterDeltas()
+        self._files = KernelFiles()
 
     def sample(self, now: float) -> Iterator[Sample]:
         """Read the interface and TCP counters and yield rates since the previous run."""
-        stats = parse_net_dev(read_text(self.proc / "net" / "dev"))
+        stats = parse_net_dev(self._files.read(self.proc, "net/dev"))
         keep = {k: v for k, v in stats.items() if not self.exclude.search(k)}
         dt, deltas = self._ifaces.update(now, keep)
         for iface, d in sorted(deltas.items()):
             yield from interface_samples(iface, d, dt)
-        tcp = parse_snmp(read_text(self.proc / "net" / "snmp")).get("Tcp", {})
+        tcp = parse_snmp(self._files.read(self.proc, "net/snmp")).get("Tcp", {})
         counters = (
             {"tcp": (tcp["OutSegs"], tcp["RetransSegs"])}
             if {"OutSegs", "RetransSegs"} <= tcp.keys()
@@ -102,6 +103,10 @@ class NetworkSampler:
         if "tcp" in tcp_deltas:
             out, retrans = tcp_deltas["tcp"]
             yield sample("net_tcp_retransmit_ratio", ratio(retrans, out))
+
+    def close(self) -> None:
+        """Close the kept files."""
+        self._files.close()
 
 
 def build(cfg: Config) -> NetworkSampler:

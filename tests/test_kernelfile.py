@@ -1,0 +1,39 @@
+"""KernelFile: a procfs file kept open and read anew; any other file opened every time."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from agent.samplers.counters import KernelFile
+
+
+def test_a_procfs_file_stays_open_and_each_read_is_fresh() -> None:
+    uptime = KernelFile(Path("/proc/uptime"))
+    try:
+        first = float(uptime.read().split()[0])
+        assert uptime._fd is not None, "a file procfs generates is kept open"
+        time.sleep(0.05)
+        second = float(uptime.read().split()[0])
+        assert second > first, "read from offset 0 again: procfs wrote it anew"
+    finally:
+        uptime.close()
+    assert uptime._fd is None
+
+
+def test_a_regular_file_is_opened_each_time_and_a_replaced_one_is_seen(tmp_path: Path) -> None:
+    path = tmp_path / "stat"
+    path.write_text("one\n")
+    reader = KernelFile(path)
+    assert reader.read() == "one\n" and reader._fd is None
+    (tmp_path / "new").write_text("two\n")
+    os.replace(tmp_path / "new", path)  # a fixture tree updated atomically
+    assert reader.read() == "two\n"
+
+
+def test_a_file_past_the_first_buffer_is_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "big"
+    text = "".join(f"line {i}\n" for i in range(30_000))  # about 300 KB
+    path.write_text(text)
+    assert KernelFile(path).read() == text
