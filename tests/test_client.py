@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -127,3 +128,27 @@ def test_server_sent_events_count_tokens_until_done_however_split(
             break
     assert finished and events.tokens == tokens
     assert ("first_byte" in phases) == (tokens > 0)
+
+
+def test_a_worker_that_drips_is_cut_when_the_whole_exchange_is_past_its_deadline() -> None:
+    ours, theirs = socket.socketpair()
+    conn = Connection("http://127.0.0.1:8000", 5)
+    conn.sock = ours
+    stop = threading.Event()
+
+    def drip() -> None:
+        with theirs, contextlib.suppress(OSError):
+            theirs.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+            while not stop.wait(0.05):  # each byte well within any one read's wait
+                theirs.sendall(b"x")
+
+    threading.Thread(target=drip, daemon=True).start()
+    began = time.monotonic()
+    conn.deadline = began + 0.4
+    try:
+        with pytest.raises(TimeoutError):
+            conn.response()
+    finally:
+        stop.set()
+        conn.close()
+    assert time.monotonic() - began < 0.4 + 0.3, "cut at the deadline, not after every byte"

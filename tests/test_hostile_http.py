@@ -252,20 +252,3 @@ def test_a_worker_that_drips_is_cut_at_the_probe_deadline() -> None:
         assert "deadline" in res.detail, res.detail
     finally:
         worker.server.shutdown()
-
-
-def test_one_deadline_thread_fires_an_earlier_deadline_first_and_skips_cancelled_ones() -> None:
-    import threading
-
-    from agent.workers.checks import Deadlines
-
-    deadlines, fired = Deadlines(), []
-    done = threading.Event()
-    late = deadlines.arm(30.0, lambda: fired.append("late"))
-    cancelled = deadlines.arm(0.05, lambda: fired.append("cancelled"))
-    deadlines.cancel(cancelled)
-    time.sleep(0.3)  # the thread now sleeps until the 30 s one
-    deadlines.arm(0.1, lambda: (fired.append("soon"), done.set()))
-    assert done.wait(5.0), "an earlier deadline waited behind a later one"
-    deadlines.cancel(late)
-    assert fired == ["soon"]

@@ -1,19 +1,15 @@
 """HTTP probes of an inference worker, each timed by phase: connect, first byte, total.
 
 A probe's timeout is a deadline for the whole exchange, not for each read: a worker that
-drips one byte at a time is cut off when the deadline passes.
+drips one byte at a time is cut off when the deadline passes (each socket call may wait only
+what is left of it).
 """
 
 from __future__ import annotations
 
-import contextlib
-import heapq
-import itertools
 import json
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -54,80 +50,6 @@ class Session:
         self.conn.close()
 
 
-class Deadlines:
-    """One thread that calls each armed function when its time comes.
-
-    A timer thread per probe cost a thread start per request, several every second.
-    """
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int]] = []
-        self._armed: dict[int, Callable[[], None]] = {}
-        self._seq = itertools.count()
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def arm(self, seconds: float, fn: Callable[[], None]) -> int:
-        """Call fn in `seconds` unless cancelled; return the handle."""
-        with self._cond:
-            handle = next(self._seq)
-            when = time.monotonic() + seconds
-            earliest = not self._heap or when < self._heap[0][0]
-            heapq.heappush(self._heap, (when, handle))
-            self._armed[handle] = fn
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
-                self._thread.start()
-            if earliest:  # a later one is seen when the thread wakes for the earlier
-                self._cond.notify()
-            return handle
-
-    def cancel(self, handle: int) -> None:
-        """Forget an armed function (it is dropped when its time comes)."""
-        with self._cond:
-            self._armed.pop(handle, None)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                # Most probes end in time: drop their cancelled deadlines instead of waking
-                # for each (a round's probes end together, so one wake clears them all).
-                while self._heap and self._heap[0][1] not in self._armed:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._cond.wait()
-                    continue
-                when, handle = self._heap[0]
-                if when > time.monotonic():
-                    self._cond.wait(when - time.monotonic())
-                    continue
-                heapq.heappop(self._heap)
-                fn = self._armed.pop(handle, None)
-            if fn is not None:
-                fn()  # outside the lock: it only shuts a socket down
-
-
-DEADLINES = Deadlines()
-
-
-@contextlib.contextmanager
-def deadline(conn: Connection, seconds: float) -> Iterator[threading.Event]:
-    """Cut the connection when `seconds` pass; the event says it was cut."""
-    fired = threading.Event()
-
-    def cut() -> None:
-        fired.set()
-        if conn.sock is not None:
-            with contextlib.suppress(OSError):
-                conn.sock.shutdown(socket.SHUT_RDWR)  # a blocked read returns at once
-
-    handle = DEADLINES.arm(seconds, cut)
-    try:
-        yield fired
-    finally:
-        DEADLINES.cancel(handle)
-
-
 def _late(seconds: float, phases: dict[str, float]) -> Result:
     return Result(False, detail=f"no whole answer within the {seconds:g}s deadline", phases=phases)
 
@@ -144,25 +66,25 @@ def _exchange(url: str, timeout: float, talk: Talk, session: Session | None = No
     """Connect (unless the session is open), let `talk` do the rest, under one deadline."""
     conn = session.conn if session is not None else Connection(url, timeout)
     began = time.perf_counter()
+    conn.deadline = time.monotonic() + timeout  # each socket call may wait only what is left
     phases: dict[str, float] = {}
-    with deadline(conn, timeout) as fired:
+    try:
         try:
-            try:
-                result = _attempt(conn, url, talk, phases, began, session=session)
-            except STALE:  # raised by a reused connection before any answer came
-                if "connect" in phases or fired.is_set():
-                    raise
-                conn.close()  # the worker closed the idle connection: once more on a new one
-                result = _attempt(conn, url, talk, phases, began, session=session)
-        except (OSError, ProtocolError) as exc:
+            return _attempt(conn, url, talk, phases, began, session=session)
+        except STALE:  # raised by a reused connection before any answer came
+            if "connect" in phases:
+                raise
+            conn.close()  # the worker closed the idle connection: once more on a new one
+            return _attempt(conn, url, talk, phases, began, session=session)
+    except TimeoutError:
+        conn.close()
+        return _late(timeout, phases)
+    except (OSError, ProtocolError) as exc:
+        conn.close()
+        return Result(False, detail=f"{type(exc).__name__}: {exc}".rstrip(": "), phases=phases)
+    finally:
+        if session is None:
             conn.close()
-            if fired.is_set():
-                return _late(timeout, phases)
-            return Result(False, detail=f"{type(exc).__name__}: {exc}".rstrip(": "), phases=phases)
-        finally:
-            if session is None or fired.is_set():
-                conn.close()
-    return _late(timeout, phases) if fired.is_set() else result  # a cut read can end cleanly
 
 
 def _attempt(conn: Connection, url: str, talk: Talk, phases: dict[str, float],

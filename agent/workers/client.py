@@ -33,6 +33,10 @@ class Closed(ConnectionError):
     """The worker closed the connection before its answer was whole."""
 
 
+class Late(TimeoutError):
+    """The exchange's deadline passed."""
+
+
 class Stale(Closed):
     """The worker closed a kept connection before answering at all: safe to ask again."""
 
@@ -96,13 +100,14 @@ class Connection:
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or (443 if self.tls else 80)
         self.timeout = timeout
+        self.deadline: float | None = None  # monotonic end of the exchange under way
         self.sock: socket.socket | None = None
         host = f"[{self.host}]" if ":" in self.host else self.host
         self._host = host if parts.port is None else f"{host}:{self.port}"
 
     def connect(self) -> None:
         """Open the connection (TLS verified against the system's CAs for https)."""
-        sock = socket.create_connection((self.host, self.port), self.timeout)
+        sock = socket.create_connection((self.host, self.port), self._left())
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.tls:
             sock = _tls().wrap_socket(sock, server_hostname=self.host)
@@ -122,7 +127,9 @@ class Connection:
             head += f"Content-Length: {len(body)}\r\n"
         if content_type is not None:
             head += f"Content-Type: {content_type}\r\n"
-        self._sock().sendall(head.encode("latin-1") + b"\r\n" + (body or b""))
+        sock = self._sock()
+        sock.settimeout(self._left())
+        sock.sendall(head.encode("latin-1") + b"\r\n" + (body or b""))
 
     def response(self, limit: int = 4 << 20,
                  stream: Callable[[bytes], bool] | None = None) -> Answer:  # fmt: skip
@@ -144,6 +151,7 @@ class Connection:
     def _read(self, answer: Answer, parser: httptools.HttpResponseParser) -> None:
         sock, got = self._sock(), False
         while not (answer.done or answer.stop):
+            sock.settimeout(self._left())  # a worker that drips is cut at the deadline
             data = sock.recv(CHUNK)
             if not data:
                 self.close()
@@ -160,6 +168,15 @@ class Connection:
                 if answer.done:  # the answer was whole; what came after it was not HTTP
                     return
                 raise ProtocolError(f"not an HTTP answer: {exc}") from exc
+
+    def _left(self) -> float:
+        """Return what is left of the deadline (the timeout if none is set); Late if nothing."""
+        if self.deadline is None:
+            return self.timeout
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise Late("the deadline passed")
+        return left
 
     def _sock(self) -> socket.socket:
         if self.sock is None:
