@@ -25,6 +25,7 @@ class Step:
     def __init__(self, name: str, run: Callable[[], None]) -> None:
         self.name, self.run = name, run
         self.busy = threading.Lock()
+        self.retired = False  # removed (a reload): a round already under way passes it by
 
     def wait(self, timeout: float) -> bool:
         """Wait up to `timeout` for a run in progress to end; False if it is still going."""
@@ -106,9 +107,7 @@ class Relay:
             with self._cond:
                 if leg != self.leg:
                     return  # the round went on without this thread while its step ran
-                while pos < len(self.steps) and not self.steps[pos].busy.acquire(blocking=False):
-                    self.refused(self.steps[pos].name)  # still running from an earlier round
-                    pos += 1
+                pos = self._claim(pos)
                 self.pos, self.due = pos, time.monotonic() + self.share
                 if pos >= len(self.steps):
                     self._cond.notify()
@@ -119,3 +118,14 @@ class Relay:
             finally:
                 step.busy.release()
             pos += 1
+
+    def _claim(self, pos: int) -> int:
+        """Mark busy the first step from `pos` that is free; return it (len(steps) if none)."""
+        while pos < len(self.steps):
+            step = self.steps[pos]
+            if not step.retired and step.busy.acquire(blocking=False):
+                return pos
+            if not step.retired:
+                self.refused(step.name)  # still running from an earlier round
+            pos += 1
+        return pos

@@ -142,7 +142,8 @@ class SamplerRunner:
             for job, kicked in self.rounds.items():
                 self.rounds[job] = [n for n in kicked if n not in names]
         for name in names:
-            self.steps.pop(name, None)  # a run in progress ends on its thread
+            if (step := self.steps.pop(name, None)) is not None:
+                step.retired = True  # a run in progress ends on its thread
         close_all(samplers)
         self.samplers = [s for s in self.samplers if s not in samplers]
 

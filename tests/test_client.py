@@ -152,3 +152,11 @@ def test_a_worker_that_drips_is_cut_when_the_whole_exchange_is_past_its_deadline
         stop.set()
         conn.close()
     assert time.monotonic() - began < 0.4 + 0.3, "cut at the deadline, not after every byte"
+
+
+def test_a_head_that_never_ends_is_refused_not_buffered() -> None:
+    endless = b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * 300_000
+    conn, _ = answering(endless, [1000] * 5)
+    with pytest.raises(ProtocolError, match="head"):
+        conn.response()
+    assert conn.sock is None

@@ -200,3 +200,22 @@ def test_the_base_round_releases_its_held_rule_groups_as_its_last_step() -> None
     assert [n for n, _ in log] == ["hold", "a", "b", "release"]
     assert log[0][1] is threading.current_thread(), "held before the samplers start"
     assert log[1][1] is log[2][1] is log[3][1], "the groups run on the samplers' thread"
+
+
+def test_a_sampler_removed_while_its_round_runs_is_passed_by_unrun_and_uncounted() -> None:
+    runner = SamplerRunner(SeriesStore())
+    log: list[tuple[str, threading.Thread]] = []
+    b = Where("b", log)
+
+    class Reloads(Where):
+        def sample(self, now: float) -> Iterator[Sample]:
+            runner.remove([b])  # a reload drops b (and closes it) while this round runs
+            yield from super().sample(now)
+
+    runner.schedule([Reloads("a", log), b, Where("c", log)], 1.0)
+    try:
+        runner._round("round:1", 1.0)
+    finally:
+        runner.stop()
+    assert [n for n, _ in log] == ["a", "c"], "a closed sampler is not run once more"
+    assert not runner.skipped["b"]

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import httptools
 
 CHUNK = 65536
+HEAD_LIMIT = 64 << 10  # an answer's status line and headers (http.client allowed 100 lines)
 
 
 @functools.cache
@@ -149,8 +150,11 @@ class Connection:
         return answer
 
     def _read(self, answer: Answer, parser: httptools.HttpResponseParser) -> None:
-        sock, got = self._sock(), False
+        sock, got = self._sock(), 0
         while not (answer.done or answer.stop):
+            if answer.head_at is None and got > HEAD_LIMIT:  # llhttp would buffer it all
+                self.close()
+                raise ProtocolError(f"the answer's head passed {HEAD_LIMIT} bytes")
             sock.settimeout(self._left())  # a worker that drips is cut at the deadline
             data = sock.recv(CHUNK)
             if not data:
@@ -160,7 +164,7 @@ class Connection:
                 if got:
                     raise Closed("the worker closed the connection mid-answer")
                 raise Stale("the worker closed the connection without an answer")
-            got = True
+            got += len(data)
             try:
                 parser.feed_data(data)
             except httptools.HttpParserError as exc:
