@@ -81,6 +81,7 @@ class SeriesStore:
         self._meta: dict[str, MetricInfo] = {}
         self._last_evict = 0.0
         self._versions: dict[str, int] = {}  # bumped when a family gains or loses a series
+        self._count = 0  # series held: every scrape reports it
         self._selected: dict[Hashable, tuple[int, list[Series]]] = {}
 
     def describe(self, infos: Mapping[str, MetricInfo]) -> None:
@@ -115,6 +116,7 @@ class SeriesStore:
         if series is None:
             series = family[labels] = Series(name, labels, source, Ring(self.capacity))
             self._versions[name] = self._versions.get(name, 0) + 1
+            self._count += 1
         return series
 
     def _evict(self, now: float) -> None:
@@ -128,6 +130,7 @@ class SeriesStore:
                     del family[labels]
                     self._versions[name] = self._versions.get(name, 0) + 1
                     self.stats.evicted += 1
+                    self._count -= 1
             if not family:
                 del self._by_name[name]
         for src in self._sources.values():
@@ -224,4 +227,4 @@ class SeriesStore:
     def series_count(self) -> int:
         """Return how many series are held."""
         with self._lock:
-            return sum(len(f) for f in self._by_name.values())
+            return self._count

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
 
 import pytest
 import requests
@@ -49,6 +51,17 @@ def test_metrics_openmetrics_when_asked(served: tuple[str, SeriesStore, list[boo
     assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
     assert resp.text.endswith("# EOF\n")
     assert "# TYPE x counter" in resp.text
+
+
+def test_every_answer_carries_the_date_of_its_second(
+    served: tuple[str, SeriesStore, list[bool]],
+) -> None:
+    url, _, _ = served
+    for _ in range(3):  # formatted once a second: the text must still move with the clock
+        before = time.time()
+        sent = parsedate_to_datetime(requests.get(url + "/healthz", timeout=5).headers["Date"])
+        assert int(before) <= sent.timestamp() <= time.time()
+        time.sleep(1.1)
 
 
 def test_healthz_follows_the_scheduler(served: tuple[str, SeriesStore, list[bool]]) -> None:

@@ -97,6 +97,7 @@ def test_memory_stays_flat_over_24h_of_synthetic_time() -> None:
     tracemalloc.stop()
     # Churned series are evicted after the retention: only ~15 min of pids remain.
     assert store.series_count() <= 8 + 2 * 17
+    assert store.series_count() == sum(len(store.select(n)) for n in store.names())
     assert store.stats.evicted >= 2 * 60 * 23
     assert after_24h - after_2h < 64 * 1024, "store grew over 22 synthetic hours"
 

@@ -8,6 +8,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
@@ -39,6 +40,12 @@ def json_response(code: int, body: object) -> Response:
     return code, "application/json", json.dumps(body).encode() + b"\n"
 
 
+class _Date:
+    """The Date header's text for the current second, shared by every handler."""
+
+    second, text = -1, ""
+
+
 class Handler(BaseHTTPRequestHandler):
     """Dispatches requests: open health routes, /metrics (basic auth if set), /api/v1 (tokens)."""
 
@@ -51,6 +58,15 @@ class Handler(BaseHTTPRequestHandler):
     # unbuffered, each was a send of its own, and a loopback send costs as much as the render.
     wbufsize = 1 << 20
     timeout = 15  # per read; the whole head is bounded by the server's Connections
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """Return the Date header's text, formatted once a second (email.utils is slow)."""
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        now = int(time.time())
+        if _Date.second != now:  # the text first: a reader sees the new second with its text
+            _Date.text, _Date.second = super().date_time_string(now), now
+        return _Date.text
 
     def handle_one_request(self) -> None:
         """Wait for a request head (bounded as a whole), then answer it."""
