@@ -156,7 +156,8 @@ def test_a_silence_mutes_and_its_end_lets_the_alert_through(tmp_path: Path) -> N
     drain(tmp_path, sent)
     assert sent.posts == [] and n.muted[alert().labels].startswith("silenced by ")
     n.silences.expire(silence.id)
-    n.deliver([alert()], [], silence.starts_at + 1)
+    n.deliver([alert()], [], silence.starts_at + 1)  # the engine's snapshot: nothing changed
+    list(n.sample(silence.starts_at + 1))  # the round's flush sees the silence gone
     drain(tmp_path, sent)
     assert sent.statuses() == ["firing"]
 
@@ -172,6 +173,7 @@ def test_a_reload_mid_group_neither_doubles_nor_drops(tmp_path: Path) -> None:
     drain(tmp_path, sent)
     assert sent.posts == [], "group_wait runs on from the first sight, not from the reload"
     n.deliver([alert()], [], T0 + 10)
+    list(n.sample(T0 + 10))  # the round's flush: group_wait is over
     n.configure(slow)
     n.close()
     n.deliver([alert()], [], T0 + 11)
@@ -342,3 +344,18 @@ def test_a_silence_another_process_wrote_is_seen_within_a_second(tmp_path: Path)
         assert time.monotonic() - began < 3, "the agent never saw the other process's silence"
         time.sleep(0.05)
     assert [s.id for s in agent_side.active(time.time())] == [silence.id]
+
+
+def test_a_snapshot_that_changed_no_state_is_kept_and_left_to_the_rounds_flush(
+    tmp_path: Path,
+) -> None:
+    n = notifier(tmp_path)
+    start = n.silences.add(['alertname="Hot"'], 3600, "me", "maintenance").starts_at
+    n.deliver([alert()], [], start - 10)  # first sight, before the silence: flushed at once
+    assert alert().labels not in n.muted
+    later = alert()
+    n.deliver([later], [], start + 1)  # the same instance in the same state
+    assert n.alerts == [later], "the snapshot is kept"
+    assert alert().labels not in n.muted, "but not muted or flushed again: nothing changed"
+    n.deliver([later, alert("Cold")], [], start + 2)  # an instance more (a restore): at once
+    assert n.muted[alert().labels].startswith("silenced by ")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from agent.alerting.engine import Transition
-from agent.alerting.state import Alert
+from agent.alerting.state import Alert, State
 from agent.backends import BACKENDS
 from agent.config import Config
 from agent.config.notify import NotifyConfig, ReceiverConfig
@@ -64,6 +64,7 @@ class Notifier:
         # The engine's latest snapshot; None until its first evaluation: before that, what was
         # notified as firing must not look gone (after a restart it is being restored).
         self.alerts: list[Alert] | None = None
+        self._shape: list[tuple[Labels, State]] | None = None  # instances and states last flushed
         self.muted: dict[Labels, str] = {}  # why an instance is not notified
         self._receivers: list[ReceiverConfig] | None = None
         self._notify: NotifyConfig | None = None
@@ -113,9 +114,18 @@ class Notifier:
             sender.start()
 
     def deliver(self, alerts: list[Alert], transitions: list[Transition], now: float) -> None:
-        """Take the engine's snapshot after an evaluation: log transitions, queue what is due."""
+        """Take the engine's snapshot after an evaluation: log transitions, queue what is due.
+
+        A snapshot with the same instances in the same states as the last one (most of a
+        round's groups change nothing) is only kept: what its timers make due (group_interval,
+        repeat_interval), the once-a-second flush in `sample` queues.
+        """
+        shape = [(a.labels, a.state) for a in alerts]
         with self._lock:
             self.alerts = alerts
+            if not transitions and shape == self._shape:
+                return
+            self._shape = shape
             self.muted = self._mutes(alerts, now)
             for alert, before in transitions:
                 self._log(alert, before, now)
