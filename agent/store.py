@@ -42,7 +42,7 @@ class Source:
 
     def __init__(self) -> None:
         self.last = float("-inf")
-        self.families: set[str] = set()
+        self.families: frozenset[str] = frozenset()  # replaced, never changed: readers share it
 
 
 @dataclass(eq=False, slots=True)
@@ -110,7 +110,8 @@ class SeriesStore:
                 self._evict(ts)
 
     def _series(self, name: str, labels: Labels, source: Source) -> Series:
-        source.families.add(name)
+        if name not in source.families:
+            source.families = source.families | {name}
         family = self._by_name.setdefault(name, {})
         series = family.get(labels)
         if series is None:
@@ -134,21 +135,20 @@ class SeriesStore:
             if not family:
                 del self._by_name[name]
         for src in self._sources.values():
-            src.families &= self._by_name.keys()
+            src.families = src.families & self._by_name.keys()
 
     def families_of(self, source: str) -> frozenset[str]:
         """Return the metric names a source (a sampler) writes."""
         with self._lock:
             src = self._sources.get(source)
-            return frozenset(src.families) if src is not None else frozenset()
+            return src.families if src is not None else frozenset()
 
-    def feeders(self, names: Iterable[str]) -> dict[str, float]:
-        """Return the sources that write any of these names, with when each last ran."""
-        wanted = set(names)
+    def reported(self, names: frozenset[str], tick: float) -> bool:
+        """Return True if every source that writes any of these names has run since `tick`."""
         with self._lock:
-            return {
-                n: s.last for n, s in self._sources.items() if not wanted.isdisjoint(s.families)
-            }
+            return all(
+                s.last >= tick for s in self._sources.values() if not names.isdisjoint(s.families)
+            )
 
     def select(self, name: str, match: Callable[[Labels], bool] | None = None,
                key: Hashable | None = None) -> list[Series]:  # fmt: skip

@@ -54,7 +54,7 @@ class RuleTrigger:
         for job in self._jobs:
             if job.families.isdisjoint(written):
                 continue
-            if all(last >= tick for last in self.store.feeders(job.families).values()):
+            if self.store.reported(job.families, tick):
                 self._submit(job, tick)
 
     def hold(self) -> None:
