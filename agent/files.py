@@ -1,4 +1,4 @@
-"""Durable files in the state dir: atomic replacement, and rotating JSON-lines logs."""
+"""Files: atomic replacement, rotating JSON-lines logs, and kernel files kept open."""
 
 from __future__ import annotations
 
@@ -65,3 +65,57 @@ class JsonLinesLog:
             if older.exists():
                 os.replace(older, self.path.with_name(f"{self.path.name}.{n + 1}"))
         os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+
+
+class KernelFile:
+    """A kernel file kept open, read again from offset 0 each round: procfs writes it anew.
+
+    An open and a close for each file each round cost as much as reading it. A file with a size
+    (a regular one, as in a test's fixture tree) is opened every time: it may be replaced.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._size = 1 << 16  # grows when a file fills it: a short read is the whole file
+
+    def read(self) -> str:
+        """Return the file's text now."""
+        fd = self._fd if self._fd is not None else os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            while len(data := os.pread(fd, self._size, 0)) == self._size:
+                self._size *= 2
+            if self._fd is None and os.fstat(fd).st_size == 0:
+                self._fd, fd = fd, -1  # generated as it is read: keep it open
+        finally:
+            if fd >= 0 and fd != self._fd:
+                os.close(fd)
+        return data.decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        """Close the kept descriptor."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class KernelFiles:
+    """A sampler's kernel files under its root (/proc, or a test's tree), each kept open."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, tuple[Path, KernelFile]] = {}
+
+    def read(self, root: Path, name: str) -> str:
+        """Return the text of root/name now."""
+        kept = self._files.get(name)
+        if kept is None or (kept[0] is not root and kept[0] != root):
+            if kept is not None:
+                kept[1].close()
+            kept = self._files[name] = (root, KernelFile(root / name))
+        return kept[1].read()
+
+    def close(self) -> None:
+        """Close every kept descriptor."""
+        for _, f in self._files.values():
+            f.close()
+        self._files.clear()

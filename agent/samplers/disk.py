@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from agent.config import Config
-from agent.samplers.counters import CounterDeltas, KernelFiles, ratio
+from agent.files import KernelFiles
+from agent.samplers.counters import CounterDeltas, ratio
 from agent.store import MetricInfo, Sample, sample
 
 SECTOR = 512  # /proc/diskstats counts 512-byte sectors whatever the device's block size

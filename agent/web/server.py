@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 
@@ -26,7 +26,7 @@ from agent.supervise import SUPERVISOR
 from agent.web.admin import AdminApi
 from agent.web.auth import BasicAuth
 from agent.web.connections import Connections
-from agent.web.exporter import SelfCollector
+from agent.web.exporter import ProcessMetrics, SelfCollector
 from agent.web.render import Renderer, render_collected
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,7 @@ class WebServer(ThreadingHTTPServer):
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(SelfCollector(store, self._http_metrics))
         self.renderer = Renderer(store)
-        self.registry.register(ProcessCollector(registry=None))
+        self.registry.register(ProcessMetrics())
         self.routes: dict[str, Route] = {
             "/metrics": self.metrics, "/healthz": self._health, "/readyz": self._ready,
         }  # fmt: skip

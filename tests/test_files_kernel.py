@@ -1,4 +1,4 @@
-"""KernelFile: a procfs file kept open and read anew; any other file opened every time."""
+"""Kernel files kept open (samplers, process metrics); any other file opened every time."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import os
 import time
 from pathlib import Path
 
-from agent.samplers.counters import KernelFile
+import pytest
+
+from agent.files import KernelFile
 
 
 def test_a_procfs_file_stays_open_and_each_read_is_fresh() -> None:
@@ -37,3 +39,21 @@ def test_a_file_past_the_first_buffer_is_read_whole(tmp_path: Path) -> None:
     text = "".join(f"line {i}\n" for i in range(30_000))  # about 300 KB
     path.write_text(text)
     assert KernelFile(path).read() == text
+
+
+def test_process_metrics_are_prometheus_clients_own() -> None:
+    from prometheus_client import ProcessCollector
+
+    from agent.web.exporter import ProcessMetrics
+
+    ours = {m.name: m for m in ProcessMetrics().collect()}
+    theirs = {m.name: m for m in ProcessCollector(registry=None).collect()}
+    assert ours.keys() == theirs.keys() and len(ours) == 6
+    for name, m in theirs.items():
+        mine = ours[name]
+        assert (mine.type, mine.documentation) == (m.type, m.documentation), name
+        assert [s.name for s in mine.samples] == [s.name for s in m.samples], name
+    for name in ("process_start_time_seconds", "process_max_fds"):
+        assert ours[name].samples[0].value == theirs[name].samples[0].value, name
+    for name in ("process_resident_memory_bytes", "process_cpu_seconds"):
+        assert ours[name].samples[0].value == pytest.approx(theirs[name].samples[0].value, 0.2)
