@@ -82,6 +82,11 @@ class Relay:
         self.leg = 0  # which hand runs the round now; an earlier one stops after its step
         self._cond = threading.Condition()
 
+    @property
+    def clean(self) -> bool:
+        """True while no step has been left running on a thread of its own."""
+        return self.leg == 1
+
     def run(self) -> None:
         """Start the steps; return when the last is done or the one running overran its share."""
         with self._cond:

@@ -117,23 +117,35 @@ class SamplerRunner:
         Each step may take its share of a quarter round before the round hands the steps after
         it to another thread: steps run all at once fought for the GIL, and a hung sampler only
         delays the next by its share. The base round holds the rule groups its samplers complete
-        (`hold`) and runs them as its last step (`release`); then it waits for a step that
-        overran until half the round, and calls `after_round` (the groups none completed).
+        (`hold`) and runs them as its last step (`release`). A group no sampler completed (one
+        fed by a slower interval, or by a sampler still busy) is due as well: with no sampler
+        of the round still running, it joins that last step (`after_round` while held); else
+        the round waits for the overrunning ones until half the round, then calls it.
         """
         tick = self.round_of(time.time())
         with self._lock:
             steps = [step for name in self.rounds.get(job, ()) if (step := self.steps.get(name))]
         base = every == self._grid[1]
-        hold, release = self.hold, self.release
+        hold, release, after = self.hold, self.release, self.after_round
+        early: list[float] = []  # the last step ran `after` itself
         if base and hold is not None and release is not None:
+
+            def last() -> None:
+                if after is not None and relay.clean:  # nothing of this round left to wait for
+                    early.append(tick)
+                    after(tick)
+                release()
+
             hold()
-            steps.append(Step("rules", release))  # this round's own: never refused
-        Relay(steps, every / 4 / max(1, len(steps)), self.hands, self.count_skip).run()
-        if self.after_round is None or not base:
+            steps.append(Step("rules", last))  # this round's own: never refused
+        relay = Relay(steps, every / 4 / max(1, len(steps)), self.hands, self.count_skip)
+        relay.run()
+        if after is None or not base:
             return
         for step in steps:
             step.wait(tick + every / 2 - time.time())
-        self.after_round(tick)
+        if not early:
+            after(tick)
 
     def remove(self, samplers: Sequence[Sampler]) -> None:
         """Stop and close some samplers (a reload replacing them)."""

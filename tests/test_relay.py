@@ -219,3 +219,28 @@ def test_a_sampler_removed_while_its_round_runs_is_passed_by_unrun_and_uncounted
         runner.stop()
     assert [n for n, _ in log] == ["a", "c"], "a closed sampler is not run once more"
     assert not runner.skipped["b"]
+
+
+def test_groups_no_sampler_completed_join_the_last_step_unless_a_sampler_still_runs() -> None:
+    runner = SamplerRunner(SeriesStore())
+    log: list[tuple[str, threading.Thread]] = []
+    runner.hold = lambda: None
+    runner.release = lambda: log.append(("release", threading.current_thread()))
+    called: list[float] = []
+    runner.after_round = lambda tick: (
+        log.append(("after", threading.current_thread())),
+        called.append(time.time() - tick),
+    )
+    hung = Timed("hung", 0.0)
+    runner.schedule([Where("a", log), hung], 1.0)
+    try:
+        runner._round("round:1", 1.0)  # every sampler done: the fallback is the last step's
+        assert [n for n, _ in log] == ["a", "after", "release"]
+        assert log[0][1] is log[1][1] is log[2][1], "all on the round's one thread"
+        log.clear()
+        hung.sleep = 1.0
+        runner._round("round:1", 1.0)  # hung still runs: the groups wait half a round
+        assert [n for n, _ in log] == ["a", "release", "after"]
+        assert log[2][1] is threading.current_thread() and called[-1] >= 0.5
+    finally:
+        runner.stop()
