@@ -23,6 +23,7 @@ from prometheus_client.exposition import choose_encoder
 from agent.config import split_listen
 from agent.store import SeriesStore
 from agent.supervise import SUPERVISOR
+from agent.web.accept import AcceptLoop
 from agent.web.admin import AdminApi
 from agent.web.auth import BasicAuth
 from agent.web.connections import Connections
@@ -180,7 +181,7 @@ class Handler(BaseHTTPRequestHandler):
             log.debug("%s %s", self.address_string(), format % args)
 
 
-class WebServer(ThreadingHTTPServer):
+class WebServer(AcceptLoop, ThreadingHTTPServer):
     """The agent's HTTP or HTTPS listener."""
 
     daemon_threads = True
@@ -195,6 +196,7 @@ class WebServer(ThreadingHTTPServer):
         if ":" in host:
             self.address_family = socket.AF_INET6
         self.connections = connections or Connections(limit=64, head_timeout=30.0)
+        self.tick = min(max(self.connections.head_timeout / 10, 0.1), 5.0)  # reaping's grain
         super().__init__((host, port), Handler)
         self.tls, self.basic, self.admin, self.max_body = tls, basic, admin, max_body
         self.allowed_sans: frozenset[str] = frozenset()
@@ -229,7 +231,7 @@ class WebServer(ThreadingHTTPServer):
         log.exception("request from %s failed", client_address)
 
     def service_actions(self) -> None:
-        """Between accepts (every half second at most): close heads that took too long."""
+        """Every tick (a tenth of the head timeout): close heads that took too long."""
         self.connections.reap()
 
     def finish_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
