@@ -315,9 +315,7 @@ def serve(cfg: Config, config_path: Path | None) -> int:
         return 1
     runtime.settle()
     while True:
-        info = signal.sigtimedwait(SIGNALS, 1.0)
-        if info is None:
-            continue
+        info = signal.sigwaitinfo(SIGNALS)  # asleep until one comes: no wake-up a second
         if info.si_signo == signal.SIGHUP:
             log.info("SIGHUP: reloading configuration and rules")
             daemon.reload()
