@@ -69,6 +69,33 @@ def test_every_framing_and_cut_reads_the_same_answer(
     conn.close()
 
 
+class Pieces:
+    """A socket that hands out its bytes in the pieces given, one per recv."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = pieces
+
+    def recv(self, size: int) -> bytes:
+        return self.pieces.pop(0) if self.pieces else b""
+
+    def settimeout(self, seconds: float | None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("how", ["length", "chunked"])
+def test_an_answer_cut_at_any_byte_keeps_its_reason_and_its_connection(how: str) -> None:
+    raw = framed(b"body", how, [2], "Fine Thanks")
+    for cut in range(1, len(raw)):  # the status line and every header too
+        conn = Connection("http://127.0.0.1:8000", 5)
+        conn.sock = Pieces([raw[:cut], raw[cut:]])  # type: ignore[assignment]
+        answer = conn.response()
+        assert (answer.status, answer.reason, bytes(answer.body)) == (200, "Fine Thanks", b"body")
+        assert conn.sock is not None, f"cut at {cut}: the framing was seen, the answer is whole"
+
+
 def test_answers_one_after_another_on_one_connection_each_read_whole() -> None:
     ours, theirs = socket.socketpair()
     conn = Connection("http://127.0.0.1:8000", 5)

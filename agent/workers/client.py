@@ -60,9 +60,9 @@ class Answer:
         self.surplus |= self.done
 
     def on_status(self, reason: bytes) -> None:
-        """Keep the reason phrase (of the first answer)."""
+        """Keep the reason phrase (of the first answer), which comes in pieces when it is cut."""
         if not self.done:
-            self.reason = reason.decode("latin-1")
+            self.reason += reason.decode("latin-1")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         """Note whether the body has its own end."""
