@@ -127,12 +127,13 @@ class SamplerRunner:
             steps = [step for name in self.rounds.get(job, ()) if (step := self.steps.get(name))]
         base = every == self._grid[1]
         hold, release, after = self.hold, self.release, self.after_round
-        early: list[float] = []  # the last step ran `after` itself
+        early = False  # the last step ran `after` itself
         if base and hold is not None and release is not None:
 
             def last() -> None:
+                nonlocal early
                 if after is not None and relay.clean:  # nothing of this round left to wait for
-                    early.append(tick)
+                    early = True
                     after(tick)
                 release()
 

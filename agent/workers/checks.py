@@ -104,8 +104,9 @@ def request(url: str, timeout: float, method: str = "GET", body: bytes | None = 
     def talk(conn: Connection, path: str, phases: dict[str, float], began: float) -> Result:
         conn.request(method, path, body, "application/json" if body is not None else None)
         ans = conn.response(limit)  # a body past the limit closes the connection
-        phases["total"] = time.perf_counter() - began
-        phases["first_byte"] = (ans.head_at or began + phases["total"]) - began
+        now = time.perf_counter()
+        phases["first_byte"] = (ans.head_at or now) - began
+        phases["total"] = now - began
         return Result(200 <= ans.status < 300, ans.status, ans.reason, phases, bytes(ans.body))
 
     return _exchange(url, timeout, talk, session)

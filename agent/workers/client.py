@@ -84,11 +84,10 @@ class Answer:
             self.stop |= self.stream(data)
             return
         self.body += data[: self.limit - len(self.body)]
-        self.stop |= len(self.body) >= self.limit and len(data) > 0
+        self.stop |= len(self.body) >= self.limit
 
     def on_message_complete(self) -> None:
-        """Mark the answer whole (the first one: any after it is surplus)."""
-        self.surplus |= self.done
+        """Mark the answer whole (any after it began with on_message_begin: surplus)."""
         self.done = True
 
 
