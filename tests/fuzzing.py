@@ -40,6 +40,7 @@ from agent.web.admin import AdminApi
 from agent.web.admin_routes import Routes
 from agent.web.auth import BasicAuth, load_tokens
 from agent.web.server import WebServer
+from agent.workers.client import Closed, Connection, ProtocolError
 from agent.workers.engine_metrics import parse as parse_exposition
 
 
@@ -346,6 +347,65 @@ def check_head(head: bytes) -> None:
         raise Crash(f"HTTP {int(status[1])}")
 
 
+class Pieces:
+    """A socket that hands out its bytes in the pieces given, one per recv."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = pieces
+
+    def recv(self, size: int) -> bytes:
+        """Return the next piece (b"" once none is left: the peer closed)."""
+        return self.pieces.pop(0) if self.pieces else b""
+
+    def settimeout(self, seconds: float | None) -> None:
+        """Take no timeout: every piece is already here."""
+
+    def close(self) -> None:
+        """Close nothing."""
+
+
+ANSWER_PARTS = st.sampled_from(
+    [
+        b"HTTP/1.1 200 OK\r\n",
+        b"HTTP/1.0 503 Service Unavailable\r\n",
+        b"HTTP/2 200\r\n",
+        b"Content-Length: 5\r\n",
+        b"Content-Length: -1\r\n",
+        b"Content-Length: 99999999999999999999\r\n",
+        b"Transfer-Encoding: chunked\r\n",
+        b"Connection: close\r\n",
+        b"\r\n",
+        b"5\r\nhello\r\n0\r\n\r\n",
+        b"zz\r\n",
+        b"hello",
+        b"X: " + b"a" * 70_000,
+    ]
+)
+ANSWERS = st.tuples(
+    st.lists(ANSWER_PARTS | st.binary(max_size=20), max_size=10).map(b"".join),
+    st.lists(st.integers(1, 50), max_size=5),
+)
+
+
+def check_answer(item: tuple[bytes, list[int]]) -> None:
+    """A worker's answer, cut anywhere, is read or refused with ProtocolError or a close."""
+    raw, cuts = item
+    pieces, at = [], 0
+    for size in cuts:
+        pieces.append(raw[at : at + size])
+        at += size
+    conn = Connection("http://127.0.0.1:8000", 5)
+    conn.sock = Pieces([p for p in [*pieces, raw[at:]] if p])  # type: ignore[assignment]
+    try:
+        answer = conn.response(limit=1000)
+    except (ProtocolError, Closed):
+        return
+    except Exception as exc:
+        raise Crash(f"{type(exc).__name__}: {exc}") from exc
+    if len(answer.body) > 1000:
+        raise Crash(f"kept {len(answer.body)} bytes past the limit")
+
+
 TARGETS = [
     Target("check-config", toml_documents(), check_config),
     Target(
@@ -373,4 +433,5 @@ TARGETS = [
     Target("log lines", LINES, check_line),
     Target("admin API bodies", ADMIN, check_admin),
     Target("HTTP request heads", HEADS, check_head),
+    Target("worker answers", ANSWERS, check_answer),
 ]

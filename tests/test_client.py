@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from agent.workers.checks import Events
 from agent.workers.client import Closed, Connection, ProtocolError, Stale
+from tests.fuzzing import Pieces
 
 
 def answering(raw: bytes, pieces: list[int]) -> tuple[Connection, threading.Thread]:
@@ -67,22 +68,6 @@ def test_every_framing_and_cut_reads_the_same_answer(
     assert (answer.status, answer.reason, bytes(answer.body)) == (200, reason, body)
     assert (conn.sock is not None) == (how != "close"), "kept alive exactly when it may be"
     conn.close()
-
-
-class Pieces:
-    """A socket that hands out its bytes in the pieces given, one per recv."""
-
-    def __init__(self, pieces: list[bytes]) -> None:
-        self.pieces = pieces
-
-    def recv(self, size: int) -> bytes:
-        return self.pieces.pop(0) if self.pieces else b""
-
-    def settimeout(self, seconds: float | None) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.mark.parametrize("how", ["length", "chunked"])
