@@ -10,7 +10,7 @@ import psutil
 
 from agent.config import WorkerConfig
 
-RECHECK = 10.0  # seconds a pid's name and worker are trusted before looking again
+RECHECK = 10.0  # seconds a pid's name is trusted before it is read again
 
 
 def unit_of(cgroup_text: str) -> str | None:
@@ -23,27 +23,45 @@ def unit_of(cgroup_text: str) -> str | None:
     return None
 
 
+class _Seen:
+    """A pid as last looked at: its process (None if gone or hidden), name and worker."""
+
+    __slots__ = ("checked", "name", "proc", "worker")
+
+    def __init__(self, checked: float, proc: psutil.Process | None, name: str,
+                 worker: str | None) -> None:  # fmt: skip
+        self.checked, self.proc, self.name, self.worker = checked, proc, name, worker
+
+
 class WorkerMap:
-    """Maps pids to worker names by configured pids, their descendants, or systemd unit."""
+    """Maps pids to worker names by configured pids, their ancestors' pids, or systemd unit."""
 
     def __init__(self, workers: Sequence[WorkerConfig], proc_root: Path = Path("/proc")) -> None:
         self.workers = list(workers)
         self.proc = proc_root
-        self._cache: dict[int, tuple[float, str, str | None]] = {}  # pid -> (checked, name, worker)
+        self._cache: dict[int, _Seen] = {}
 
     def describe(self, pid: int) -> tuple[str, str | None]:
-        """Return (process name, worker name or None); a vanished pid is named '?'."""
-        cached = self._cache.get(pid)
+        """Return (process name, worker name or None); a vanished pid is named '?'.
+
+        A process's worker is found once: walking its ancestors cost half a millisecond, every
+        GPU process every RECHECK. After that only its name is read again, and whether the pid
+        is still the same process (its start time): a reused pid is looked up afresh.
+        """
+        seen = self._cache.get(pid)
         now = time.monotonic()
-        if cached and now - cached[0] < RECHECK:
-            return cached[1], cached[2]
+        if seen is not None and now - seen.checked < RECHECK:
+            return seen.name, seen.worker
         try:
-            proc = psutil.Process(pid)  # a new lookup also notices a reused pid
-            name, worker = proc.name(), self._worker(proc)
+            if seen is not None and seen.proc is not None and seen.proc.is_running():
+                seen.checked, seen.name = now, seen.proc.name()
+                return seen.name, seen.worker
+            proc = psutil.Process(pid)
+            seen = _Seen(now, proc, proc.name(), self._worker(proc))
         except psutil.Error:  # gone, or not ours to see (another pid namespace): cached too
-            name, worker = "?", None
-        self._cache[pid] = (now, name, worker)
-        return name, worker
+            seen = _Seen(now, None, "?", None)
+        self._cache[pid] = seen
+        return seen.name, seen.worker
 
     def _worker(self, proc: psutil.Process) -> str | None:
         lineage = {proc.pid, *(p.pid for p in proc.parents())}
