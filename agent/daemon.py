@@ -197,11 +197,9 @@ class Daemon:
             shipping.start()
 
     def healthy(self) -> bool:
-        """Return True while the scheduler runs and has run something lately."""
+        """Return True while the clock runs and has run something lately."""
         limit = max(5.0, 3 * self.cfg.agent.sample_interval)
-        return (
-            bool(self.runner.scheduler.running) and time.monotonic() - self.runner.last_run < limit
-        )
+        return self.runner.clock.running and time.monotonic() - self.runner.last_run < limit
 
     def not_ready(self) -> list[str]:
         """Why a load balancer should not send traffic here (empty: ready).

@@ -42,7 +42,6 @@ def setup_logging(fmt: str = "text", level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every run at INFO
     # The client logs every request at INFO and every node flap at WARNING; the agent says
     # what matters once per change of the cluster's state (agent.backends).
     logging.getLogger("elastic_transport").setLevel(logging.ERROR)

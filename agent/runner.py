@@ -1,4 +1,4 @@
-"""Runs the samplers on a grid, one scheduler job per round, and records how each run went."""
+"""Runs the samplers on a grid, one clock job per round, and records how each run went."""
 
 from __future__ import annotations
 
@@ -9,14 +9,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
 
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
-from apscheduler.executors.debug import DebugExecutor
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.interval import IntervalTrigger
-
+from agent.clock import Clock
 from agent.relay import Hands, Relay, Step
 from agent.samplers import Sampler, close_all
 from agent.store import MetricInfo, Sample, SeriesStore
@@ -65,19 +59,12 @@ class SamplerRunner:
         self.steps: dict[str, Step] = {}
         self.hands = Hands()
         self.rounds: dict[str, list[str]] = {}  # a round's job id -> the steps it runs
-        # The base round runs on the scheduler's own thread ("inline": it is bounded by half a
-        # round, see _round): a pool hand-off a second cost more than the round's own work.
-        # Rounds of other intervals may wait longer for their steps: they go to the pool.
-        self.scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(max_workers=16), "inline": DebugExecutor()},
-            timezone=UTC,
-        )
-        self.scheduler.add_listener(self._on_skip, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+        self.clock = Clock(self._missed)
         store.describe(METRICS)
 
     def start(self) -> None:
-        """Start the scheduler on the jobs given to schedule()."""
-        self.scheduler.start()
+        """Start the clock on the rounds given to schedule()."""
+        self.clock.start()
 
     def schedule(self, samplers: Sequence[Sampler], interval: float,
                  intervals: Mapping[str, float] | None = None) -> None:  # fmt: skip
@@ -101,15 +88,14 @@ class SamplerRunner:
             job = f"round:{every:g}"
             with self._lock:
                 self.rounds.setdefault(job, []).append(s.name)
-            if self.scheduler.get_job(job) is None:
-                trigger = IntervalTrigger(
-                    seconds=every, start_date=datetime.fromtimestamp(start, UTC), timezone=UTC
-                )
-                self.scheduler.add_job(
-                    self._round, trigger, args=[job, every], id=job, name=job, max_instances=1,
-                    coalesce=True, misfire_grace_time=max(1, math.ceil(every)),
-                    executor="inline" if every == interval else "default",
-                )  # fmt: skip
+            if job not in self.clock:
+                # The base round runs on the clock's own thread: it is bounded by half a round
+                # (see _round), and a hand-off a second cost more than the round's own work.
+                # Rounds of other intervals may wait longer for their steps: never on the clock.
+                run = functools.partial(self._round, job, every)
+                if every != interval:
+                    run = functools.partial(self.hands.go, run)
+                self.clock.add(job, every, start, run)
 
     def _round(self, job: str, every: float) -> None:
         """Run the round's steps one after another on one thread (a busy one: a skip).
@@ -152,8 +138,11 @@ class SamplerRunner:
         """Stop and close some samplers (a reload replacing them)."""
         names = {s.name for s in samplers}
         with self._lock:
-            for job, kicked in self.rounds.items():
+            for job, kicked in list(self.rounds.items()):
                 self.rounds[job] = [n for n in kicked if n not in names]
+                if not self.rounds[job]:  # no sampler left on this interval: stop its beat
+                    del self.rounds[job]
+                    self.clock.remove(job)
         for name in names:
             if (step := self.steps.pop(name, None)) is not None:
                 step.retired = True  # a run in progress ends on its thread
@@ -171,17 +160,15 @@ class SamplerRunner:
             self.skipped[name] += 1
 
     def stop(self) -> None:
-        """Stop scheduling and release the samplers; runs in progress finish on their threads."""
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+        """Stop the clock and release the samplers; runs in progress finish on their threads."""
+        self.clock.stop()
         self.remove(list(self.samplers))
 
-    def _on_skip(self, event: JobEvent) -> None:
-        """Count a missed round as a skipped run of each of its steps (any other job as itself)."""
+    def _missed(self, job: str, rounds: int) -> None:
+        """Count rounds the clock could not start as skipped runs of each of their steps."""
         with self._lock:
-            names = list(self.rounds.get(event.job_id, [event.job_id]))
-        for name in names:
-            self.count_skip(name)
+            for name in self.rounds.get(job, ()):
+                self.skipped[name] += rounds
 
     def run_once(self, sampler: Sampler, at: float | None = None) -> None:
         """Run one sampler once and put its samples and its own health into the store.

@@ -100,17 +100,15 @@ def test_a_round_runs_its_samplers_and_a_removed_one_is_not_run() -> None:
         runner.stop()
 
 
-def test_a_missed_round_counts_a_skip_for_each_of_its_samplers_and_a_timer_for_itself() -> None:
-    from apscheduler.events import EVENT_JOB_MISSED, JobEvent
-
+def test_rounds_the_clock_missed_count_a_skip_for_each_of_their_samplers() -> None:
     runner = SamplerRunner(SeriesStore())
-    runner.schedule([Tick("a"), Tick("b")], 1.0)
+    runner.schedule([Tick("a"), Tick("b"), Tick("slow")], 1.0, {"slow": 5.0})
     try:
-        runner._on_skip(JobEvent(EVENT_JOB_MISSED, "round:1", "default"))
-        runner._on_skip(JobEvent(EVENT_JOB_MISSED, "rules", "default"))
+        runner._missed("round:1", 2)
+        runner._missed("round:5", 1)
     finally:
         runner.stop()
-    assert dict(runner.skipped) == {"a": 1, "b": 1, "rules": 1}
+    assert dict(runner.skipped) == {"a": 2, "b": 2, "slow": 1}
 
 
 class Timed:

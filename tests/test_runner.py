@@ -5,12 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
 import pytest
-from apscheduler.triggers.interval import IntervalTrigger
 
+from agent.clock import Beat
 from agent.runner import SamplerRunner, grid_start
 from agent.store import MetricInfo, Sample, SeriesStore, sample
 from agent.supervise import SUPERVISOR
@@ -78,14 +77,14 @@ def test_overrunning_sampler_is_skipped_and_counted_never_stacked() -> None:
     assert len(slow.runs) <= 3
 
 
-def test_interval_trigger_stays_on_the_grid_for_ten_minutes() -> None:
-    start = datetime.fromtimestamp(grid_start(time.time(), 1.0), UTC)
-    trigger = IntervalTrigger(seconds=1, start_date=start, timezone=UTC)
-    fire, previous = None, None
-    for _ in range(600):
-        fire = trigger.get_next_fire_time(previous, fire or start)
-        previous = fire
-    assert fire == start + timedelta(seconds=599)
+@pytest.mark.parametrize("every", [1.0, 0.2, 7.5])
+def test_the_clock_stays_on_the_grid_for_a_day(every: float) -> None:
+    start = grid_start(time.time(), 1.0)
+    beat = Beat("round", start, every, lambda: None)
+    for _ in range(int(86_400 / every)):  # woken right at each point, as the clock is
+        assert beat.advance(beat.due) == 0
+    assert beat.due == pytest.approx(start + 86_400, abs=1e-6)
+    assert beat.point_at(start + 86_400 - 1e-3) == int(86_400 / every) - 1
 
 
 @pytest.mark.integration  # the real scheduler, on the real clock

@@ -113,23 +113,27 @@ def test_ready_watchdog_reload_and_stopping(
     wait_for(lambda: bool(notify_socket.seen("STOPPING=1")), 5, "STOPPING=1")
 
 
-def test_a_stalled_scheduler_stops_the_watchdog(
+def test_a_stalled_clock_stops_the_watchdog(
     notify_socket: NotifySocket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
     runner = SamplerRunner(SeriesStore())
     runner.schedule([sdnotify.Watchdog()], 1.0, {"watchdog": 0.2})
+    going = threading.Event()
+    going.set()
+    runner.clock.add("stall", 0.1, time.time(), lambda: going.wait(30))  # holds the clock's thread
     runner.start()
     try:
         wait_for(lambda: len(notify_socket.seen("WATCHDOG=1")) >= 3, 5, "beats")
-        runner.scheduler.pause()  # the scheduler's loop stops
+        going.clear()  # the clock's loop stops on its next run of "stall"
         time.sleep(0.3)
         before = len(notify_socket.seen("WATCHDOG=1"))
         time.sleep(1.5)
         assert len(notify_socket.seen("WATCHDOG=1")) == before
-        runner.scheduler.resume()
+        going.set()
         wait_for(lambda: len(notify_socket.seen("WATCHDOG=1")) > before, 5, "beats again")
     finally:
+        going.set()
         runner.stop()
 
 
