@@ -45,15 +45,17 @@ def test_process_metrics_are_prometheus_clients_own() -> None:
     from prometheus_client import ProcessCollector
 
     from agent.web.exporter import ProcessMetrics
+    from agent.web.render import SUFFIX
 
-    ours = {m.name: m for m in ProcessMetrics().collect()}
+    ours = {f.name: f for f in ProcessMetrics().families()}
     theirs = {m.name: m for m in ProcessCollector(registry=None).collect()}
     assert ours.keys() == theirs.keys() and len(ours) == 6
     for name, m in theirs.items():
         mine = ours[name]
-        assert (mine.type, mine.documentation) == (m.type, m.documentation), name
-        assert [s.name for s in mine.samples] == [s.name for s in m.samples], name
+        assert (mine.kind, mine.help) == (m.type, m.documentation), name
+        assert [name + SUFFIX[mine.kind]] == [s.name for s in m.samples], name
+        assert [labels for labels, _ in mine.samples] == [()], name
     for name in ("process_start_time_seconds", "process_max_fds"):
-        assert ours[name].samples[0].value == theirs[name].samples[0].value, name
+        assert ours[name].samples[0][1] == theirs[name].samples[0].value, name
     for name in ("process_resident_memory_bytes", "process_cpu_seconds"):
-        assert ours[name].samples[0].value == pytest.approx(theirs[name].samples[0].value, 0.2)
+        assert ours[name].samples[0][1] == pytest.approx(theirs[name].samples[0].value, 0.2)

@@ -16,7 +16,8 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 
-from prometheus_client.core import Metric
+from agent.store import Labels
+from agent.web.render import Family
 
 WAITING, BUSY = "waiting", "busy"
 
@@ -88,20 +89,19 @@ class Connections:
         for victim in victims:
             _hang_up(victim)
 
-    def metrics(self) -> Iterator[Metric]:
+    def metrics(self) -> Iterator[Family]:
         """dsagent_http_connections and dsagent_http_connections_closed_total{reason}."""
         with self._lock:
             states = Counter(state for _, state, _ in self._open.values())
             closed = sorted(self.closed.items())
-        family = Metric("dsagent_http_connections", "Open HTTP connections, by state.", "gauge")
-        for state in (WAITING, BUSY):
-            family.add_sample("dsagent_http_connections", {"state": state}, states[state])
-        yield family
-        text = "Connections closed or refused to keep the server answering."
-        done = Metric("dsagent_http_connections_closed", text, "counter")
-        for reason, n in closed:
-            done.add_sample("dsagent_http_connections_closed_total", {"reason": reason}, n)
-        yield done
+        by_state: list[tuple[Labels, float]] = [
+            ((("state", state),), float(states[state])) for state in (WAITING, BUSY)
+        ]
+        yield Family("dsagent_http_connections", "gauge", "Open HTTP connections, by state.",
+                     by_state)  # fmt: skip
+        yield Family("dsagent_http_connections_closed", "counter",
+                     "Connections closed or refused to keep the server answering.",
+                     [((("reason", reason),), float(n)) for reason, n in closed])  # fmt: skip
 
 
 def _hang_up(sock: socket.socket) -> None:

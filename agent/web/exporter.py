@@ -1,68 +1,57 @@
-"""A prometheus_client collector for the agent's own metrics (the store renders itself)."""
+"""The agent's own metrics, read at each scrape: build, store, HTTP and process_* families."""
 
 from __future__ import annotations
 
 import os
 import resource
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from prometheus_client import ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from agent import __version__
 from agent.files import KernelFile
 from agent.store import SeriesStore
+from agent.web.render import Family, family
 
 
-class SelfCollector(Collector):
-    """Exports the agent's build, store and HTTP metrics."""
+class SelfMetrics:
+    """The agent's build, store and HTTP families (`extra` adds the server's)."""
 
-    def __init__(self, store: SeriesStore, extra: Callable[[], Iterator[Metric]] | None = None):
+    def __init__(self, store: SeriesStore, extra: Callable[[], Iterator[Family]] | None = None):
         self.store = store
         self.extra = extra
 
-    def collect(self) -> Iterator[Metric]:
+    def families(self) -> Iterator[Family]:
         """Yield the self metrics."""
-        yield from self._self_metrics()
+        yield Family("dsagent_build", "info", "Version of the running agent.",
+                     [((("version", __version__),), 1.0)])  # fmt: skip
+        yield family("dsagent_store_series", "gauge", "Series held in the store.",
+                     self.store.series_count())  # fmt: skip
+        stats = self.store.stats
+        yield family("dsagent_store_out_of_order", "counter",
+                     "Samples refused for being older than the newest.",
+                     stats.out_of_order)  # fmt: skip
+        yield family("dsagent_store_evicted", "counter",
+                     "Series dropped after a retention without samples.",
+                     stats.evicted)  # fmt: skip
         if self.extra:
             yield from self.extra()
-
-    def _self_metrics(self) -> Iterator[Metric]:
-        build = Metric("dsagent_build", "Version of the running agent.", "info")
-        build.add_sample("dsagent_build_info", {"version": __version__}, 1.0)
-        yield build
-        series = Metric("dsagent_store_series", "Series held in the store.", "gauge")
-        series.add_sample("dsagent_store_series", {}, self.store.series_count())
-        yield series
-        stats = self.store.stats
-        for key, value, text in (
-            (
-                "out_of_order",
-                stats.out_of_order,
-                "Samples refused for being older than the newest.",
-            ),
-            ("evicted", stats.evicted, "Series dropped after a retention without samples."),
-        ):
-            family = Metric(f"dsagent_store_{key}", text, "counter")
-            family.add_sample(f"dsagent_store_{key}_total", {}, value)
-            yield family
 
 
 class ProcessMetrics(ProcessCollector):
     """prometheus_client's process_* metrics, with /proc/self/stat kept open between scrapes.
 
     Its collector opened /proc/self/stat and /proc/self/limits on every scrape; the open-file
-    limit comes from getrlimit here. The names, help and values are its own.
+    limit comes from getrlimit here. The names, help and values are its own (a test compares).
     """
 
     def __init__(self) -> None:
         super().__init__(registry=None)
         self._stat = KernelFile(Path("/proc/self/stat"))
 
-    def collect(self) -> Iterable[Metric]:
-        """Yield memory, start time, CPU and file descriptors of this process."""
+    def families(self) -> list[Family]:
+        """Return memory, start time, CPU and file descriptors of this process."""
         if not self._btime:
             return []
         try:
@@ -72,17 +61,17 @@ class ProcessMetrics(ProcessCollector):
             return []
         ticks = self._ticks
         return [
-            GaugeMetricFamily("process_virtual_memory_bytes", "Virtual memory size in bytes.",
-                              value=float(parts[20])),
-            GaugeMetricFamily("process_resident_memory_bytes", "Resident memory size in bytes.",
-                              value=float(parts[21]) * self._pagesize),
-            GaugeMetricFamily("process_start_time_seconds",
-                              "Start time of the process since unix epoch in seconds.",
-                              value=float(parts[19]) / ticks + self._btime),
-            CounterMetricFamily("process_cpu_seconds_total",
-                                "Total user and system CPU time spent in seconds.",
-                                value=(float(parts[11]) + float(parts[12])) / ticks),
-            GaugeMetricFamily("process_open_fds", "Number of open file descriptors.", open_fds),
-            GaugeMetricFamily("process_max_fds", "Maximum number of open file descriptors.",
-                              value=float(resource.getrlimit(resource.RLIMIT_NOFILE)[0])),
+            family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+                   float(parts[20])),
+            family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+                   float(parts[21]) * self._pagesize),
+            family("process_start_time_seconds", "gauge",
+                   "Start time of the process since unix epoch in seconds.",
+                   float(parts[19]) / ticks + self._btime),
+            family("process_cpu_seconds", "counter",
+                   "Total user and system CPU time spent in seconds.",
+                   (float(parts[11]) + float(parts[12])) / ticks),
+            family("process_open_fds", "gauge", "Number of open file descriptors.", open_fds),
+            family("process_max_fds", "gauge", "Maximum number of open file descriptors.",
+                   float(resource.getrlimit(resource.RLIMIT_NOFILE)[0])),
         ]  # fmt: skip

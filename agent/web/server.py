@@ -16,8 +16,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 
 from agent.config import split_listen
@@ -27,8 +25,8 @@ from agent.web.accept import AcceptLoop
 from agent.web.admin import AdminApi
 from agent.web.auth import BasicAuth
 from agent.web.connections import Connections
-from agent.web.exporter import ProcessMetrics, SelfCollector
-from agent.web.render import Renderer, render_collected
+from agent.web.exporter import ProcessMetrics, SelfMetrics
+from agent.web.render import Family, Renderer
 
 log = logging.getLogger(__name__)
 
@@ -203,10 +201,9 @@ class WebServer(AcceptLoop, ThreadingHTTPServer):
         self.response_headers: dict[str, str] = {}
         self.requests: Counter[tuple[str, int]] = Counter()
         self._lock = threading.Lock()
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(SelfCollector(store, self._http_metrics))
+        self.own = SelfMetrics(store, self._http_metrics)
+        self.process = ProcessMetrics()
         self.renderer = Renderer(store)
-        self.registry.register(ProcessMetrics())
         self.routes: dict[str, Route] = {
             "/metrics": self.metrics, "/healthz": self._health, "/readyz": self._ready,
         }  # fmt: skip
@@ -272,22 +269,19 @@ class WebServer(AcceptLoop, ThreadingHTTPServer):
         with self._lock:
             self.requests[(handler, code)] += 1
 
-    def _http_metrics(self) -> Iterator[Metric]:
+    def _http_metrics(self) -> Iterator[Family]:
         yield from self.connections.metrics()
-        family = Metric("dsagent_http_requests", "HTTP requests answered.", "counter")
         with self._lock:
             rows = sorted(self.requests.items())
-        for (handler, code), n in rows:
-            family.add_sample(
-                "dsagent_http_requests_total", {"handler": handler, "code": str(code)}, n
-            )
-        yield family
+        yield Family("dsagent_http_requests", "counter", "HTTP requests answered.",
+                     [((("code", str(code)), ("handler", handler)), float(n))
+                      for (handler, code), n in rows])  # fmt: skip
 
     def metrics(self, req: Handler) -> Response:
         """Render the store in the format the scraper asked for."""
         ctype = choose_encoder(req.headers.get("Accept") or "")[1]
         om = ctype.startswith("application/openmetrics")
-        own = render_collected(self.registry.collect(), self.renderer, om)
+        own = self.renderer.render_own((*self.own.families(), *self.process.families()), om)
         text = "".join((self.renderer.render(om), own, "# EOF\n" if om else ""))
         return 200, ctype, text.encode()
 
