@@ -26,6 +26,7 @@ from agent.web.admin import AdminApi
 from agent.web.auth import BasicAuth
 from agent.web.connections import Connections
 from agent.web.exporter import ProcessMetrics, SelfMetrics
+from agent.web.head import BadHead, read_fields, refuse_unsupported, request_line
 from agent.web.render import Family, Renderer
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class Handler(BaseHTTPRequestHandler):
     """Dispatches requests: open health routes, /metrics (basic auth if set), /api/v1 (tokens)."""
 
     server: WebServer
+    raw_requestline: bytes  # handle_one_request reads it
     protocol_version = "HTTP/1.1"
     default_request_version = "HTTP/1.0"  # so even a garbage request line gets a status line
     server_version = "dsagent"
@@ -73,21 +75,32 @@ class Handler(BaseHTTPRequestHandler):
         super().handle_one_request()
 
     def parse_request(self) -> bool:
-        """Parse the head as RFC 9112 asks: refuse what this server does not support."""
-        if not super().parse_request():
+        """Read the head (agent.web.head), refuse what this server does not take, answer Expect."""
+        self.command, self.close_connection = "", True
+        self.request_version = self.default_request_version
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = self.requestline.split()
+        if not words:
+            return False
+        try:
+            line = request_line(words, self.default_request_version)
+            self.command, self.path, self.request_version = line[:3]
+            self.headers = read_fields(self.rfile)
+            refuse_unsupported(self.request_version, self.headers)
+        except BadHead as bad:
+            self.send_error(bad.code, bad.reason)
             return False
         self.server.connections.busy(self.request.fileno())
-        if self.request_version < "HTTP/1.0":
-            self.send_error(505, "HTTP/0.9 is not supported")
-            return False
-        if "Transfer-Encoding" in self.headers:
-            self.send_error(501, "Transfer-Encoding is not supported on requests")
-            return False
-        lengths = self.headers.get_all("Content-Length") or []
-        if len(lengths) > 1 or (lengths and not lengths[0].strip().isdigit()):
-            self.send_error(400, "bad Content-Length")
-            return False
-        return True
+        connection = self.headers.get("Connection", "").lower()
+        self.close_connection = connection == "close" or (
+            not line.keep_alive and connection != "keep-alive"
+        )
+        expect = self.headers.get("Expect", "").lower()
+        return (
+            expect != "100-continue"
+            or self.request_version < "HTTP/1.1"
+            or (self.handle_expect_100())
+        )
 
     def header_map(self) -> dict[str, str]:
         """Return the headers with lower-case names (header names are case-insensitive)."""
