@@ -359,3 +359,29 @@ def test_a_snapshot_that_changed_no_state_is_kept_and_left_to_the_rounds_flush(
     assert alert().labels not in n.muted, "but not muted or flushed again: nothing changed"
     n.deliver([later, alert("Cold")], [], start + 2)  # an instance more (a restore): at once
     assert n.muted[alert().labels].startswith("silenced by ")
+
+
+def test_mutes_are_worked_out_again_only_when_something_they_follow_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.notify import notifier as module
+
+    worked: list[int] = []
+    original = module.outranked
+    monkeypatch.setattr(module, "outranked", lambda alerts: worked.append(1) or original(alerts))
+    n, now = notifier(tmp_path), time.time()  # silences run on the wall clock
+    hot = alert(worker="w1")
+    n.deliver([hot], [], now)
+    for second in range(1, 4):  # rounds that change nothing: the mutes are the last ones
+        list(n.sample(now + second))
+    assert len(worked) == 1 and hot.labels not in n.muted
+    n.silences.add(['alertname="Hot"'], 3600, "me", "maintenance")
+    list(n.sample(now + 5))
+    assert len(worked) == 2 and n.muted[hot.labels].startswith("silenced by ")
+    rule = {"source_matchers": ['alertname="Cold"'], "target_matchers": ['alertname="Hot"']}
+    n.configure(cfg(tmp_path, inhibit_rules=[rule]))
+    n.close()
+    list(n.sample(now + 6))
+    assert len(worked) == 3, "new inhibit rules: worked out again"
+    n.deliver([hot, alert("Cold", worker="w1")], [], now + 7)  # an instance more
+    assert len(worked) == 4 and n.muted[hot.labels] == "inhibited"

@@ -19,7 +19,7 @@ from agent.notify.inhibit import DEFAULTS, InhibitRule, inhibited, outranked
 from agent.notify.outbox import Outbox
 from agent.notify.payload import alert_dict
 from agent.notify.sender import Policy, Sender
-from agent.notify.silences import SilenceStore
+from agent.notify.silences import Silence, SilenceStore
 from agent.store import Labels, MetricInfo, Sample, sample
 
 METRICS = {
@@ -66,6 +66,7 @@ class Notifier:
         self.alerts: list[Alert] | None = None
         self._shape: list[tuple[Labels, State]] | None = None  # instances and states last flushed
         self.muted: dict[Labels, str] = {}  # why an instance is not notified
+        self._muted_from: tuple[object, list[Silence]] | None = None  # the shape and silences
         self._receivers: list[ReceiverConfig] | None = None
         self._notify: NotifyConfig | None = None
         self._lock = threading.RLock()
@@ -95,6 +96,7 @@ class Notifier:
         with self._lock:
             self.node, self.external_url = cfg.agent.node_name, notify.external_url
             self.inhibit_rules = rules + (list(DEFAULTS) if notify.default_inhibit else [])
+            self._muted_from = None  # new rules or node name: mutes are worked out again
             self.alert_log = JsonLinesLog(state / "alerts.log", notify.alert_log_max_bytes)
             self.dispatcher.configure(routes, cfg.receivers, notify.external_url,
                                       notify.resend_delay)  # fmt: skip
@@ -132,11 +134,20 @@ class Notifier:
             self._flush(now)
 
     def _mutes(self, alerts: list[Alert], now: float) -> dict[Labels, str]:
-        """Return why each muted instance is muted: inhibited, or the silence's id."""
+        """Return why each muted instance is muted: inhibited, or the silence's id.
+
+        Mutes follow from the instances' labels and states (`_shape`, replaced whenever they
+        change), the active silences and the configuration: every round asks, and while none
+        of them changed the answer is the one worked out last.
+        """
+        silences = self.silences.active(now)  # once per evaluation, not once per alert
+        last = self._muted_from
+        if last is not None and last[0] is self._shape and _same(last[1], silences):
+            return self.muted
+        self._muted_from = self._shape, silences
         maps = {a.labels: {**dict(a.labels), "node": self.node} for a in alerts}
         firing = [maps[a.labels] for a in alerts if a.state == "firing"]
         below = outranked(alerts)
-        silences = self.silences.active(now)  # once per evaluation, not once per alert
         muted = {}
         for a in alerts:
             labels = maps[a.labels]
@@ -200,3 +211,8 @@ class Notifier:
         """Stop the senders; what is still queued stays in the outbox for the next start."""
         with self._lock:
             self._swap_senders([])
+
+
+def _same(old: list[Silence], new: list[Silence]) -> bool:
+    """Return True if both lists hold the very same silences (a file re-read makes new ones)."""
+    return len(old) == len(new) and all(a is b for a, b in zip(old, new, strict=True))
