@@ -135,7 +135,7 @@ class SeriesStore:
             if not family:
                 del self._by_name[name]
         for src in self._sources.values():
-            src.families = src.families & self._by_name.keys()
+            src.families = src.families.intersection(self._by_name)  # still a frozenset
 
     def families_of(self, source: str) -> frozenset[str]:
         """Return the metric names a source (a sampler) writes."""
