@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -23,18 +24,18 @@ def unit_of(cgroup_text: str) -> str | None:
     return None
 
 
+@dataclass(slots=True)
 class _Seen:
     """A pid as last looked at: its process (None if gone or hidden), name and worker."""
 
-    __slots__ = ("checked", "name", "proc", "worker")
-
-    def __init__(self, checked: float, proc: psutil.Process | None, name: str,
-                 worker: str | None) -> None:  # fmt: skip
-        self.checked, self.proc, self.name, self.worker = checked, proc, name, worker
+    checked: float
+    proc: psutil.Process | None
+    name: str
+    worker: str | None
 
 
 class WorkerMap:
-    """Maps pids to worker names by configured pids, their ancestors' pids, or systemd unit."""
+    """Maps pids to worker names by configured pids, their descendants, or systemd unit."""
 
     def __init__(self, workers: Sequence[WorkerConfig], proc_root: Path = Path("/proc")) -> None:
         self.workers = list(workers)
