@@ -93,3 +93,26 @@ def test_malformed_request_line_is_answered_and_counted(
     assert reply.startswith(b"HTTP/1.") and b" 400 " in reply.split(b"\r\n")[0]
     text = requests.get(url + "/metrics", timeout=5).text
     assert 'dsagent_http_requests_total{code="400",handler="other"} 1.0' in text
+
+
+@pytest.mark.parametrize(("version", "continues"), [("HTTP/1.1", True), ("HTTP/1.0", False)])
+def test_expect_100_continue_is_answered_before_the_body_on_http_1_1(
+    served: tuple[str, SeriesStore, list[bool]], version: str, continues: bool
+) -> None:
+    url, _, _ = served
+    port = int(url.rsplit(":", 1)[1])
+    head = f"GET /healthz {version}\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(head.encode())
+        conn.settimeout(0.5)  # a server that does not continue waits for the body
+        try:
+            first = conn.recv(1024)
+        except TimeoutError:
+            first = b""
+        conn.settimeout(5)
+        conn.sendall(b"{}")
+        rest = b""
+        while b'"ok"' not in first + rest:
+            rest += conn.recv(1024)
+    assert first.startswith(b"HTTP/1.1 100 Continue\r\n") == continues, first
+    assert b" 200 OK\r\n" in first + rest

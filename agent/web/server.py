@@ -96,11 +96,15 @@ class Handler(BaseHTTPRequestHandler):
             not line.keep_alive and connection != "keep-alive"
         )
         expect = self.headers.get("Expect", "").lower()
-        return (
-            expect != "100-continue"
-            or self.request_version < "HTTP/1.1"
-            or (self.handle_expect_100())
-        )
+        if expect == "100-continue" and self.request_version >= "HTTP/1.1":
+            return self.handle_expect_100()
+        return True
+
+    def handle_expect_100(self) -> bool:
+        """Send 100 Continue at once: the write buffer would hold it until the final answer."""
+        super().handle_expect_100()
+        self.wfile.flush()
+        return True
 
     def header_map(self) -> dict[str, str]:
         """Return the headers with lower-case names (header names are case-insensitive)."""
