@@ -92,15 +92,18 @@ class Clock:
             self._cond.notify()
 
     def _loop(self) -> None:
-        while (beat := self._wait()) is not None:
+        while (due := self._wait()) is not None:
+            beat, missed = due
             try:
+                if missed:  # reported outside the lock: the runner's own lock is taken there
+                    self.missed(beat.name, missed)
                 beat.run()
             except Exception:  # a job's own bug: counted and logged once; the clock goes on
                 if SUPERVISOR.count(self.name) == 1:
                     log.exception("%s: job %s failed", self.name, beat.name)
 
-    def _wait(self) -> Beat | None:
-        """Wait for the earliest job due; None once stopped."""
+    def _wait(self) -> tuple[Beat, int] | None:
+        """Wait for the earliest job due; return it and the points it missed (None: stopped)."""
         with self._cond:
             while self.running:
                 now = self.now()
@@ -112,7 +115,5 @@ class Clock:
                 elif beat.due > now:
                     self._cond.wait(beat.due - now)
                 else:
-                    if missed := beat.advance(now):
-                        self.missed(beat.name, missed)
-                    return beat
+                    return beat, beat.advance(now)
             return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import Counter
 
@@ -100,3 +101,32 @@ def test_a_step_of_the_wall_clock_does_not_stop_the_rounds(step: float) -> None:
         clock.stop()
     gaps = [b - a for a, b in zip(runs[stepped:], runs[stepped + 1 :], strict=False)]
     assert all(g > EVERY / 2 for g in gaps), "after the step, runs are an interval apart again"
+
+
+def test_missed_points_are_reported_without_the_clock_held() -> None:
+    """The runner counts them under its own lock, which a reload holds while removing a job."""
+    blocked: list[bool] = []
+    runs: list[float] = []
+    clock: Clock
+
+    def missed(name: str, n: int) -> None:
+        other = threading.Thread(target=clock.remove, args=("other",))  # as a reload would
+        other.start()
+        other.join(2)
+        blocked.append(other.is_alive())
+
+    def job() -> None:
+        runs.append(time.time())
+        if len(runs) == 1:
+            time.sleep(3 * EVERY)  # past two more points
+
+    clock = Clock(missed, "clock-report")
+    clock.add("a", EVERY, time.time() + 0.05, job)
+    clock.add("other", 3600.0, time.time() + 1800, lambda: None)
+    clock.start()
+    try:
+        wait_for(lambda: bool(blocked), 10, "the missed points' report")
+    finally:
+        clock.stop()
+    assert blocked == [False], "the clock's lock was held while reporting"
+    assert "other" not in clock
