@@ -92,6 +92,7 @@ def test_a_hundred_fields_and_a_head_cut_short_are_read() -> None:
     ("HTTP/1.1", b"Transfer-Encoding: chunked\r\n\r\n", 501),
     ("HTTP/1.1", b"Content-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
     ("HTTP/1.1", b"Content-Length: -1\r\n\r\n", 400),
+    ("HTTP/1.1", "Content-Length: ²\r\n\r\n".encode("latin-1"), 400),  # a digit to isdigit()
 ])  # fmt: skip
 def test_what_this_server_does_not_take_is_refused(version: str, fields: bytes, code: int) -> None:
     read = read_fields(io.BufferedReader(io.BytesIO(fields)))

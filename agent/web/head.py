@@ -88,6 +88,6 @@ def refuse_unsupported(version: str, fields: HTTPMessage) -> None:
         raise BadHead(505, "HTTP/0.9 is not supported")
     if "Transfer-Encoding" in fields:
         raise BadHead(501, "Transfer-Encoding is not supported on requests")
-    lengths = fields.get_all("Content-Length") or []
-    if len(lengths) > 1 or (lengths and not lengths[0].strip().isdigit()):
+    lengths = [n.strip() for n in fields.get_all("Content-Length") or []]
+    if len(lengths) > 1 or (lengths and not (lengths[0].isascii() and lengths[0].isdigit())):
         raise BadHead(400, "bad Content-Length")
