@@ -11,9 +11,11 @@ import pytest
 
 from bench.cgroups import CpuGroup
 
-# A thread burns 0.3 s of CPU and ends; then the process waits to be killed.
+# Once told to (after it is in the group), a thread burns 0.3 s of CPU and ends; then the
+# process waits to be killed.
 CHILD = """
-import threading, time
+import sys, threading, time
+sys.stdin.readline()
 def burn():
     end = time.thread_time() + 0.3
     while time.thread_time() < end:
@@ -27,9 +29,13 @@ time.sleep(60)
 @pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc")
 def test_the_cpu_of_a_thread_that_ended_is_still_counted() -> None:
     group = CpuGroup("clock-test")
-    child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
         group.enter(child.pid)
+        assert child.stdin is not None
+        child.stdin.write("go\n")  # the burn starts only now: none of it outside the group
+        child.stdin.flush()
         assert child.stdout is not None and child.stdout.readline().strip() == "done"
         time.sleep(0.1)
         used = group.seconds()
