@@ -49,13 +49,17 @@ def rate(ts: Sequence[float], vals: Sequence[float]) -> float | None:
 
 def quantile(q: float, vals: Sequence[float]) -> float | None:
     """Return the q-quantile with linear interpolation, as PromQL's quantile_over_time."""
-    if not vals or math.isnan(q):
+    return ranked(q, sorted(vals))
+
+
+def ranked(q: float, ordered: Sequence[float]) -> float | None:
+    """Return the q-quantile of values already in ascending order (one sort, many quantiles)."""
+    if not ordered or math.isnan(q):
         return None
     if q < 0:
         return -math.inf
     if q > 1:
         return math.inf
-    ordered = sorted(vals)
     rank = q * (len(ordered) - 1)
     lo = math.floor(rank)
     hi = min(lo + 1, len(ordered) - 1)
