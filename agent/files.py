@@ -47,10 +47,14 @@ class JsonLinesLog:
     def append(self, entries: Iterable[dict[str, Any]]) -> None:
         """Append objects as they are, in one write and one fsync."""
         text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries)
+        self.append_lines(text.encode())
+
+    def append_lines(self, data: bytes) -> None:
+        """Append lines already encoded (each ends in a newline), in one write and one fsync."""
         with self._lock:
             self._rotate()
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(text)
+            with open(self.path, "ab") as f:
+                f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
 

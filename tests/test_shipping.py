@@ -198,10 +198,18 @@ def test_request_stats() -> None:
 def test_file_sink_rotates(tmp_path: Path) -> None:
     sink = FileSink(tmp_path, max_bytes=200, keep=2)
     for i in range(10):
-        assert sink.ship("x.ndjson", [(f"id{i}", {"message": "m" * 50})]) == ["ok"]
+        assert sink.ship("x.ndjson", [(f"id{i}", b'{"message":"' + b"m" * 50 + b'"}')]) == ["ok"]
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["x.ndjson", "x.ndjson.1", "x.ndjson.2"]
     assert json.loads((tmp_path / "x.ndjson").read_text().splitlines()[-1])["_id"] == "id9"
+
+
+def test_file_sink_puts_the_id_first_in_each_line(tmp_path: Path) -> None:
+    sink = FileSink(tmp_path)
+    sink.ship("x.ndjson", [("a", b"{}"), ("b", b'{"m":"\xc3\xa9"}')])
+    lines = (tmp_path / "x.ndjson").read_bytes().splitlines()
+    assert [json.loads(x) for x in lines] == [{"_id": "a"}, {"_id": "b", "m": "\u00e9"}]
+    assert lines[1].startswith(b'{"_id":"b",')
 
 
 def test_a_reader_that_stops_early_does_not_see_lines_twice(tmp_path: Path) -> None:
@@ -326,7 +334,7 @@ def test_without_the_template_privilege_documents_still_ship(
         url = f"http://127.0.0.1:{server.server_address[1]}"
         sink = ElasticsearchSink(ElasticsearchConfig(hosts=[url]))
         for _ in range(3):
-            assert sink.ship("logs-llm.inference-default", [("a", {"x": 1})]) == ["ok"]
+            assert sink.ship("logs-llm.inference-default", [("a", b'{"x":1}')]) == ["ok"]
     finally:
         server.shutdown()
     said = [r for r in caplog.records if "no privilege" in r.getMessage()]

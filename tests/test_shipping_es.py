@@ -76,6 +76,9 @@ def test_request_logs_become_ecs_documents_and_bad_ones_dead_letters(
     assert broken["hits"]["hits"][0]["_source"]["event"]["original"].startswith('{"request_id"')
     dead = (agent.state / "dead-letter" / "vllm.ndjson").read_text().splitlines()
     assert len(dead) == 1 and "document_parsing_exception" in json.loads(dead[0])["reason"]
+    refused = json.loads(dead[0])["doc"]  # the document itself, as it was sent
+    assert refused["gen_ai"]["usage"]["input_tokens"] == "lots"
+    assert refused["transaction"] == {"id": "r000050"}
     wait_for(
         lambda: 'dsagent_log_docs_dead_lettered_total{input="vllm"} 1.0' in agent.metrics(),
         10,

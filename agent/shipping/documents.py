@@ -54,6 +54,14 @@ def loads(data: bytes) -> Any:
     return _STRICT.decode(data.decode("utf-8", errors="replace"))
 
 
+def dumps(value: Any) -> bytes:
+    """Serialise compact UTF-8 JSON; orjson, or the stdlib for an integer past 64 bits."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def _huge(record: dict[str, Any]) -> bool:
     """Say whether a top-level value is a float past 64 bits (perhaps a long integer's rounding)."""
     for value in record.values():
