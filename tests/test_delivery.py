@@ -385,3 +385,24 @@ def test_mutes_are_worked_out_again_only_when_something_they_follow_changed(
     assert len(worked) == 3, "new inhibit rules: worked out again"
     n.deliver([hot, alert("Cold", worker="w1")], [], now + 7)  # an instance more
     assert len(worked) == 4 and n.muted[hot.labels] == "inhibited"
+
+
+def test_a_removed_receiver_s_queue_is_dropped_and_said_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    two = cfg(tmp_path, receivers=[{"name": "hook", "type": "webhook", "url": HOOK},
+                                   {"name": "pager", "type": "webhook", "url": HOOK}],
+              routes=[{"receiver": "hook", "group_wait": "0s", "continue": True},
+                      {"receiver": "pager", "group_wait": "0s"}])  # fmt: skip
+    n = notifier(tmp_path, two)
+    n.deliver([alert()], [], T0)
+    assert {i["receiver"] for i in n.outbox.items(10)} == {"hook#0", "pager#0"}
+    n.configure(cfg(tmp_path))  # a reload without "pager"
+    n.close()
+    assert [i["receiver"] for i in n.outbox.items(10)] == ["hook#0"], "hook's is kept"
+    said = [r for r in caplog.records if "no longer configured" in r.getMessage()]
+    text = "receiver pager#0 is no longer configured: 1 queued notification(s) dropped"
+    assert [r.getMessage() for r in said] == [text]
+    n.configure(cfg(tmp_path, notify={"resend_delay": "2s"}))  # new senders, nothing to drop
+    n.close()
+    assert len([r for r in caplog.records if "no longer configured" in r.getMessage()]) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from agent.notify.payload import alert_dict
 from agent.notify.sender import Policy, Sender
 from agent.notify.silences import Silence, SilenceStore
 from agent.store import Labels, MetricInfo, Sample, sample
+
+log = logging.getLogger(__name__)
 
 METRICS = {
     "dsagent_outbox_pending": MetricInfo("gauge", "Notifications waiting in the outbox."),
@@ -104,6 +107,17 @@ class Notifier:
                 self._swap_senders(senders)
                 self._receivers, self._notify = list(cfg.receivers), cfg.notify
                 BACKENDS.forget({s.backend for s in senders}, "receiver")
+                self._drop_orphans({s.receiver for s in senders})
+
+    def _drop_orphans(self, live: set[str]) -> None:
+        """Drop what is queued for receiver URLs no longer configured: nothing would send it.
+
+        Kept, it would wait in the outbox (and the admin API's list) for ever, or page whoever
+        gets the name next, with alerts hours old.
+        """
+        for receiver, count in sorted(self.outbox.forget(live).items()):
+            log.warning("receiver %s is no longer configured: %d queued notification(s) dropped",
+                        receiver, count)  # fmt: skip
 
     def _swap_senders(self, senders: list[Sender]) -> None:
         """Stop the old senders (a try in flight finishes first), then start the new ones."""

@@ -180,6 +180,14 @@ class Outbox:
             " ORDER BY id DESC LIMIT -1 OFFSET ?)", (receiver, keep)).rowcount  # fmt: skip
         return expired, overflow
 
+    def forget(self, keep: set[str]) -> dict[str, int]:
+        """Delete the notifications of every receiver not in `keep`; return how many each had."""
+        with self._transaction() as db:
+            rows = db.execute("SELECT receiver, COUNT(*) FROM outbox GROUP BY receiver").fetchall()
+            gone = {receiver: int(count) for receiver, count in rows if receiver not in keep}
+            db.executemany("DELETE FROM outbox WHERE receiver = ?", [(r,) for r in gone])
+        return gone
+
     def items(self, limit: int) -> list[dict[str, Any]]:
         """Return the queue, oldest first, for the admin API."""
         rows = self._db().execute(
