@@ -320,6 +320,8 @@ HEAD_PARTS = st.sampled_from(
         b"HTTP/1.1",
         b"HTTP/0.9",
         b"Content-Length: 1_0",
+        b"Content-Length: \xb2",  # "²" in ISO-8859-1: str.isdigit() says yes, int() says no
+        b"Content-Length: 1\xb9",
         b"Content-Length:",
         b"Transfer-Encoding: chunked",
         b"authorization: Basic \xff\xfe",
