@@ -298,15 +298,15 @@ ADMIN = st.tuples(st.sampled_from(["POST", "DELETE", "GET"]),
 
 
 @functools.cache
-def server() -> int:
-    """One in-process HTTP server for the whole run; return its port."""
+def server() -> WebServer:
+    """One in-process HTTP server for the whole run."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
     web = WebServer(f"127.0.0.1:{port}", SeriesStore(), lambda: True, admin=admin(),
                     basic=BasicAuth({"u": HASH}))  # fmt: skip
     web.serve_in_thread()
-    return port
+    return web
 
 
 HASH = b"$2b$04$" + b"a" * 53
@@ -331,12 +331,24 @@ HEAD_PARTS = st.sampled_from(
         b":",
     ]
 )
-HEADS = st.lists(HEAD_PARTS | st.binary(max_size=20), max_size=12).map(b"".join)
+HEAD_JUNK = st.lists(HEAD_PARTS | st.binary(max_size=20), max_size=12).map(b"".join)
+REQUEST_LINES = st.sampled_from(
+    [b"GET /metrics HTTP/1.1", b"POST /api/v1/silences HTTP/1.1", b"GET /healthz HTTP/1.0"]
+)
+# Half the heads start with a good request line: the fields after it reach the handler's body
+# and routing, which a line of junk never gets past.
+HEADS = HEAD_JUNK | st.tuples(REQUEST_LINES, HEAD_JUNK).map(lambda t: t[0] + b"\r\n" + t[1])
 
 
 def check_head(head: bytes) -> None:
-    """Any request head gets a status line below 500 (501, 505 for what it does not speak)."""
-    with socket.create_connection(("127.0.0.1", server()), timeout=5) as conn:
+    """Any request head gets a status line below 500 (501, 505 for what it does not speak).
+
+    A handler that raised closes the connection without an answer, which an empty head does
+    too: the server's count of unhandled errors tells them apart.
+    """
+    web = server()
+    errors = web.requests[("error", 500)]
+    with socket.create_connection(("127.0.0.1", int(web.server_address[1])), timeout=5) as conn:
         conn.sendall(head + b"\r\n\r\n")
         conn.shutdown(socket.SHUT_WR)
         reply = b""
@@ -347,6 +359,8 @@ def check_head(head: bytes) -> None:
         raise Crash(f"not a status line: {reply[:60]!r}")
     if status and int(status[1]) >= 500 and int(status[1]) not in (501, 505):
         raise Crash(f"HTTP {int(status[1])}")
+    if web.requests[("error", 500)] != errors:
+        raise Crash("the handler raised: no answer, an error logged")
 
 
 class Pieces:
