@@ -7,8 +7,6 @@ import resource
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from prometheus_client import ProcessCollector
-
 from agent import __version__
 from agent.files import KernelFile
 from agent.store import SeriesStore
@@ -39,16 +37,19 @@ class SelfMetrics:
             yield from self.extra()
 
 
-class ProcessMetrics(ProcessCollector):
+class ProcessMetrics:
     """prometheus_client's process_* metrics, with /proc/self/stat kept open between scrapes.
 
     Its collector opened /proc/self/stat and /proc/self/limits on every scrape; the open-file
-    limit comes from getrlimit here. The names, help and values are its own (a test compares).
+    limit comes from getrlimit here. The names, help and values are its own (a test compares);
+    nothing of its internals is used, so another prometheus_client cannot break the scrape.
     """
 
     def __init__(self) -> None:
-        super().__init__(registry=None)
         self._stat = KernelFile(Path("/proc/self/stat"))
+        self._ticks = float(os.sysconf("SC_CLK_TCK"))
+        self._pagesize = resource.getpagesize()
+        self._btime = _boot_time()
 
     def families(self) -> list[Family]:
         """Return memory, start time, CPU and file descriptors of this process."""
@@ -75,3 +76,15 @@ class ProcessMetrics(ProcessCollector):
             family("process_max_fds", "gauge", "Maximum number of open file descriptors.",
                    float(resource.getrlimit(resource.RLIMIT_NOFILE)[0])),
         ]  # fmt: skip
+
+
+def _boot_time() -> float:
+    """Return the boot time from /proc/stat (0.0 where there is none: no process_* families)."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            for line in f:
+                if line.startswith(b"btime "):
+                    return float(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0.0
