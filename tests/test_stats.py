@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.shipping.stats import QUANTILES, RequestStats
+from agent.shipping.stats import RequestStats
 from agent.windows import quantile
+from agent.workers.engine_metrics import QUANTILES
 
 Row = tuple[int | None, bool, int, int]  # duration ns (None: no latency), failed, tokens in, out
 

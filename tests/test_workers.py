@@ -15,6 +15,7 @@ import requests
 
 from agent.config import WorkerConfig
 from agent.sim.worker import SimServer
+from agent.windows import quantile
 from agent.workers import checks as probes
 from agent.workers.sampler import WorkerSampler
 from tests.conftest import AgentProcess, free_port, wait_for
@@ -188,15 +189,21 @@ def test_generation_probe_fills_ttft_for_engines_without_it(sim: tuple[str, SimS
     )
     try:
         wait_for(
-            lambda: sampler.generation is not None and len(sampler.generation.ttfts) >= 2,
+            lambda: sampler.generation is not None and len(sampler.generation.ttfts) >= 4,
             10,
-            "two generation probes",
+            "four generation probes",
         )
+        assert sampler.generation is not None
+        sampler.generation.stopping.set()  # its probes held still: the quantiles are of these
+        sampler.generation.join(10)
         got = values(sampler)
+        ttfts = [seconds for _, seconds in sampler.generation.ttfts]
     finally:
         sampler.close()
     assert {k[1] for k in got if k[0] == "inference_ttft_seconds"} == {"0.5", "0.95", "0.99"}
     assert 0 < got[("inference_ttft_seconds", "0.5")] < 1
+    for q in ("0.5", "0.95", "0.99"):
+        assert got[("inference_ttft_seconds", q)] == pytest.approx(quantile(float(q), ttfts)), q
 
 
 def test_readyz_refuses_traffic_while_a_critical_gpu_alert_fires(

@@ -13,14 +13,13 @@ from typing import Any
 
 from agent.store import Sample, sample
 from agent.windows import ranked
-from agent.workers.engine_metrics import INFERENCE
+from agent.workers.engine_metrics import INFERENCE, QUANTILES
 
 METRICS = {
     name: INFERENCE[name]
     for name in ("inference_request_latency_seconds", "inference_requests_per_second",
                  "inference_error_ratio", "inference_tokens_per_second", "inference_cuda_oom_total")
 }  # fmt: skip
-QUANTILES = (0.5, 0.95, 0.99)
 
 
 def _num(value: Any) -> float:

@@ -21,6 +21,7 @@ INFERENCE = {
     "inference_error_ratio": MetricInfo("gauge", "Requests that failed, as a share."),
     "inference_cuda_oom_total": MetricInfo("counter", "CUDA out-of-memory errors seen in logs."),
 }
+QUANTILES = (0.5, 0.95, 0.99)  # the `quantile` labels of the latency families, from any source
 
 
 @dataclass(frozen=True)

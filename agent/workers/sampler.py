@@ -10,11 +10,12 @@ from collections.abc import Iterator
 
 from agent.config import Config, WorkerConfig
 from agent.store import MetricInfo, Sample, sample
-from agent.windows import quantile
+from agent.windows import ranked
 from agent.workers import checks as probes
 from agent.workers.engine_metrics import (
     ENGINES,
     INFERENCE,
+    QUANTILES,
     EngineMap,
     Snapshot,
     bucket_increase,
@@ -25,7 +26,6 @@ from agent.workers.engine_metrics import (
 )
 
 log = logging.getLogger(__name__)
-QUANTILES = (0.5, 0.95, 0.99)
 MODELS_EVERY = 10.0  # seconds between /v1/models asks while a worker stays ready
 FROM_LOGS_ONLY = {"inference_error_ratio", "inference_cuda_oom_total"}  # the request log's
 
@@ -195,9 +195,9 @@ class WorkerSampler:
             return
         yield from self._probe("generation", gen.latest)
         if not self.engine.ttft and gen.ttfts:  # the engine has no TTFT histogram: fill it
-            values = [s for _, s in gen.ttfts]
+            values = sorted(s for _, s in gen.ttfts)  # once, for the three quantiles
             for q in QUANTILES:
-                value = quantile(q, values)
+                value = ranked(q, values)
                 if value is not None:
                     yield sample("inference_ttft_seconds", value, worker=self.worker.name,
                                  quantile=str(q))  # fmt: skip
