@@ -20,15 +20,21 @@ log = logging.getLogger(__name__)
 
 
 class Step:
-    """One function a round runs; it runs on one thread at a time (its lock says it is busy)."""
+    """One function a round runs; it runs on one thread at a time (its lock says it is busy).
 
-    def __init__(self, name: str, run: Callable[[], None]) -> None:
-        self.name, self.run = name, run
+    A step that is not `exclusive` runs even while an earlier run of it hangs: it knows what to
+    do beside that run (the GPU sampler reads the GPUs it is not stuck on).
+    """
+
+    def __init__(self, name: str, run: Callable[[], None], exclusive: bool = True) -> None:
+        self.name, self.run, self.exclusive = name, run, exclusive
         self.busy = threading.Lock()
         self.retired = False  # removed (a reload): a round already under way passes it by
 
     def wait(self, timeout: float) -> bool:
         """Wait up to `timeout` for a run in progress to end; False if it is still going."""
+        if not self.exclusive:
+            return True  # its runs are not waited for: a hung one is the step's own business
         if not self.busy.acquire(timeout=max(0.0, timeout)):
             return False
         self.busy.release()
@@ -39,7 +45,7 @@ class Hands:
     """Threads that run relay legs: an idle one is reused, else a new one is started.
 
     Only a step that hangs keeps a thread, and a busy step is never started twice, so there are
-    at most as many threads as steps.
+    at most as many threads as steps (and as the GPUs a reentrant GPU step is stuck on).
     """
 
     def __init__(self, name: str = "relay") -> None:
@@ -121,14 +127,15 @@ class Relay:
             try:
                 step.run()
             finally:
-                step.busy.release()
+                if step.exclusive:
+                    step.busy.release()
             pos += 1
 
     def _claim(self, pos: int) -> int:
         """Mark busy the first step from `pos` that is free; return it (len(steps) if none)."""
         while pos < len(self.steps):
             step = self.steps[pos]
-            if not step.retired and step.busy.acquire(blocking=False):
+            if not step.retired and (not step.exclusive or step.busy.acquire(blocking=False)):
                 return pos
             if not step.retired:
                 self.refused(step.name)  # still running from an earlier round

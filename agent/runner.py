@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import math
 import threading
@@ -53,6 +54,8 @@ class SamplerRunner:
         self.errors: Counter[str] = Counter()
         self.last_run = time.monotonic()
         self._failing: set[str] = set()
+        self._started: dict[str, int] = {}  # reentrant sampler -> the number of its latest run
+        self._runs = itertools.count()
         self._lock = threading.Lock()
         self._grid = (0.0, 1.0)
         self.samplers: list[Sampler] = []
@@ -84,7 +87,9 @@ class SamplerRunner:
         for s in samplers:
             self.store.describe(s.metrics)
             every = (intervals or {}).get(s.name, interval)
-            self.steps[s.name] = Step(s.name, functools.partial(self.run_once, s))
+            # A reentrant sampler (the GPUs') runs beside an earlier run of its own that hangs.
+            reentrant = getattr(s, "reentrant", False)
+            self.steps[s.name] = Step(s.name, functools.partial(self.run_once, s), not reentrant)
             job = f"round:{every:g}"
             with self._lock:
                 self.rounds.setdefault(job, []).append(s.name)
@@ -144,6 +149,7 @@ class SamplerRunner:
                     del self.rounds[job]
                     self.clock.remove(job)
         for name in names:
+            self._started.pop(name, None)
             if (step := self.steps.pop(name, None)) is not None:
                 step.retired = True  # a run in progress ends on its thread
         close_all(samplers)
@@ -180,6 +186,7 @@ class SamplerRunner:
         """
         start, began = time.time(), time.perf_counter()
         tick = self.round_of(start) if at is None else at
+        run = self._begin(sampler)
         try:
             samples = list(sampler.sample(start if at is None else at))
             ok = True
@@ -189,6 +196,8 @@ class SamplerRunner:
         else:
             self._note_success(sampler.name)
         duration = time.perf_counter() - began
+        if run is not None and self._started.get(sampler.name) != run:
+            return  # a later run of this reentrant sampler began while this one hung: it stands
         self.store.describe(sampler.metrics)  # some samplers learn their metrics as they read
         self.store.ingest(sampler.name, samples, tick)
         self.store.ingest(
@@ -200,6 +209,14 @@ class SamplerRunner:
             self.on_ingest(f"self:{sampler.name}", tick)
         if self.on_run:
             self.on_run(sampler.name)
+
+    def _begin(self, sampler: Sampler) -> int | None:
+        """Give a reentrant sampler's run a number, to tell a late run from the latest."""
+        if not getattr(sampler, "reentrant", False):
+            return None
+        with self._lock:
+            run = self._started[sampler.name] = next(self._runs)
+        return run
 
     def _note_failure(self, name: str) -> None:
         SUPERVISOR.count(f"job:{name}")  # the scheduler is this job's supervisor: it runs again

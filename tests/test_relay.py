@@ -58,6 +58,21 @@ def test_a_hung_step_keeps_its_thread_and_the_rest_go_on_another() -> None:
     assert len(log) == 3, "its thread's late end runs nothing: the round moved on"
 
 
+def test_a_step_not_exclusive_runs_beside_its_own_hung_run() -> None:
+    log: list[threading.Thread] = []
+    refused: list[str] = []
+    gate = threading.Event()
+    step = Step("gpu", lambda: (log.append(threading.current_thread()), gate.wait(5)), False)
+    hands = Hands("t-reentrant")
+    try:
+        for _ in range(2):  # the first run hangs; the next round runs it again, on another thread
+            Relay([step], 0.05, hands, refused.append).run()
+        assert len(log) == 2 and log[0] is not log[1] and refused == []
+        assert step.wait(0), "nobody waits for it: a hung run is the step's own business"
+    finally:
+        gate.set()
+
+
 def test_a_leg_that_raises_is_counted_and_its_thread_serves_on() -> None:
     hands = Hands("t-raise")
     before = SUPERVISOR.failures["t-raise"]
@@ -98,6 +113,41 @@ def test_a_round_runs_its_samplers_and_a_removed_one_is_not_run() -> None:
         assert b.runs == 1 and "b" not in runner.steps
     finally:
         runner.stop()
+
+
+class Reentrant:
+    """A sampler whose first run hangs until let go, and whose runs may overlap."""
+
+    metrics: ClassVar[dict[str, MetricInfo]] = {}
+    name, reentrant = "gpu", True
+
+    def __init__(self) -> None:
+        self.gates = [threading.Event(), threading.Event()]
+        self.runs = 0
+
+    def sample(self, now: float) -> list[Sample]:
+        run = self.runs
+        self.runs += 1
+        self.gates[run].wait(5)
+        return [Sample("reading", float(run))]
+
+
+def test_a_reentrant_samplers_late_run_is_dropped_and_the_later_one_stands() -> None:
+    store = SeriesStore()
+    runner = SamplerRunner(store)
+    sampler = Reentrant()
+    runner.add([sampler], 1.0)
+    assert not runner.steps["gpu"].exclusive, "its step runs beside a hung run of its own"
+    hung = threading.Thread(target=runner.run_once, args=(sampler, 1000.0))
+    hung.start()
+    wait_for(lambda: sampler.runs == 1, timeout=5, what="the first run under way")
+    sampler.gates[1].set()
+    runner.run_once(sampler, 1001.0)  # the next round's run, beside the hung one
+    sampler.gates[0].set()
+    hung.join(5)
+    [series] = store.select("reading")
+    assert list(zip(*store.window(series, 0, 2000), strict=True)) == [(1001.0, 1.0)]
+    assert store.stats.out_of_order == 0, "the late answer was never offered to the store"
 
 
 def test_rounds_the_clock_missed_count_a_skip_for_each_of_their_samplers() -> None:

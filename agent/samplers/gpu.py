@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from agent.config import Config
@@ -17,7 +18,6 @@ from agent.workers.pids import WorkerMap
 log = logging.getLogger(__name__)
 
 GpuRead = tuple[list[Sample], list[tuple[int, float]]]  # fields, (pid, bytes)
-PASSES = 2  # reads of the GPUs behind a hung one, within a round
 
 
 def _read(nvml: Any, dev: Device) -> GpuRead:
@@ -31,99 +31,113 @@ def _read(nvml: Any, dev: Device) -> GpuRead:
 
 
 class Batch:
-    """Reads GPUs one after another on one thread; the caller can tell which one it is stuck on."""
+    """Reads GPUs one after another; another thread can tell which one it is stuck on."""
 
     def __init__(self, devices: list[Device], then: Callable[[], None]) -> None:
         self.devices, self.then = devices, then
         self.results: dict[int, GpuRead | GpuLost] = {}
         self.current = -1  # the GPU being read; -1 before, between and after
-        self.cancelled = False
+        self.began = time.monotonic()
+        self.cancelled = False  # a later round read around it: stop at the next GPU
+        self.finished = False
 
     def run(self, nvml: Any) -> None:
         """Read each GPU until done or cancelled, then drain XIDs; NvmlDown reaches the caller."""
-        for dev in self.devices:
-            if self.cancelled:
-                return
-            self.current = dev.index
-            try:
-                self.results[dev.index] = _read(nvml, dev)
-            except GpuLost as exc:
-                self.results[dev.index] = exc
-        self.current = -1
-        self.then()
+        try:
+            for dev in self.devices:
+                if self.cancelled:
+                    return
+                self.current = dev.index
+                try:
+                    self.results[dev.index] = _read(nvml, dev)
+                except GpuLost as exc:
+                    self.results[dev.index] = exc
+            self.current = -1
+            self.then()
+        finally:
+            self.finished = True
 
 
 class GpuSampler:
-    """Owns the NVML session, the XID event set and the thread that reads the GPUs.
+    """Owns the NVML session and the XID event set; reads the GPUs on the round's own thread.
 
-    One thread reads every GPU in turn: eight hand-offs a round to eight threads cost more CPU
-    than the reads. A read that outruns the timeout leaves its thread stuck on that GPU; the
-    GPUs behind it are read by a fresh batch, and the stuck one is skipped until it answers.
+    A thread of its own, woken every round, cost more CPU than reading eight GPUs. A read that
+    hangs keeps the round's thread (the relay goes on without it); the next round's run finds
+    it still going past the timeout, reports that GPU down, reads the others, and skips it until
+    its call returns. The hung run's own answer comes too late and is dropped by the runner.
     """
 
     name = "gpu"
     metrics = METRICS
+    reentrant = True  # a run starts even while an earlier one hangs
 
     def __init__(self, session: NvmlSession, timeout: float, workers: WorkerMap) -> None:
         self.session, self.timeout, self.workers = session, timeout, workers
         self.xid = XidWatcher()
         self.timeouts = 0
-        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="nvml")
-        self._stuck: dict[int, Future[None]] = {}  # GPU index -> the batch still stuck on it
+        self._lock = threading.Lock()
+        self._reading: list[Batch] = []  # runs in progress, the hung ones among them
+        self._stuck: dict[int, Batch] = {}  # GPU index -> the run still stuck on it
         self._watching: Any = None
 
     def sample(self, now: float) -> list[Sample]:
-        """Read every GPU within the deadline; a lost or hung GPU reports gpu_up 0."""
+        """Read every GPU not stuck; a lost or hung GPU reports gpu_up 0."""
         if not self.session.open():
             return [Sample("dsagent_nvml_up", 0.0)]
-        if self._watching is not self.session.nvml:  # a new (or re-initialised) session
-            self._watching = self.session.nvml
-            self._stuck.clear()
-            self.xid.start(self.session.nvml, self.session.devices)
+        with self._lock:
+            if self._watching is not self.session.nvml:  # a new (or re-initialised) session
+                self._watching = self.session.nvml
+                self._stuck.clear()
+                self.xid.start(self.session.nvml, self.session.devices)
         try:
-            out = self._samples(self._collect())
+            results = self._collect()
         except NvmlDown as exc:
             self.xid.stop()
             self._watching = None
             self.session.lost_driver(exc)
             return [Sample("dsagent_nvml_up", 0.0)]
+        if results is None:
+            return []  # this run hung and a later one read around it: the runner drops it
+        out = self._samples(results)
         out.append(Sample("dsagent_nvml_up", 1.0))
         out.append(Sample("dsagent_nvml_timeouts_total", float(self.timeouts)))
         out.extend(self._xid_samples())
         return out
 
-    def _collect(self) -> dict[int, GpuRead | GpuLost]:
-        """Read the GPUs not stuck from an earlier round; raises NvmlDown."""
-        for index in [i for i, fut in self._stuck.items() if fut.done()]:
-            del self._stuck[index]
-            log.info("GPU %d: NVML answers again", index)
-        todo = [d for d in self.session.devices if d.index not in self._stuck]
-        results: dict[int, GpuRead | GpuLost] = {}
-        for _ in range(PASSES):
-            if not todo:
-                break
-            batch = Batch(todo, self.xid.drain)
-            fut = self._pool.submit(batch.run, self.session.nvml)
-            try:
-                fut.result(timeout=self.timeout)  # re-raises NvmlDown
-                finished = True
-            except TimeoutError:
-                finished = False
-            batch.cancelled = True
-            results.update(batch.results)
-            if finished:
-                break
-            if batch.current < 0:  # every GPU answered; the XID poll is what hangs
-                log.error("NVML XID poll did not answer within %gs", self.timeout)
-                break
-            self._note_hung(batch.current, fut)
-            todo = [d for d in todo if d.index not in results and d.index not in self._stuck]
-        return results
+    def _collect(self) -> dict[int, GpuRead | GpuLost] | None:
+        """Read the GPUs no earlier run is stuck on (None if this one was read around)."""
+        batch = Batch(self._todo(), self.xid.drain)
+        with self._lock:
+            self._reading.append(batch)
+        try:
+            batch.run(self.session.nvml)
+        except NvmlDown:
+            if batch.cancelled:
+                return None  # a late answer: the later run's own read says what NVML is
+            raise
+        finally:
+            with self._lock:
+                self._reading.remove(batch)
+        return None if batch.cancelled else batch.results
 
-    def _note_hung(self, index: int, fut: Future[None]) -> None:
-        self.timeouts += 1
-        self._stuck[index] = fut
-        log.error("GPU %d: NVML did not answer within %gs; gpu_up 0", index, self.timeout)
+    def _todo(self) -> list[Device]:
+        """Note the runs hung past the timeout; return the GPUs not stuck."""
+        with self._lock:
+            for index in [i for i, b in self._stuck.items() if b.finished]:
+                del self._stuck[index]
+                log.info("GPU %d: NVML answers again", index)
+            for batch in self._reading:
+                if batch.cancelled or time.monotonic() - batch.began <= self.timeout:
+                    continue
+                batch.cancelled = True
+                if batch.current < 0:  # every GPU answered; the XID poll is what hangs
+                    log.error("NVML XID poll did not answer within %gs", self.timeout)
+                    continue
+                self.timeouts += 1
+                self._stuck[batch.current] = batch
+                log.error("GPU %d: NVML did not answer within %gs; gpu_up 0", batch.current,
+                          self.timeout)  # fmt: skip
+            return [d for d in self.session.devices if d.index not in self._stuck]
 
     def _samples(self, results: dict[int, GpuRead | GpuLost]) -> list[Sample]:
         """Turn the reads into samples; a GPU without a good read is gpu_up 0."""
@@ -164,9 +178,8 @@ class GpuSampler:
             )
 
     def close(self) -> None:
-        """Stop the XID thread, the read threads and NVML."""
+        """Stop the XID watch and NVML."""
         self.xid.stop()
-        self._pool.shutdown(wait=False, cancel_futures=True)
         self.session.close()
 
 
