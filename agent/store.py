@@ -30,9 +30,29 @@ class MetricInfo(NamedTuple):
     help: str
 
 
+# String labels as given (keyword order) -> sorted: samplers give the same few label sets every
+# round, and sorting them again was a third of building a sample. Only all-string sets are kept:
+# 1, 1.0 and True are one key but three labels. Bounded, as pids and the like churn.
+_SORTED: dict[tuple[tuple[str, object], ...], Labels] = {}
+_SORTED_LIMIT = 10_000
+
+
 def sample(name: str, value: float, **labels: object) -> Sample:
     """Build a Sample with labels given as keyword arguments."""
-    return Sample(name, float(value), tuple(sorted((k, str(v)) for k, v in labels.items())))
+    if not labels:
+        return Sample(name, float(value), ())
+    given = tuple(labels.items())
+    try:
+        pairs = _SORTED.get(given)
+    except TypeError:  # an unhashable value: never kept, as it is not a string
+        pairs = None
+    if pairs is None:
+        pairs = tuple(sorted([(k, str(v)) for k, v in given]))
+        if pairs == tuple(sorted(given)):  # every value was a string already
+            if len(_SORTED) >= _SORTED_LIMIT:
+                _SORTED.clear()
+            _SORTED[given] = pairs
+    return Sample(name, float(value), pairs)
 
 
 class Source:
@@ -91,7 +111,8 @@ class SeriesStore:
 
     def info(self, name: str) -> MetricInfo:
         """Return what is known of a metric name (an untyped gauge if nothing)."""
-        return self._meta.get(name, MetricInfo("gauge", name.replace("_", " ")))
+        info = self._meta.get(name)  # not .get(name, default): every scrape asks every family
+        return info if info is not None else MetricInfo("gauge", name.replace("_", " "))
 
     def ingest(self, source: str, samples: Iterable[Sample], ts: float) -> None:
         """Append one run's samples; the source's series missing from it turn stale."""

@@ -122,6 +122,16 @@ def test_parsers_on_literal_text() -> None:
     }
 
 
+@given(st.lists(st.sampled_from(["MemTotal", "MemFree", "Cached", "HugePages_Total", "Tcp",
+                                 "Udp", "Ip", ":", " ", "1", "kB", "x", "\n", "OutSegs"]),
+                max_size=40).map("".join))  # fmt: skip
+def test_the_filtered_parsers_keep_exactly_what_the_full_ones_give(text: str) -> None:
+    keys = frozenset({"MemTotal", "Cached", "SwapFree"})
+    full = parse_meminfo(text)
+    assert parse_meminfo(text, keys) == {k: v for k, v in full.items() if k in keys}
+    assert parse_snmp(text, "Tcp") == {k: v for k, v in parse_snmp(text).items() if k == "Tcp"}
+
+
 @given(st.text(max_size=300))
 def test_parsers_never_crash_on_arbitrary_text(text: str) -> None:
     parse_stat_cpu(text)

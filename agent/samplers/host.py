@@ -46,11 +46,18 @@ def parse_stat_cpu(text: str) -> tuple[float, ...] | None:
     return None
 
 
-def parse_meminfo(text: str) -> dict[str, float]:
-    """Return /proc/meminfo as bytes per key; lines that do not parse are skipped."""
+# The /proc/meminfo keys memory_samples reads (of about fifty).
+MEMORY_KEYS = frozenset({"MemTotal", "MemAvailable", "MemFree", "Buffers", "Cached",
+                         "SwapTotal", "SwapFree"})  # fmt: skip
+
+
+def parse_meminfo(text: str, keys: frozenset[str] | None = None) -> dict[str, float]:
+    """Return /proc/meminfo (the `keys`, if given) as bytes per key; bad lines are skipped."""
     out = {}
     for line in text.splitlines():
         key, _, rest = line.partition(":")
+        if keys is not None and key.strip() not in keys:
+            continue
         fields = rest.split()
         if not fields:
             continue
@@ -114,7 +121,9 @@ class HostSampler:
         if load:
             for minutes, value in zip((1, 5, 15), load, strict=True):
                 yield sample(f"host_load{minutes}", value)
-        yield from memory_samples(parse_meminfo(self._files.read(self.proc, "meminfo")))
+        yield from memory_samples(
+            parse_meminfo(self._files.read(self.proc, "meminfo"), MEMORY_KEYS)
+        )
 
     def close(self) -> None:
         """Close the kept files."""

@@ -44,14 +44,14 @@ def parse_net_dev(text: str) -> dict[str, tuple[float, ...]]:
     return out
 
 
-def parse_snmp(text: str) -> dict[str, dict[str, float]]:
-    """Return /proc/net/snmp as {protocol: {field: value}} from its header/value line pairs."""
+def parse_snmp(text: str, only: str | None = None) -> dict[str, dict[str, float]]:
+    """Return /proc/net/snmp as {protocol: {field: value}} (`only` one protocol, if given)."""
     out: dict[str, dict[str, float]] = {}
     lines = text.splitlines()
     for head, values in zip(lines[::2], lines[1::2], strict=False):
         proto, _, names = head.partition(":")
         vproto, _, nums = values.partition(":")
-        if proto != vproto:
+        if proto != vproto or (only is not None and proto.strip() != only):
             continue
         row = {}
         for key, num in zip(names.split(), nums.split(), strict=False):
@@ -94,7 +94,7 @@ class NetworkSampler:
         dt, deltas = self._ifaces.update(now, keep)
         for iface, d in sorted(deltas.items()):
             yield from interface_samples(iface, d, dt)
-        tcp = parse_snmp(self._files.read(self.proc, "net/snmp")).get("Tcp", {})
+        tcp = parse_snmp(self._files.read(self.proc, "net/snmp"), "Tcp").get("Tcp", {})
         counters = (
             {"tcp": (tcp["OutSegs"], tcp["RetransSegs"])}
             if {"OutSegs", "RetransSegs"} <= tcp.keys()

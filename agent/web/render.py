@@ -33,6 +33,8 @@ def escape_help(text: str, openmetrics: bool) -> str:
 
 def format_value(value: float) -> str:
     """Format a sample value the way both formats accept."""
+    if value - value == 0:  # finite (inf - inf and NaN - NaN are NaN): the common case first
+        return repr(float(value))
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
@@ -102,7 +104,7 @@ class Renderer:
     def render(self, openmetrics: bool) -> str:
         """Return every live series as exposition text (without OpenMetrics' # EOF)."""
         families = self.store.live()
-        if len(self._lines) > 2 * sum(len(rows) for _, rows in families) + 1000:
+        if len(self._lines) > 2 * self.store.series_count() + 1000:
             self._lines.clear()  # evicted series: start over, stay bounded
         if len(self._families) > 4 * len(families) + 1000:
             self._families.clear()

@@ -80,34 +80,44 @@ def wanted(engine: EngineMap) -> frozenset[str]:
     return frozenset(n + suffix for n in names for suffix in ("", "_bucket", "_count", "_sum"))
 
 
-# One exposition sample line: name, {labels}, value, [timestamp]. The engines serve the text
-# format; prometheus_client's parser cost several times this, for lines we mostly do not read.
-SAMPLE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?[ \t]+(\S+)([ \t]+-?\d+)?[ \t]*")
+# The engines serve the text format; prometheus_client's parser cost several times this, for
+# lines we mostly do not read. One C pass checks that every line is a sample, a comment or blank
+# (one bad line fails the scrape, as in Prometheus); a second finds the samples. A line loop
+# matching each line in Python was most of a worker's round.
+_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+_SAMPLE = rf"({_NAME})(\{{[^\n]*\}})?[ \t]+(\S+)(?:[ \t]+-?\d+)?[ \t]*"  # name {labels} value [ts]
+_LINE = rf"(?:#[^\n]*|[ \t]*|{_SAMPLE})"
+TEXT = re.compile(rf"(?:{_LINE}\n)*{_LINE}")
+SAMPLES = re.compile(rf"^{_SAMPLE}$", re.MULTILINE)
 LE = re.compile(r'[{,]\s*le\s*=\s*"([^"]*)"')
 
 
 def parse(text: str, ts: float, names: frozenset[str] | None = None) -> Snapshot:
     """Parse exposition text (the `names` samples, if given); ValueError if it is not."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    if TEXT.fullmatch(text) is None:
+        raise ValueError(f"not exposition text: {_bad_line(text)[:80]!r}")
     values: dict[str, float] = defaultdict(float)
     buckets: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
     peaks: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line or line[0] == "#" or line.isspace():
-            continue
-        m = SAMPLE.fullmatch(line)
-        if m is None:
-            raise ValueError(f"not an exposition line: {line[:80]!r}")
-        name = m.group(1)
+    for name, labels, raw in SAMPLES.findall(text):
         if names is not None and name not in names:
             continue
-        value = float(m.group(3))
-        if name.endswith("_bucket") and (le := LE.search(m.group(2) or "")) is not None:
-            buckets[name.removesuffix("_bucket")][float(le.group(1))] += value
+        value = float(raw)
+        if name.endswith("_bucket") and (le := LE.search(labels)) is not None:
+            buckets[name[:-7]][float(le.group(1))] += value
             continue
         values[name] += value
         if not math.isnan(value) and value > peaks.get(name, -math.inf):
             peaks[name] = value
     return Snapshot(ts, dict(values), {k: dict(v) for k, v in buckets.items()}, peaks)
+
+
+def _bad_line(text: str) -> str:
+    """Return the first line that is not a sample, a comment or blank."""
+    line = re.compile(_LINE)
+    return next((row for row in text.split("\n") if line.fullmatch(row) is None), "")
 
 
 def first(snap: Snapshot, names: tuple[str, ...], peak: bool = False) -> float | None:
