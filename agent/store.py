@@ -30,29 +30,9 @@ class MetricInfo(NamedTuple):
     help: str
 
 
-# String labels as given (keyword order) -> sorted: samplers give the same few label sets every
-# round, and sorting them again was a third of building a sample. Only all-string sets are kept:
-# 1, 1.0 and True are one key but three labels. Bounded, as pids and the like churn.
-_SORTED: dict[tuple[tuple[str, object], ...], Labels] = {}
-_SORTED_LIMIT = 10_000
-
-
 def sample(name: str, value: float, **labels: object) -> Sample:
     """Build a Sample with labels given as keyword arguments."""
-    if not labels:
-        return Sample(name, float(value), ())
-    given = tuple(labels.items())
-    try:
-        pairs = _SORTED.get(given)
-    except TypeError:  # an unhashable value: never kept, as it is not a string
-        pairs = None
-    if pairs is None:
-        pairs = tuple(sorted([(k, str(v)) for k, v in given]))
-        if pairs == tuple(sorted(given)):  # every value was a string already
-            if len(_SORTED) >= _SORTED_LIMIT:
-                _SORTED.clear()
-            _SORTED[given] = pairs
-    return Sample(name, float(value), pairs)
+    return Sample(name, float(value), tuple(sorted((k, str(v)) for k, v in labels.items())))
 
 
 class Source:
