@@ -95,7 +95,9 @@ def test_malformed_request_line_is_answered_and_counted(
     assert 'dsagent_http_requests_total{code="400",handler="other"} 1.0' in text
 
 
-@pytest.mark.parametrize(("version", "continues"), [("HTTP/1.1", True), ("HTTP/1.0", False)])
+@pytest.mark.parametrize(
+    ("version", "continues"), [("HTTP/1.1", True), ("HTTP/1.01", True), ("HTTP/1.0", False)]
+)
 def test_expect_100_continue_is_answered_before_the_body_on_http_1_1(
     served: tuple[str, SeriesStore, list[bool]], version: str, continues: bool
 ) -> None:

@@ -100,7 +100,7 @@ class Handler(BaseHTTPRequestHandler):
             not line.keep_alive and connection != "keep-alive"
         )
         expect = self.headers.get("Expect", "").lower()
-        if expect == "100-continue" and self.request_version >= "HTTP/1.1":
+        if expect == "100-continue" and line.keep_alive:  # HTTP/1.1 or later, by number
             return self.handle_expect_100()
         return True
 
