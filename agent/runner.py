@@ -212,7 +212,8 @@ class SamplerRunner:
 
     def _begin(self, sampler: Sampler) -> int | None:
         """Give a reentrant sampler's run a number, to tell a late run from the latest."""
-        if not getattr(sampler, "reentrant", False):
+        step = self.steps.get(sampler.name)
+        if step is None or step.exclusive:  # its runs never overlap: none can be late
             return None
         with self._lock:
             run = self._started[sampler.name] = next(self._runs)

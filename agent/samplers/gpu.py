@@ -39,23 +39,19 @@ class Batch:
         self.current = -1  # the GPU being read; -1 before, between and after
         self.began = time.monotonic()
         self.cancelled = False  # a later round read around it: stop at the next GPU
-        self.finished = False
 
     def run(self, nvml: Any) -> None:
         """Read each GPU until done or cancelled, then drain XIDs; NvmlDown reaches the caller."""
-        try:
-            for dev in self.devices:
-                if self.cancelled:
-                    return
-                self.current = dev.index
-                try:
-                    self.results[dev.index] = _read(nvml, dev)
-                except GpuLost as exc:
-                    self.results[dev.index] = exc
-            self.current = -1
-            self.then()
-        finally:
-            self.finished = True
+        for dev in self.devices:
+            if self.cancelled:
+                return
+            self.current = dev.index
+            try:
+                self.results[dev.index] = _read(nvml, dev)
+            except GpuLost as exc:
+                self.results[dev.index] = exc
+        self.current = -1
+        self.then()
 
 
 class GpuSampler:
@@ -123,7 +119,7 @@ class GpuSampler:
     def _todo(self) -> list[Device]:
         """Note the runs hung past the timeout; return the GPUs not stuck."""
         with self._lock:
-            for index in [i for i, b in self._stuck.items() if b.finished]:
+            for index in [i for i, b in self._stuck.items() if b not in self._reading]:
                 del self._stuck[index]
                 log.info("GPU %d: NVML answers again", index)
             for batch in self._reading:

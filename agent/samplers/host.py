@@ -56,7 +56,8 @@ def parse_meminfo(text: str, keys: frozenset[str] | None = None) -> dict[str, fl
     out = {}
     for line in text.splitlines():
         key, _, rest = line.partition(":")
-        if keys is not None and key.strip() not in keys:
+        key = key.strip()
+        if keys is not None and key not in keys:
             continue
         fields = rest.split()
         if not fields:
@@ -65,7 +66,7 @@ def parse_meminfo(text: str, keys: frozenset[str] | None = None) -> dict[str, fl
             value = float(fields[0])
         except ValueError:
             continue
-        out[key.strip()] = value * 1024 if fields[1:2] == ["kB"] else value
+        out[key] = value * 1024 if fields[1:2] == ["kB"] else value
     return out
 
 

@@ -87,6 +87,7 @@ def wanted(engine: EngineMap) -> frozenset[str]:
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 _SAMPLE = rf"({_NAME})(\{{[^\n]*\}})?[ \t]+(\S+)(?:[ \t]+-?\d+)?[ \t]*"  # name {labels} value [ts]
 _LINE = rf"(?:#[^\n]*|[ \t]*|{_SAMPLE})"
+LINE = re.compile(_LINE)
 TEXT = re.compile(rf"(?:{_LINE}\n)*{_LINE}")
 SAMPLES = re.compile(rf"^{_SAMPLE}$", re.MULTILINE)
 LE = re.compile(r'[{,]\s*le\s*=\s*"([^"]*)"')
@@ -106,7 +107,7 @@ def parse(text: str, ts: float, names: frozenset[str] | None = None) -> Snapshot
             continue
         value = float(raw)
         if name.endswith("_bucket") and (le := LE.search(labels)) is not None:
-            buckets[name[:-7]][float(le.group(1))] += value
+            buckets[name.removesuffix("_bucket")][float(le.group(1))] += value
             continue
         values[name] += value
         if not math.isnan(value) and value > peaks.get(name, -math.inf):
@@ -116,8 +117,7 @@ def parse(text: str, ts: float, names: frozenset[str] | None = None) -> Snapshot
 
 def _bad_line(text: str) -> str:
     """Return the first line that is not a sample, a comment or blank."""
-    line = re.compile(_LINE)
-    return next((row for row in text.split("\n") if line.fullmatch(row) is None), "")
+    return next((row for row in text.split("\n") if LINE.fullmatch(row) is None), "")
 
 
 def first(snap: Snapshot, names: tuple[str, ...], peak: bool = False) -> float | None:
