@@ -26,7 +26,7 @@ from agent.notify.notifier import Notifier
 from agent.notify.outbox import Outbox
 from agent.notify.silences import SilenceStore
 from agent.runner import SamplerRunner
-from agent.samplers import Sampler, build_samplers
+from agent.samplers import Sampler, build_samplers, intervals
 from agent.shipping.job import LogShipping
 from agent.shipping.job import build as build_shipping
 from agent.sim.fake_nvml import simulated_nvml
@@ -44,7 +44,7 @@ SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 # Changing these needs a new store or listener: a reload says so and keeps the old value.
 RESTART_KEYS = (("http", "listen"), ("agent", "state_dir"), ("agent", "retention"))
 # The sections each rebuildable part is made from: a reload rebuilds a part only if they moved.
-SAMPLER_KEYS = {"agent", "host", "network", "gpu", "textfile", "workers"}
+SAMPLER_KEYS = {"agent", "host", "network", "gpu", "hardware", "textfile", "workers"}
 SHIPPING_KEYS = {"agent", "logs", "elasticsearch"}
 
 
@@ -185,7 +185,7 @@ class Daemon:
     def _set_samplers(self, samplers: list[Sampler]) -> None:
         self.runner.remove(self.samplers)
         self.samplers = samplers
-        self.runner.add(samplers, self.cfg.agent.sample_interval)
+        self.runner.add(samplers, self.cfg.agent.sample_interval, intervals(samplers))
 
     def _set_shipping(self, shipping: LogShipping | None) -> None:
         """Replace log shipping; the old shippers commit and stop first (offsets are durable)."""

@@ -39,6 +39,7 @@ class Device:
     index: int
     handle: Any
     labels: Labels
+    architecture: str = "unknown"  # hopper, ampere...: never mixed on one node, says the guide
     unsupported: set[str] = field(default_factory=set, compare=False)
     _labelled: dict[Labels, Labels] = field(default_factory=dict, compare=False, repr=False)
 
@@ -58,6 +59,13 @@ Loader = Callable[[], Any]  # returns the pynvml module, or a fake with its call
 def load_pynvml() -> ModuleType:
     """Import nvidia-ml-py's pynvml module."""
     return importlib.import_module("pynvml")
+
+
+def architecture_names(nvml: Any) -> dict[int, str]:
+    """Map NVML's architecture numbers to names, from the binding's NVML_DEVICE_ARCH_* constants."""
+    prefix = "NVML_DEVICE_ARCH_"
+    return {getattr(nvml, n): n.removeprefix(prefix).lower() for n in dir(nvml)
+            if n.startswith(prefix) and isinstance(getattr(nvml, n), int)}  # fmt: skip
 
 
 def _text(value: object) -> str:
@@ -111,7 +119,11 @@ class NvmlSession:
             "model": _text(nvml.nvmlDeviceGetName(handle)),
             "pci_bus_id": _text(nvml.nvmlDeviceGetPciInfo(handle).busId).lower(),
         }
-        return Device(index, handle, tuple(sorted(labels.items())))
+        try:
+            arch = architecture_names(nvml).get(nvml.nvmlDeviceGetArchitecture(handle), "unknown")
+        except NVMLError:  # drivers before 450
+            arch = "unknown"
+        return Device(index, handle, tuple(sorted(labels.items())), arch)
 
     def close(self) -> None:
         """Shut NVML down; safe to call twice."""

@@ -30,8 +30,8 @@ class MetricInfo(NamedTuple):
     help: str
 
 
-def sample(name: str, value: float, **labels: object) -> Sample:
-    """Build a Sample with labels given as keyword arguments."""
+def sample(name: str, value: float, /, **labels: object) -> Sample:
+    """Build a Sample with labels given as keyword arguments (any label name, `name` too)."""
     return Sample(name, float(value), tuple(sorted((k, str(v)) for k, v in labels.items())))
 
 

@@ -98,6 +98,7 @@ class HostConfig(Section):
 
     proc_root: Path = Path("/proc")
     sys_root: Path = Path("/sys")
+    dev_root: Path = Path("/dev")  # where /dev/nvmeX is, for the NVMe health log
     disk_exclude: Regex = r"^(ram|loop|fd|sr|zram|nbd)\d+$"
     interface_exclude: Regex = r"^(lo|veth.+|docker\d+|br-.+|cali.+|virbr\d+)$"
 
@@ -125,6 +126,32 @@ class GpuConfig(Section):
     simulate: int = Field(default=0, ge=0, le=64)
     scenario: Literal["normal", "throttle", "xid_burst", "lost", "unsupported"] = "normal"
     timeout: Duration = Field(default=0.8, gt=0)
+
+
+# The deployment guide's kernel tuning for an inference node: a reimage or an update reverts it.
+GUIDE_SYSCTL: dict[str, int | str] = {
+    "vm.swappiness": 0,
+    "net.core.somaxconn": 65535,
+    "net.ipv4.tcp_max_syn_backlog": 65535,
+}
+
+
+class HardwareConfig(Section):
+    """[hardware]: ECC memory, InfiniBand, md RAID, NVMe health and kernel tuning."""
+
+    interval: Duration = Field(default=10.0, gt=0)  # these change slowly; read less often
+    sysctl: dict[str, int | str] = Field(default_factory=lambda: dict(GUIDE_SYSCTL))
+    infiniband_expected_gbps: float = Field(default=0.0, ge=0)  # 0: the best rate seen
+    infiniband_exclude: Regex | None = None  # matched against "device" and "device/port"
+    nvme_health_log: bool = True  # read the SMART log (needs root or CAP_SYS_ADMIN)
+
+    @field_validator("sysctl")
+    @classmethod
+    def _sysctl(cls, values: dict[str, int | str]) -> dict[str, int | str]:
+        for name in values:
+            if not re.fullmatch(r"[a-z0-9_]+(\.[A-Za-z0-9_-]+)+", name):
+                raise ValueError(f"{name!r} is not a sysctl name like vm.swappiness")
+        return values
 
 
 class TextfileConfig(Section):
@@ -188,6 +215,7 @@ class Config(BaseSettings):
     host: HostConfig = Field(default_factory=HostConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     gpu: GpuConfig = Field(default_factory=GpuConfig)
+    hardware: HardwareConfig = Field(default_factory=HardwareConfig)
     textfile: TextfileConfig = Field(default_factory=TextfileConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)

@@ -38,6 +38,19 @@ class Closeable(Protocol):
         ...
 
 
+@runtime_checkable
+class Periodic(Protocol):
+    """A sampler with an interval of its own (hardware state changes slowly)."""
+
+    name: str
+    interval: float
+
+
+def intervals(samplers: Iterable[object]) -> dict[str, float]:
+    """Return the samplers that run on an interval of their own, by name."""
+    return {s.name: s.interval for s in samplers if isinstance(s, Periodic)}
+
+
 def close_all(samplers: Iterable[object]) -> None:
     """Close every sampler that holds something."""
     for s in samplers:
@@ -50,10 +63,23 @@ Factory = Callable[[Config], "Sampler | None"]
 
 def factories(nvml: Loader | None = None) -> list[Factory]:
     """Return the sampler factories in order (imported here to keep this module light)."""
-    from agent.samplers import disk, gpu, host, netprobe, network, textfile
+    from agent.samplers import (
+        disk,
+        edac,
+        gpu,
+        host,
+        infiniband,
+        md,
+        netprobe,
+        network,
+        nvme,
+        sysctl,
+        textfile,
+    )
 
     return [host.build, disk.build, network.build, netprobe.build,
-            functools.partial(gpu.build, nvml=nvml), textfile.build]  # fmt: skip
+            functools.partial(gpu.build, nvml=nvml), textfile.build,
+            edac.build, infiniband.build, md.build, nvme.build, sysctl.build]  # fmt: skip
 
 
 def build_samplers(cfg: Config, nvml: Loader | None = None) -> list[Sampler]:

@@ -12,7 +12,7 @@ from agent.config import Config
 from agent.nvml import Device, GpuLost, Loader, NvmlDown, NvmlSession, ask, load_pynvml
 from agent.samplers.gpu_fields import METRICS, read_gpu
 from agent.samplers.gpu_xid import XidWatcher
-from agent.store import Sample
+from agent.store import Sample, sample
 from agent.workers.pids import WorkerMap
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,15 @@ class Batch:
         self.then()
 
 
+def mix_samples(devices: list[Device]) -> list[Sample]:
+    """Return each GPU's identity with its architecture, and how many kinds the node mixes."""
+    out = [sample("gpu_info", 1, **dict(d.labels), architecture=d.architecture) for d in devices]
+    if devices:
+        out.append(sample("node_gpu_architectures", len({d.architecture for d in devices})))
+        out.append(sample("node_gpu_models", len({dict(d.labels)["model"] for d in devices})))
+    return out
+
+
 class GpuSampler:
     """Owns the NVML session and the XID event set; reads the GPUs on the round's own thread.
 
@@ -75,6 +84,7 @@ class GpuSampler:
         self._reading: list[Batch] = []  # runs in progress, the hung ones among them
         self._stuck: dict[int, Batch] = {}  # GPU index -> the run still stuck on it
         self._watching: Any = None
+        self._mix: list[Sample] = []
 
     def sample(self, now: float) -> list[Sample]:
         """Read every GPU not stuck; a lost or hung GPU reports gpu_up 0."""
@@ -84,6 +94,7 @@ class GpuSampler:
             if self._watching is not self.session.nvml:  # a new (or re-initialised) session
                 self._watching = self.session.nvml
                 self._stuck.clear()
+                self._mix = mix_samples(self.session.devices)  # fixed for the session
                 self.xid.start(self.session.nvml, self.session.devices)
         try:
             results = self._collect()
@@ -95,6 +106,7 @@ class GpuSampler:
         if results is None:
             return []  # this run hung and a later one read around it: the runner drops it
         out = self._samples(results)
+        out.extend(self._mix)
         out.append(Sample("dsagent_nvml_up", 1.0))
         out.append(Sample("dsagent_nvml_timeouts_total", float(self.timeouts)))
         out.extend(self._xid_samples())

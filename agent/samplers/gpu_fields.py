@@ -38,6 +38,11 @@ METRICS = {
     "gpu_xid_errors_total": MetricInfo("counter", "Critical XID events, counted as they happen."),
     "gpu_xid_events_total": MetricInfo("counter", "All critical XID events of the GPU, from 0."),
     "gpu_process_memory_bytes": MetricInfo("gauge", "GPU memory used by a process."),
+    "gpu_info": MetricInfo("gauge", "A GPU's identity and architecture; always 1."),
+    "node_gpu_architectures": MetricInfo(
+        "gauge", "Distinct GPU architectures on the node (the guide: never mix them)."
+    ),
+    "node_gpu_models": MetricInfo("gauge", "Distinct GPU models on the node."),
     "dsagent_nvml_up": MetricInfo("gauge", "1 while NVML is initialised."),
     "dsagent_nvml_timeouts_total": MetricInfo("counter", "GPU reads that outran gpu.timeout."),
 }

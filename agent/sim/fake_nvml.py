@@ -140,6 +140,12 @@ class FakeNvml:
         """Model name."""
         return self._dev(h).model
 
+    def nvmlDeviceGetArchitecture(self, h: FakeGpu) -> int:
+        """Architecture by model name: A100 is Ampere, L40 Ada, anything else Hopper."""
+        model = self._dev(h).model
+        arch = "AMPERE" if "A100" in model else "ADA" if "L40" in model else "HOPPER"
+        return int(getattr(pynvml, f"NVML_DEVICE_ARCH_{arch}"))
+
     def nvmlDeviceGetUUID(self, h: FakeGpu) -> str:
         """UUID."""
         return self._dev(h).uuid
