@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import time
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+import pynvml
 from pynvml import NVMLError
 
 from agent.store import Labels
@@ -61,11 +63,12 @@ def load_pynvml() -> ModuleType:
     return importlib.import_module("pynvml")
 
 
-def architecture_names(nvml: Any) -> dict[int, str]:
+@functools.cache
+def architecture_names() -> dict[int, str]:
     """Map NVML's architecture numbers to names, from the binding's NVML_DEVICE_ARCH_* constants."""
     prefix = "NVML_DEVICE_ARCH_"
-    return {getattr(nvml, n): n.removeprefix(prefix).lower() for n in dir(nvml)
-            if n.startswith(prefix) and isinstance(getattr(nvml, n), int)}  # fmt: skip
+    return {getattr(pynvml, n): n.removeprefix(prefix).lower() for n in dir(pynvml)
+            if n.startswith(prefix) and isinstance(getattr(pynvml, n), int)}  # fmt: skip
 
 
 def _text(value: object) -> str:
@@ -120,7 +123,7 @@ class NvmlSession:
             "pci_bus_id": _text(nvml.nvmlDeviceGetPciInfo(handle).busId).lower(),
         }
         try:
-            arch = architecture_names(nvml).get(nvml.nvmlDeviceGetArchitecture(handle), "unknown")
+            arch = architecture_names().get(nvml.nvmlDeviceGetArchitecture(handle), "unknown")
         except NVMLError:  # drivers before 450
             arch = "unknown"
         return Device(index, handle, tuple(sorted(labels.items())), arch)

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 from agent.config import ConfigError, load_config
 from agent.config.settings import agent_url
+from agent.status import hardware
 from agent.status.view import render
 
 DEFAULT_URL = "http://127.0.0.1:9840"
@@ -55,9 +56,13 @@ def fetch(url: str, token: str | None, ca_file: str | None) -> dict[str, Any]:
     import requests  # only for this command
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    query = urlencode([("match", m) for m in METRICS] + [("range", RANGE), ("points", POINTS)])
-    out: dict[str, Any] = {"url": url, "at": time.time(), "range": RANGE}
-    for key, path in (("series", f"/api/v1/series?{query}"), ("alerts", "/api/v1/alerts")):
+    out: dict[str, Any] = {"url": url, "at": time.time(), "range": RANGE, "series": []}
+    window = [("range", RANGE), ("points", str(POINTS))]
+    paths = [
+        ("series", "/api/v1/series?" + urlencode([("match", m) for m in names] + window))
+        for names in (METRICS, hardware.METRICS)
+    ]  # the API takes 50 selectors a call
+    for key, path in [*paths, ("alerts", "/api/v1/alerts")]:
         try:
             resp = requests.get(url + path, headers=headers, timeout=5, verify=ca_file or True)
         except requests.RequestException as exc:
@@ -66,7 +71,10 @@ def fetch(url: str, token: str | None, ca_file: str | None) -> dict[str, Any]:
             why = "give --token-file" if resp.status_code in (401, 404) and not token else ""
             raise Unreachable(f"{url} answered {resp.status_code} {resp.reason} {why}".strip())
         body = resp.json()
-        out[key] = body["series"] if key == "series" else body
+        if key == "series":
+            out["series"] += body["series"]
+        else:
+            out[key] = body
     return out
 
 

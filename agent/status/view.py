@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
+
+from agent.status.hardware import hardware
+from agent.status.series import Series, find, fmt, grown, latest, one
 
 SPARKS, ASCII_SPARKS = "▁▂▃▄▅▆▇█", "_.-~=+*#"
 RED, YELLOW, GREEN, DIM, RESET = "\x1b[31m", "\x1b[33m", "\x1b[32m", "\x1b[2m", "\x1b[0m"
-Series = dict[str, Any]  # name, labels, stale, values (one per step, None where no sample)
 GPU_ROW = " {:>3} {:16} {:>5} {:>11} {:>5} {:>5} {:>3} {} {}"
 WORKER_ROW = " {:10} {} {:>6} {:>6} {:>6} {:>5} {:>7} {:>4}  {} {}"
 QUIET = {"readiness", "model", "pci_bus_id", "uuid", "node"}  # labels that do not tell which
@@ -23,13 +25,6 @@ class Style:
     def paint(self, text: str, code: str) -> str:
         """Wrap text in a colour when colour is on."""
         return f"{code}{text}{RESET}" if self.color and code else text
-
-
-def latest(series: Series | None) -> float | None:
-    """Return the newest value of a series, or None."""
-    if series is None:
-        return None
-    return next((v for v in reversed(series["values"]) if v is not None), None)
 
 
 def spark(series: Series | None, style: Style, lo: float | None = None,
@@ -52,34 +47,6 @@ def spark(series: Series | None, style: Style, lo: float | None = None,
     return "".join(out)
 
 
-def find(series: Iterable[Series], name: str, **labels: str) -> list[Series]:
-    """Return the series of a name whose labels include all of `labels`."""
-    return [s for s in series if s["name"] == name
-            and all(s["labels"].get(k) == v for k, v in labels.items())]  # fmt: skip
-
-
-def one(series: Iterable[Series], name: str, **labels: str) -> Series | None:
-    """Return the first series of a name with these labels, or None."""
-    found = find(series, name, **labels)
-    return found[0] if found else None
-
-
-FORMATS: dict[str, Callable[[float], str]] = {
-    "%": lambda v: f"{100 * v:.0f}%",
-    "%%": lambda v: f"{100 * v:.2f}%",  # small shares: packet loss
-    "s": lambda v: f"{1000 * v:.0f}ms" if v < 10 else f"{v:.0f}s",
-    "GiB": lambda v: f"{v / 2**30:.1f}",
-    "n": lambda v: f"{v:.0f}",
-    "g": lambda v: f"{v:.3g}",
-    "": lambda v: f"{v:.1f}" if abs(v) < 100 else f"{v:.0f}",
-}
-
-
-def fmt(value: float | None, kind: str) -> str:
-    """Format a value for a column (see FORMATS); '-' when there is none."""
-    return "-" if value is None else FORMATS[kind](value)
-
-
 def _gpu_row(series: Sequence[Series], up: Series, style: Style) -> str:
     gpu = up["labels"].get("gpu", "?")
 
@@ -89,7 +56,7 @@ def _gpu_row(series: Sequence[Series], up: Series, style: Style) -> str:
     util = one(series, "gpu_utilization_ratio", gpu=gpu)
     used, total = value("gpu_memory_used_bytes"), value("gpu_memory_total_bytes")
     mem = f"{fmt(used, 'GiB')}/{fmt(total, 'GiB')}"
-    xid = sum(_grown(s) for s in find(series, "gpu_xid_errors_total", gpu=gpu))
+    xid = sum(grown(s) for s in find(series, "gpu_xid_errors_total", gpu=gpu))
     alive = latest(up) == 1
     state = style.paint("up" if alive else "LOST", GREEN if alive else RED)
     model = up["labels"].get("model", "").removeprefix("NVIDIA ")[:16]
@@ -99,12 +66,6 @@ def _gpu_row(series: Sequence[Series], up: Series, style: Style) -> str:
     cells = (gpu, model, fmt(latest(util), "%"), mem, temp_text, power_text, f"{xid:.0f}")
     return GPU_ROW.format(*cells, state + " " * (4 - len("up" if alive else "LOST")),
                           spark(util, style, 0, 1)[-16:])  # fmt: skip
-
-
-def _grown(series: Series) -> float:
-    """How much a counter grew over the window (its newest value less its oldest)."""
-    seen = [v for v in series["values"] if v is not None]
-    return seen[-1] - seen[0] if seen else 0.0
 
 
 def gpus(series: Sequence[Series], style: Style) -> list[str]:
@@ -237,6 +198,7 @@ def render(data: dict[str, Any], *, color: bool = False, ascii_only: bool = Fals
         ("WORKERS", workers(series, style)),
         ("ALERTS", alerts(data.get("alerts", []), style)),
         ("NODE", node(series)),
+        ("HARDWARE", hardware(series)),
         ("PIPELINES", pipelines(series, data.get("at", 0))),
     ]
     lines = [f"dsagent on {data.get('url', '')} at {at}, the last {data.get('range', '15m')}"]
