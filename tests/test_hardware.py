@@ -368,3 +368,20 @@ def test_mixed_architectures_are_counted() -> None:
     same = NvmlSession(lambda: FakeNvml([FakeGpu(0), FakeGpu(1)]))
     assert same.open()
     assert get(values(mix_samples(same.devices)), "node_gpu_architectures") == 1
+
+
+def test_a_driver_without_the_architecture_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeNvml([FakeGpu(0), FakeGpu(1)])
+
+    def refuse(handle: FakeGpu) -> int:
+        if handle.index == 1:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+        return int(pynvml.NVML_DEVICE_ARCH_HOPPER)
+
+    monkeypatch.setattr(fake, "nvmlDeviceGetArchitecture", refuse, raising=False)
+    session = NvmlSession(lambda: fake)
+    assert session.open(), "a missing call does not stop the session"
+    vals = values(mix_samples(session.devices))
+    info = {dict(k[1])["gpu"]: dict(k[1])["architecture"] for k in vals if k[0] == "gpu_info"}
+    assert info == {"0": "hopper", "1": "unknown"}
+    assert get(vals, "node_gpu_architectures") == 1, "unknown is not a second architecture"

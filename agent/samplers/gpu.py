@@ -58,7 +58,8 @@ def mix_samples(devices: list[Device]) -> list[Sample]:
     """Return each GPU's identity with its architecture, and how many kinds the node mixes."""
     out = [sample("gpu_info", 1, **dict(d.labels), architecture=d.architecture) for d in devices]
     if devices:
-        out.append(sample("node_gpu_architectures", len({d.architecture for d in devices})))
+        known = {d.architecture for d in devices} - {"unknown"}  # a refused call is no new kind
+        out.append(sample("node_gpu_architectures", len(known)))
         out.append(sample("node_gpu_models", len({dict(d.labels)["model"] for d in devices})))
     return out
 

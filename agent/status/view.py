@@ -1,4 +1,4 @@
-"""One screen of the node at 3 a.m.: GPUs, workers, alerts, node, pipelines (pure rendering)."""
+"""One screen of the node at 3 a.m.: GPUs, workers, alerts, node, hardware, pipelines."""
 
 from __future__ import annotations
 
