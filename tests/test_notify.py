@@ -272,3 +272,16 @@ def test_chat_text_says_a_resolved_value_is_the_last_firing_one() -> None:
     lines = render_text(payload, None).splitlines()
     assert lines[1].endswith("p95 latency 1.9s on vllm-0")
     assert lines[2].endswith("p95 latency 1.9s on vllm-0 (as it last fired)")
+
+
+def test_a_failed_post_names_no_part_of_a_chat_webhook_url() -> None:
+    from agent.notify.sender import scrub
+
+    url = "https://oapi.dingtalk.com/robot/send?access_token=ding-token-e5f6"
+    error = ("HTTPSConnectionPool(host='oapi.dingtalk.com', port=443): Max retries exceeded "
+             "with url: /robot/send?access_token=ding-token-e5f6 (Caused by timeout)")  # fmt: skip
+    assert "ding-token" not in scrub(error, url) and "oapi.dingtalk.com" in scrub(error, url)
+    slack = "https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXX"
+    path = "/services/T000/B000/XXXXXXXXXXXX"
+    assert "XXXXXXXXXXXX" not in scrub(f"Max retries exceeded with url: {path}", slack)
+    assert scrub("connection refused", "http://127.0.0.1:9/h") == "connection refused"

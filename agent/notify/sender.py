@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from agent.backends import BACKENDS
 from agent.notify.channels.base import Channel
@@ -34,6 +35,16 @@ def _requests_post() -> Post:
         return resp.status_code, resp.text
 
     return post
+
+
+def scrub(text: str, url: str) -> str:
+    """Remove a receiver URL's path and query from text: for chat webhooks they are the key."""
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    secrets = [url, target, parts.query, parts.path if len(parts.path) >= 8 else ""]
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, "/<redacted>")
+    return text
 
 
 @dataclass(frozen=True)
@@ -125,7 +136,7 @@ class Sender(threading.Thread):
         try:
             status, text = self._post(url, body, headers, self.timeout)
         except OSError as exc:  # requests' errors are OSErrors too
-            return type(exc).__name__, str(exc)[:200]
+            return type(exc).__name__, scrub(str(exc), url)[:200]
         if self.channel.accepted(status, text):
             return None, ""
         return f"HTTP {status}", text[:200]
