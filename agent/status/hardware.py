@@ -115,7 +115,8 @@ def tuning(series: Sequence[Series]) -> list[str]:
         if latest(s) == 1:
             name, want = _labels(s, "name", "expected")
             now = latest(one(series, "node_sysctl_value", name=name))
-            rows.append(f" sysctl {name} = {fmt(now, 'g')}, expected {want}")
+            shown = "not a number" if now is None else f"{now:.15g}"  # as sysctl prints it
+            rows.append(f" sysctl {name} = {shown}, expected {want}")
     if (latest(one(series, "node_gpu_architectures")) or 0) > 1:
         archs = sorted({s["labels"].get("architecture", "?") for s in find(series, "gpu_info")})
         rows.append(f" GPUs mix architectures: {', '.join(archs)}")
