@@ -54,7 +54,7 @@ def test_deb_installs_runs_and_purges() -> None:
         assert run("dsagent", "version").stdout.strip() == f"dsagent {__version__}"
         check = run("dsagent", "check-config")
         assert check.returncode == 0 and "config OK: /etc/dsagent/agent.toml" in check.stdout
-        assert "36 rules" in check.stdout, "the packaged default rules are found"
+        assert "37 rules" in check.stdout, "the packaged default rules are found"
         assert run("id", "dsagent").returncode == 0
         conffiles = run("dpkg-query", "-W", "-f=${Conffiles}", "dsagent").stdout
         assert "/etc/dsagent/agent.toml" in conffiles

@@ -406,3 +406,68 @@ def test_a_removed_receiver_s_queue_is_dropped_and_said_once(
     n.configure(cfg(tmp_path, notify={"resend_delay": "2s"}))  # new senders, nothing to drop
     n.close()
     assert len([r for r in caplog.records if "no longer configured" in r.getMessage()]) == 1
+
+
+class Locked:
+    """Another process holding the outbox's write lock: every write of ours fails."""
+
+    def __init__(self, path: Path, *outboxes: Outbox) -> None:
+        import sqlite3
+
+        for outbox in outboxes:  # fail fast instead of waiting 30 s for the lock
+            outbox._db().execute("PRAGMA busy_timeout = 20")
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def release(self) -> None:
+        self.db.execute("ROLLBACK")
+        self.db.close()
+
+
+def test_a_failed_outbox_write_loses_nothing_and_sends_nothing_twice(tmp_path: Path) -> None:
+    n = notifier(tmp_path)
+    n.deliver([alert("A")], [], T0)
+    sent = Transport()
+    drain(tmp_path, sent)
+    assert sent.statuses() == ["firing"]
+    locked = Locked(tmp_path / "outbox.db", n.outbox)
+    n.deliver([alert("A", state="resolved"), alert("C")], [], T0 + 100)
+    list(n.sample(T0 + 101))  # the notify sampler's flush, still refused
+    failures = n.outbox.write_failures
+    assert failures >= 2, "each refused write is counted"
+    written = {s.name: s.value for s in n.sample(T0 + 102)}
+    assert written["dsagent_outbox_write_failures_total"] >= failures
+    locked.release()
+    list(n.sample(T0 + 131))  # space back: the owed change is queued on the next flush
+    list(n.sample(T0 + 132))
+    drain(tmp_path, sent)
+    posted = sorted((a["labels"]["alertname"], a["status"]) for _, body, _ in sent.posts
+                    for a in body["alerts"])  # fmt: skip
+    assert posted == [("A", "firing"), ("A", "resolved"), ("C", "firing")]
+    list(n.sample(T0 + 500))
+    drain(tmp_path, sent)
+    assert len(sent.posts) == 3, "and none is sent again"
+
+
+def test_a_delivered_notification_the_outbox_cannot_remove_is_not_resent(tmp_path: Path) -> None:
+    n = notifier(tmp_path)
+    n.deliver([alert("A"), alert("B", severity="warning")], [], T0)
+    outbox = Outbox(tmp_path / "outbox.db")
+    held: list[Locked] = []
+
+    def post_then_lock(url: str, body: bytes, headers: dict[str, str], timeout: float
+                       ) -> tuple[int, str]:  # fmt: skip
+        if not held:  # the disk fails between the answer and the removal
+            held.append(Locked(tmp_path / "outbox.db", outbox))
+        return sent(url, body, headers, timeout)
+
+    sent = Transport()
+    sender = Sender(outbox, "hook#0", build(cfg(tmp_path).receivers[0], HOOK), 1.0, Counter(),
+                    post=post_then_lock)  # fmt: skip
+    assert sender.step(T0 + 10) == 1.0, "the removal failed: wait, do not resend"
+    assert sender.step(T0 + 11) == 1.0 and len(sent.posts) == 1
+    held[0].release()
+    while sender.step(T0 + 12) == 0.0:
+        pass
+    names = [a["labels"]["alertname"] for _, body, _ in sent.posts for a in body["alerts"]]
+    assert names == ["A", "B"] and outbox.head("hook#0") is None, "each sent once, in order"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Collection, Mapping, Sequence
@@ -10,7 +11,7 @@ from typing import Any
 
 from agent.config.notify import ReceiverConfig, RouteConfig
 from agent.matchers import Matcher, parse_matchers
-from agent.notify.outbox import Outbox
+from agent.notify.outbox import Outbox, OutboxWriteError
 from agent.notify.payload import rfc3339, webhook_v4
 
 AlertDict = dict[str, Any]
@@ -134,13 +135,21 @@ class Dispatcher:
         queued = 0
         for key, state in list(self.groups.items()):
             taken = routes.get(state.route)
-            if taken is None or taken.cfg.receiver not in self.receivers:
-                self._forget(key)  # its route was removed by a reload
-                continue
-            queued += self._group(taken, state, grouped.get(key, []), there, now)
+            try:
+                if taken is None or taken.cfg.receiver not in self.receivers:
+                    self._forget(key)  # its route was removed by a reload
+                    continue
+                queued += self._group(taken, state, grouped.get(key, []), there, now)
+            except OutboxWriteError:
+                continue  # counted and logged by the outbox; the group is unchanged: next flush
         present_am = {a["fingerprint"] + a["status"] for items in to_am.values() for a in items}
         self.am_sent = {k: v for k, v in self.am_sent.items() if k in present_am}
-        return queued + sum(self._alertmanager(name, items, now) for name, items in to_am.items())
+        for name, items in to_am.items():
+            try:
+                queued += self._alertmanager(name, items, now)
+            except OutboxWriteError:
+                continue
+        return queued
 
     def _group(self, route: Route, state: GroupState, alerts: list[AlertDict], present: set[str],
                now: float) -> int:  # fmt: skip
@@ -164,20 +173,27 @@ class Dispatcher:
         receiver = self.receivers[route.cfg.receiver]
         payload = webhook_v4(receiver.name, state.key, state.labels, send, self.external_url)
         # A delivered resolve leaves the group, as in Alertmanager: only firing ones are remembered.
-        state.last_sent, state.sent = now, frozenset(x for x in current if x[1] == "firing")
-        for a in resolved:
-            state.fired.pop(a["fingerprint"], None)
-        state.fired.update((a["fingerprint"], a) for a in firing)
+        ended = {r["fingerprint"] for r in resolved}
+        fired = {fp: a for fp, a in state.fired.items() if fp not in ended}
+        fired.update((a["fingerprint"], a) for a in firing)
+        sent = frozenset(x for x in current if x[1] == "firing")
+        after = dataclasses.replace(state, last_sent=now, sent=sent, fired=fired)
         ident = key_of(receiver.name, state.key, now, sorted(current))
-        keep = state.to_json() if (alerts or state.fired) else None
+        keep = after.to_json() if (alerts or after.fired) else None
+        # The group changes only once its notification is in the outbox: a failed write leaves
+        # it as it was, so the next flush queues the same change again (Alertmanager writes its
+        # nflog after the send, for the same reason).
         self.outbox.commit(self._targets(receiver, payload, ident), {state.key: keep})
         if keep is None:
             del self.groups[state.key]
+        else:
+            self.groups[state.key] = after
         return 1
 
     def _forget(self, key: str) -> None:
-        if self.groups.pop(key).last_sent is not None:
+        if self.groups[key].last_sent is not None:
             self.outbox.commit([], {key: None})
+        del self.groups[key]
 
     def _alertmanager(self, name: str, alerts: list[AlertDict], now: float) -> int:
         """Queue firing alerts every resend_delay and a resolve once, coalesced per alert.
@@ -187,15 +203,14 @@ class Dispatcher:
         """
         send = []
         for a in alerts:
-            sent_key = a["fingerprint"] + a["status"]
-            last = self.am_sent.get(sent_key)
+            last = self.am_sent.get(a["fingerprint"] + a["status"])
             if last is not None and (a["status"] == "resolved" or now - last < self.resend_delay):
                 continue
             send.append(a)
-            self.am_sent[sent_key] = now
         receiver = self.receivers[name]
         self.outbox.upsert([(f"{name}#{i}", f"am/{name}#{i}/{a['fingerprint']}", a)
                             for i, _ in enumerate(receiver.targets()) for a in send])  # fmt: skip
+        self.am_sent.update((a["fingerprint"] + a["status"], now) for a in send)  # once queued
         return len(send)
 
     @staticmethod

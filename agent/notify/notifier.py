@@ -17,7 +17,7 @@ from agent.files import JsonLinesLog
 from agent.notify import channels
 from agent.notify.dispatch import Dispatcher, Route, build_routes
 from agent.notify.inhibit import DEFAULTS, InhibitRule, inhibited, outranked
-from agent.notify.outbox import Outbox
+from agent.notify.outbox import Outbox, OutboxWriteError
 from agent.notify.payload import alert_dict
 from agent.notify.sender import Policy, Sender
 from agent.notify.silences import Silence, SilenceStore
@@ -31,6 +31,9 @@ METRICS = {
     "dsagent_notifications_sent_total": MetricInfo("counter", "Notifications delivered (2xx)."),
     "dsagent_notifications_failed_total": MetricInfo("counter", "Delivery attempts that failed."),
     "dsagent_alerts_suppressed": MetricInfo("gauge", "Alerts not notified: silenced or inhibited."),
+    "dsagent_outbox_write_failures_total": MetricInfo(
+        "counter", "Outbox writes that failed (disk full, I/O error) and are tried again."
+    ),
     "dsagent_notifications_dropped_total": MetricInfo(
         "counter", "Queued notifications dropped past the queue's bounds (expired, overflow)."
     ),
@@ -115,7 +118,11 @@ class Notifier:
         Kept, it would wait in the outbox (and the admin API's list) for ever, or page whoever
         gets the name next, with alerts hours old.
         """
-        for receiver, count in sorted(self.outbox.forget(live).items()):
+        try:
+            gone = self.outbox.forget(live)
+        except OutboxWriteError:  # said by the outbox; they are dropped at the next reload
+            return
+        for receiver, count in sorted(gone.items()):
             log.warning("receiver %s is no longer configured: %d queued notification(s) dropped",
                         receiver, count)  # fmt: skip
 
@@ -220,6 +227,7 @@ class Notifier:
                              self.counts[(rid, f"dropped_{reason}")], receiver=rid,
                              reason=reason)  # fmt: skip
         yield sample("dsagent_alerts_suppressed", suppressed)
+        yield sample("dsagent_outbox_write_failures_total", self.outbox.write_failures)
 
     def close(self) -> None:
         """Stop the senders; what is still queued stays in the outbox for the next start."""

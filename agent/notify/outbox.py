@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import random
 import sqlite3
 import threading
@@ -40,6 +41,12 @@ COLUMNS = "id, receiver, key, payload, attempts, next_at, created"
 LOG = "INSERT OR REPLACE INTO nflog (key, state, updated) VALUES (?, ?, ?)"
 MAX_BACKOFF = 300.0
 
+log = logging.getLogger(__name__)
+
+
+class OutboxWriteError(Exception):
+    """A write to the outbox failed (disk full, I/O error, locked): none of it landed."""
+
 
 class Item(NamedTuple):
     """One queued notification."""
@@ -70,6 +77,9 @@ class Outbox:
         self._local = threading.local()
         self.wakeup = threading.Condition()
         self.generation = 0  # bumped on every put: a sender waits for it to move
+        self.write_failures = 0  # writes that failed and were rolled back
+        self._failing = False  # said once per run of failures, and once when writes work again
+        self._count = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._db() as db:
             db.executescript(SCHEMA)
@@ -85,20 +95,43 @@ class Outbox:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """Run the block as one write transaction: all of it lands, or none."""
+        """Run the block as one write transaction: all of it lands, or none.
+
+        A failed write is rolled back, counted, logged (once until writes work again) and
+        raised as OutboxWriteError: the caller keeps what it meant to write and tries again.
+        """
         db = self._db()
-        db.execute("BEGIN IMMEDIATE")
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):  # a failed COMMIT may have ended it
+                    db.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, OSError) as exc:
+            self._wrote(exc)
+            raise OutboxWriteError(f"{self.path}: {exc}") from exc
+        self._wrote(None)
+
+    def _wrote(self, error: BaseException | None) -> None:
+        """Count a failed write; say when failures start and when they stop."""
+        with self._count:
+            was, self._failing = self._failing, error is not None
+            if error is not None:
+                self.write_failures += 1
+        if error is not None and not was:
+            log.error("outbox %s: write failed (%s); what was to be written is kept and "
+                      "tried again", self.path, error)  # fmt: skip
+        elif error is None and was:
+            log.warning("outbox %s: writes succeed again", self.path)
 
     def put(self, receiver: str, key: str, payload: dict[str, Any]) -> bool:
         """Queue a notification; False if one with the same key is already queued."""
         now = time.time()
-        cur = self._db().execute(INSERT, (receiver, key, json.dumps(payload), now, now))
+        with self._transaction() as db:
+            cur = db.execute(INSERT, (receiver, key, json.dumps(payload), now, now))
         self.wake()
         return cur.rowcount == 1
 
@@ -159,25 +192,25 @@ class Outbox:
 
     def done(self, item: Item) -> None:
         """Remove a delivered notification, unless it was replaced while it was being sent."""
-        self._db().execute("DELETE FROM outbox WHERE id = ? AND created = ?",
-                           (item.id, item.created))  # fmt: skip
+        with self._transaction() as db:
+            db.execute("DELETE FROM outbox WHERE id = ? AND created = ?", (item.id, item.created))
 
     def failed(self, item: Item, error: str, now: float) -> float:
         """Record a failed try at `now`; return when the next one is due."""
         due = now + backoff(item.attempts + 1)
-        self._db().execute(
-            "UPDATE outbox SET attempts = attempts + 1, next_at = ?, last_error = ? WHERE id = ?",
-            (due, error[:500], item.id))  # fmt: skip
+        with self._transaction() as db:
+            db.execute("UPDATE outbox SET attempts = attempts + 1, next_at = ?, last_error = ?"
+                       " WHERE id = ?", (due, error[:500], item.id))  # fmt: skip
         return due
 
     def trim(self, receiver: str, keep: int, max_age: float, now: float) -> tuple[int, int]:
         """Drop what is older than max_age, then the oldest past `keep`: (expired, overflowed)."""
-        db = self._db()
-        expired = db.execute("DELETE FROM outbox WHERE receiver = ? AND created < ?",
-                             (receiver, now - max_age)).rowcount  # fmt: skip
-        overflow = db.execute(
-            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE receiver = ?"
-            " ORDER BY id DESC LIMIT -1 OFFSET ?)", (receiver, keep)).rowcount  # fmt: skip
+        with self._transaction() as db:
+            expired = db.execute("DELETE FROM outbox WHERE receiver = ? AND created < ?",
+                                 (receiver, now - max_age)).rowcount  # fmt: skip
+            overflow = db.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE receiver = ?"
+                " ORDER BY id DESC LIMIT -1 OFFSET ?)", (receiver, keep)).rowcount  # fmt: skip
         return expired, overflow
 
     def forget(self, keep: set[str]) -> dict[str, int]:

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from agent.backends import BACKENDS
 from agent.notify.channels.base import Channel
-from agent.notify.outbox import Item, Outbox
+from agent.notify.outbox import Item, Outbox, OutboxWriteError
 from agent.notify.payload import rfc3339
 from agent.supervise import SUPERVISOR
 
@@ -70,6 +70,7 @@ class Sender(threading.Thread):
         self.backend = f"receiver:{receiver}"
         self.stopping = threading.Event()
         self._dropping = False
+        self._delivered: list[Item] = []  # sent, not yet off the queue (a failed write)
         self._post = post or _requests_post()
 
     def run(self) -> None:
@@ -84,22 +85,39 @@ class Sender(threading.Thread):
                 self.outbox.wait(seen, min(wait, 1.0))
 
     def step(self, now: float) -> float:
-        """Try the head of the queue if it is due; return how long until the next try."""
+        """Try the head of the queue if it is due; return how long until the next try.
+
+        A write the outbox refuses (disk full) is tried again a second later. What was sent
+        but could not be taken off the queue stays in hand and is never sent again; nothing
+        after it is sent before it is off the queue, so the order holds.
+        """
+        try:
+            self._forget_delivered()
+            return self._try(now)
+        except OutboxWriteError:  # counted and logged by the outbox
+            return 1.0
+
+    def _forget_delivered(self) -> None:
+        while self._delivered:
+            self.outbox.done(self._delivered[0])
+            self._delivered.pop(0)
+
+    def _try(self, now: float) -> float:
         self._trim(now)
         items = self.outbox.batch(self.receiver, 500 if self.policy.current_state else 1)
         if not items or items[0].next_at > now:
             return 1.0 if not items else items[0].next_at - now
         reason, detail = self._send(self._payload(items, now), items[0].key)
         if reason is None:
-            for item in items:
-                self.outbox.done(item)
             self.counts[(self.receiver, "sent")] += 1
             BACKENDS.ok(self.backend, now)
             self._dropping = False
+            self._delivered = items
+            self._forget_delivered()
             return 0.0
-        due = self.outbox.failed(items[0], f"{reason}: {detail}" if detail else reason, now)
         self.counts[(self.receiver, "failed")] += 1
         BACKENDS.failed(self.backend, reason, detail, now)
+        due = self.outbox.failed(items[0], f"{reason}: {detail}" if detail else reason, now)
         return due - now
 
     def _trim(self, now: float) -> None:
