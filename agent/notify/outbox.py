@@ -101,6 +101,7 @@ class Outbox:
         raised as OutboxWriteError: the caller keeps what it meant to write and tries again.
         """
         db = self._db()
+        before = db.total_changes
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -113,7 +114,8 @@ class Outbox:
         except (sqlite3.Error, OSError) as exc:
             self._wrote(exc)
             raise OutboxWriteError(f"{self.path}: {exc}") from exc
-        self._wrote(None)
+        if db.total_changes > before:  # one that wrote nothing says nothing of the disk
+            self._wrote(None)
 
     def _wrote(self, error: BaseException | None) -> None:
         """Count a failed write; say when failures start and when they stop."""
