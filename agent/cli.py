@@ -89,15 +89,20 @@ def check_config(path: Path | None) -> int:
     cfg = load_or_report(path)
     if cfg is None:
         return 2
+    from agent import statedir
     from agent.alerting.model import RuleProblems
     from agent.alerting.rules import load_configured
 
     try:
         rules = sum(len(g.rules) for g in load_configured(cfg.rules))
+        statedir.check(cfg.agent.state_dir, create=False)
     except RuleProblems as exc:
         print(f"dsagent: rules have {len(exc.problems)} problem(s):", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+        return 2
+    except statedir.StateDirError as exc:
+        print(f"dsagent: {exc}", file=sys.stderr)
         return 2
     source = resolve_path(path) or "built-in defaults"
     gpu = f"simulate {cfg.gpu.simulate}" if cfg.gpu.simulate else str(cfg.gpu.enabled).lower()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent import runtime, sdnotify
+from agent import runtime, sdnotify, statedir
 from agent.alerting import persist
 from agent.alerting.engine import RuleEngine, RuleGroupJob
 from agent.alerting.model import Group, RuleProblems
@@ -105,7 +105,7 @@ class Daemon:
     def __init__(self, loaded: Loaded, config_path: Path | None) -> None:
         cfg = self.cfg = loaded.cfg
         self.config_path = config_path
-        state = cfg.agent.state_dir
+        state = cfg.agent.state_dir  # checked and locked by serve()
         state.mkdir(parents=True, exist_ok=True, mode=0o750)
         self.store = SeriesStore(cfg.agent.retention, cfg.agent.sample_interval)
         self.runner = SamplerRunner(self.store, self._on_run, self._on_ingest)
@@ -297,6 +297,12 @@ def serve(cfg: Config, config_path: Path | None) -> int:
             log.error("rules: %s", problem)
         return 2
     except (OSError, ValueError, KeyError) as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    try:
+        statedir.check(cfg.agent.state_dir)
+        held = statedir.lock(cfg.agent.state_dir)  # noqa: F841 - kept open until the process ends
+    except statedir.StateDirError as exc:
         log.error("cannot start: %s", exc)
         return 2
     # Block the signals before any thread starts so only this loop receives them.

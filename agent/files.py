@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def rfc3339(ts: float) -> str:
@@ -30,6 +34,33 @@ def atomic_write(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in `directory` durable (its entry, not only the file's data)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def set_aside(path: Path, why: object, kept: str) -> Path | None:
+    """Move a damaged state file to <name>.corrupt-<UTC time>, saying so once at ERROR.
+
+    `kept` says what the agent goes on with. Returns the new path, or None if it could not move.
+    """
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    dest = path.with_name(f"{path.name}.corrupt-{stamp}")
+    try:
+        os.replace(path, dest)
+    except OSError as exc:
+        log.error("%s is damaged (%s) and could not be moved aside (%s); %s", path, why,
+                  exc.strerror or exc, kept)  # fmt: skip
+        return None
+    log.error("%s is damaged (%s): moved to %s; %s", path, why, dest.name, kept)
+    return dest
 
 
 class JsonLinesLog:

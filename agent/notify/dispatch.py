@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ from agent.notify.outbox import Outbox, OutboxWriteError
 from agent.notify.payload import rfc3339, webhook_v4
 
 AlertDict = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,19 @@ def due(state: GroupState, current: frozenset[tuple[str, str]], firing: bool, cf
     return firing and now >= state.last_sent + cfg.repeat_interval
 
 
+def restore_groups(outbox: Outbox) -> dict[str, GroupState]:
+    """Read the notification log; a damaged entry is skipped (its group starts afresh)."""
+    groups, bad = {}, 0
+    for key, data in outbox.load_groups().items():
+        try:
+            groups[key] = GroupState.from_json(key, data)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            bad += 1
+    if bad:
+        log.error("notification log: %d damaged group(s) skipped; they may notify once more", bad)
+    return groups
+
+
 def key_of(*parts: object) -> str:
     """Return a stable idempotency key for a notification."""
     text = json.dumps(parts, sort_keys=True, default=str)
@@ -101,7 +116,7 @@ class Dispatcher:
         self.receivers: dict[str, ReceiverConfig] = {}
         self.external_url, self.resend_delay = "", 60.0
         # Restored: a restart neither repeats what was sent nor forgets a resolve that is owed.
-        self.groups = {k: GroupState.from_json(k, v) for k, v in outbox.load_groups().items()}
+        self.groups = restore_groups(outbox)
         self.am_sent: dict[str, float] = {}  # fingerprint+status -> last sent to Alertmanager
 
     def configure(self, routes: list[Route], receivers: Sequence[ReceiverConfig],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import random
 import sqlite3
 import threading
@@ -12,6 +13,8 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from agent.files import set_aside
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -81,15 +84,35 @@ class Outbox:
         self._failing = False  # said once per run of failures, and once when writes work again
         self._count = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
-            db.executescript(SCHEMA)
+        try:
+            self._db().executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:  # not a database (or one damaged past reading)
+            self._start_over(exc)
+
+    def _start_over(self, error: sqlite3.DatabaseError) -> None:
+        """Move a damaged database aside (with its WAL) and start an empty one."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+        self._local.db = None
+        Path(f"{self.path}-shm").unlink(missing_ok=True)  # an index of the WAL, rebuilt
+        dest = set_aside(self.path, error, "starting an empty outbox: what was queued in it is "
+                         "lost, and a group may notify once more")  # fmt: skip
+        wal = Path(f"{self.path}-wal")
+        if dest is not None and wal.exists():
+            os.replace(wal, f"{dest}-wal")
+        self._db().executescript(SCHEMA)
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")  # an enqueued notification survives a crash
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")  # an enqueued notification survives a crash
+            except sqlite3.Error:
+                db.close()
+                raise
             self._local.db = db
         return db
 
@@ -158,7 +181,14 @@ class Outbox:
     def load_groups(self) -> dict[str, dict[str, Any]]:
         """Return the notification log: every group's last-sent state, by group key."""
         rows = self._db().execute("SELECT key, state FROM nflog").fetchall()
-        return {key: json.loads(state) for key, state in rows}
+        out: dict[str, dict[str, Any]] = {}
+        for key, state in rows:
+            try:
+                parsed = json.loads(state)
+            except ValueError:
+                parsed = None
+            out[key] = parsed if isinstance(parsed, dict) else {}  # {}: damaged, as the reader sees
+        return out
 
     def wake(self) -> None:
         """Wake every waiting sender (something was queued, or they are asked to stop)."""
@@ -190,7 +220,23 @@ class Outbox:
         rows = self._db().execute(
             f"SELECT {COLUMNS} FROM outbox WHERE receiver = ? ORDER BY id LIMIT ?",
             (receiver, limit)).fetchall()  # fmt: skip
-        return [Item(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in rows]
+        items = []
+        for r in rows:
+            try:
+                payload = json.loads(r[3])
+            except ValueError as exc:  # a damaged row would stop its receiver for good
+                self._drop(r[0], r[2], receiver, exc)
+                continue
+            items.append(Item(r[0], r[1], r[2], payload, r[4], r[5], r[6]))
+        if len(items) < len(rows):  # some were dropped: the rows after them come next
+            return self.batch(receiver, limit)
+        return items
+
+    def _drop(self, row: int, key: str, receiver: str, error: Exception) -> None:
+        """Delete a row whose payload cannot be read, saying which."""
+        log.error("outbox: notification %s for %s is damaged (%s): dropped", key, receiver, error)
+        with self._transaction() as db:
+            db.execute("DELETE FROM outbox WHERE id = ?", (row,))
 
     def done(self, item: Item) -> None:
         """Remove a delivered notification, unless it was replaced while it was being sent."""

@@ -110,7 +110,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if token is not None:
         return _api(args, cfg, token)
-    return _local(args, SilenceStore(cfg.agent.state_dir))
+    try:
+        return _local(args, SilenceStore(cfg.agent.state_dir))
+    except OSError as exc:  # the state dir is not ours to write, or not a directory
+        why = exc.strerror or exc
+        print(f"dsagent: agent.state_dir {cfg.agent.state_dir}: {why}; run as the agent's "
+              "user, or give --token-file to go through the API", file=sys.stderr)  # fmt: skip
+        return 2
 
 
 def _local(args: argparse.Namespace, store: SilenceStore) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import math
 import re
 import time
@@ -13,8 +14,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from agent.files import atomic_write
+from agent.files import atomic_write, set_aside
 from agent.matchers import Matcher, parse_matchers
+
+log = logging.getLogger(__name__)
 
 _CLI_MATCHER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$")
 
@@ -84,10 +87,38 @@ class SilenceStore:
             self._cache = []  # none yet: looked at again in a second
             return []
         if mtime != self._mtime:
-            data = json.loads(self.path.read_text() or "[]")
-            self._cache = [Silence(**d) for d in data]
+            self._cache = self._read(self._cache)
             self._mtime = mtime
         return list(self._cache)
+
+    def _read(self, last: list[Silence]) -> list[Silence]:
+        """Parse the file; a damaged one is moved aside (the last good list stays in force)."""
+        try:
+            data = json.loads(self.path.read_text() or "[]")
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            return self._mend(exc, last)
+        if not isinstance(data, list):
+            return self._mend("not a list", last)
+        out = []
+        for record in data:
+            try:
+                silence = Silence(**record)
+                silence.matches({})  # its matchers compile, or it is damaged
+                float(silence.starts_at) + float(silence.ends_at)
+            except (TypeError, ValueError):
+                continue
+            out.append(silence)
+        if len(out) < len(data):
+            log.error("%s: %d damaged silence(s) skipped", self.path, len(data) - len(out))
+        return out
+
+    def _mend(self, why: object, last: list[Silence]) -> list[Silence]:
+        """Move a damaged file aside and write the last good list in its place."""
+        set_aside(self.path, why, f"writing back the {len(last)} silence(s) read before it")
+        atomic_write(self.path, json.dumps([s.to_json() for s in last], indent=1))
+        return last
 
     def active(self, now: float) -> list[Silence]:
         """Return the silences in force now (the file is read only if it changed)."""
