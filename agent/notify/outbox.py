@@ -89,12 +89,16 @@ class Outbox:
         except sqlite3.DatabaseError as exc:  # not a database (or one damaged past reading)
             self._start_over(exc)
 
-    def _start_over(self, error: sqlite3.DatabaseError) -> None:
-        """Move a damaged database aside (with its WAL) and start an empty one."""
+    def close_thread(self) -> None:
+        """Close the calling thread's connection (a thread that ends must, or its fds stay)."""
         db = getattr(self._local, "db", None)
+        self._local.db = None
         if db is not None:
             db.close()
-        self._local.db = None
+
+    def _start_over(self, error: sqlite3.DatabaseError) -> None:
+        """Move a damaged database aside (with its WAL) and start an empty one."""
+        self.close_thread()
         Path(f"{self.path}-shm").unlink(missing_ok=True)  # an index of the WAL, rebuilt
         dest = set_aside(self.path, error, "starting an empty outbox: what was queued in it is "
                          "lost, and a group may notify once more")  # fmt: skip

@@ -75,7 +75,10 @@ class Sender(threading.Thread):
 
     def run(self) -> None:
         """Send until stopped, under the supervisor: an unexpected error restarts the loop."""
-        SUPERVISOR.run(f"sender:{self.receiver}", self._loop, self.stopping)
+        try:
+            SUPERVISOR.run(f"sender:{self.receiver}", self._loop, self.stopping)
+        finally:
+            self.outbox.close_thread()
 
     def _loop(self) -> None:
         while not self.stopping.is_set():
