@@ -29,6 +29,7 @@ from agent.runner import SamplerRunner
 from agent.samplers import Sampler, build_samplers, intervals
 from agent.shipping.job import LogShipping
 from agent.shipping.job import build as build_shipping
+from agent.shipping.sinks import credentials
 from agent.sim.fake_nvml import simulated_nvml
 from agent.store import MetricInfo, Sample, SeriesStore, sample
 from agent.supervise import SUPERVISOR
@@ -121,6 +122,7 @@ class Daemon:
                            store=self.store)  # fmt: skip
         self.samplers: list[Sampler] = []
         self.shipping: LogShipping | None = None
+        self._es_keys = ("", "")  # Elasticsearch's key and password as last read
         self.server: WebServer | None = None
         self._loaded = loaded
         self._ready_sent = False
@@ -189,6 +191,7 @@ class Daemon:
 
     def _set_shipping(self, shipping: LogShipping | None) -> None:
         """Replace log shipping; the old shippers commit and stop first (offsets are durable)."""
+        self._es_keys = credentials(self.cfg.elasticsearch)
         if self.shipping is not None:
             self.runner.remove([self.shipping])
         self.shipping = shipping
@@ -272,7 +275,8 @@ class Daemon:
         self._set_rules(loaded.groups)
         if _view(new, SAMPLER_KEYS) != _view(old, SAMPLER_KEYS):
             self._set_samplers(build_samplers(new, simulated_nvml(new)))
-        if _view(new, SHIPPING_KEYS) != _view(old, SHIPPING_KEYS):
+        keys = credentials(new.elasticsearch)  # a rotated key file is a change too
+        if _view(new, SHIPPING_KEYS) != _view(old, SHIPPING_KEYS) or keys != self._es_keys:
             self._set_shipping(build_shipping(new))
 
     def stop(self) -> None:

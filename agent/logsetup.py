@@ -7,6 +7,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from agent.secrets import SECRETS
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, for log collectors."""
@@ -21,7 +23,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+        return SECRETS.redact(json.dumps(entry))
 
 
 class OneLineFormatter(logging.Formatter):
@@ -29,7 +31,7 @@ class OneLineFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """Render a record; newlines in messages and tracebacks become ' | '."""
-        return super().format(record).replace("\n", " | ")
+        return SECRETS.redact(super().format(record).replace("\n", " | "))
 
 
 def setup_logging(fmt: str = "text", level: str = "info") -> None:

@@ -75,7 +75,7 @@ class AgentProcess:
     """A `dsagent run` subprocess with its own state dir and port."""
 
     def __init__(self, tmp: Path, config: str, env: dict[str, str] | None = None,
-                 nofile: int | None = None) -> None:  # fmt: skip
+                 nofile: int | None = None, args: tuple[str, ...] = ()) -> None:  # fmt: skip
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = tmp / "agent.toml"
@@ -86,7 +86,7 @@ class AgentProcess:
         # prlimit (util-linux) sets the fd limit as a unit's LimitNOFILE would
         cap = ["prlimit", f"--nofile={nofile}:{nofile}", "--"] if nofile is not None else []
         self.proc = subprocess.Popen(
-            [*cap, sys.executable, "-m", "agent", "run", "--config", str(self.config)],
+            [*cap, sys.executable, "-m", "agent", "run", "--config", str(self.config), *args],
             cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=self.stderr.open("w"),
         )  # fmt: skip
 
@@ -132,10 +132,10 @@ def agent_factory(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
     started: list[AgentProcess] = []
 
     def start(config: str = "", env: dict[str, str] | None = None,
-              nofile: int | None = None) -> AgentProcess:  # fmt: skip
+              nofile: int | None = None, args: tuple[str, ...] = ()) -> AgentProcess:  # fmt: skip
         work = tmp_path / f"agent{len(started)}"
         work.mkdir()
-        agent = AgentProcess(work, config, env, nofile)
+        agent = AgentProcess(work, config, env, nofile, args)
         started.append(agent)
         return agent
 

@@ -275,7 +275,7 @@ def test_chat_text_says_a_resolved_value_is_the_last_firing_one() -> None:
 
 
 def test_a_failed_post_names_no_part_of_a_chat_webhook_url() -> None:
-    from agent.notify.sender import scrub
+    from agent.secrets import scrub
 
     url = "https://oapi.dingtalk.com/robot/send?access_token=ding-token-e5f6"
     error = ("HTTPSConnectionPool(host='oapi.dingtalk.com', port=443): Max retries exceeded "

@@ -15,12 +15,14 @@ from agent.config import Config
 from agent.config.notify import NotifyConfig, ReceiverConfig
 from agent.files import JsonLinesLog
 from agent.notify import channels
+from agent.notify.channels.base import read_secret
 from agent.notify.dispatch import Dispatcher, Route, build_routes
 from agent.notify.inhibit import DEFAULTS, InhibitRule, inhibited, outranked
 from agent.notify.outbox import Outbox, OutboxWriteError
 from agent.notify.payload import alert_dict
 from agent.notify.sender import Policy, Sender
 from agent.notify.silences import Silence, SilenceStore
+from agent.secrets import SECRETS, url_secrets
 from agent.store import Labels, MetricInfo, Sample, sample
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ class Notifier:
         self.muted: dict[Labels, str] = {}  # why an instance is not notified
         self._muted_from: tuple[object, list[Silence]] | None = None  # the shape and silences
         self._receivers: list[ReceiverConfig] | None = None
+        self._keys: list[bytes | None] = []  # the receivers' secrets as last read
         self._notify: NotifyConfig | None = None
         self._lock = threading.RLock()
         self.node, self.external_url = "", ""
@@ -83,11 +86,12 @@ class Notifier:
     def configure(self, cfg: Config) -> None:
         """Take new receivers, routes and inhibit rules; what was sent is kept.
 
-        The senders are replaced only when the receivers changed; a receiver whose secret
-        cannot be read raises OSError before anything is swapped.
+        The senders are replaced when the receivers, or a secret file's contents, changed; a
+        receiver whose secret cannot be read raises OSError before anything is swapped.
         """
         senders = None
-        if cfg.receivers != self._receivers or cfg.notify != self._notify:
+        keys = [read_secret(r) for r in cfg.receivers]  # a rotated file is a change too
+        if cfg.receivers != self._receivers or cfg.notify != self._notify or keys != self._keys:
             senders = [
                 Sender(self.outbox, f"{r.name}#{i}", channels.build(r, url), r.timeout,
                        self.counts, policy=policy(r, cfg.notify))
@@ -108,7 +112,9 @@ class Notifier:
                                       notify.resend_delay)  # fmt: skip
             if senders is not None:
                 self._swap_senders(senders)
-                self._receivers, self._notify = list(cfg.receivers), cfg.notify
+                self._receivers, self._notify, self._keys = list(cfg.receivers), cfg.notify, keys
+                SECRETS.set("receivers", (part for r in cfg.receivers for url in r.targets()
+                                          for part in url_secrets(url)))  # fmt: skip
                 BACKENDS.forget({s.backend for s in senders}, "receiver")
                 self._drop_orphans({s.receiver for s in senders})
 

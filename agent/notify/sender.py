@@ -9,12 +9,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from agent.backends import BACKENDS
 from agent.notify.channels.base import Channel
 from agent.notify.outbox import Item, Outbox, OutboxWriteError
 from agent.notify.payload import rfc3339
+from agent.secrets import scrub
 from agent.supervise import SUPERVISOR
 
 log = logging.getLogger(__name__)
@@ -35,16 +35,6 @@ def _requests_post() -> Post:
         return resp.status_code, resp.text
 
     return post
-
-
-def scrub(text: str, url: str) -> str:
-    """Remove a receiver URL's path and query from text: for chat webhooks they are the key."""
-    parts = urlsplit(url)
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
-    secrets = [url, target, parts.query, parts.path if len(parts.path) >= 8 else ""]
-    for secret in sorted(filter(None, secrets), key=len, reverse=True):
-        text = text.replace(secret, "/<redacted>")
-    return text
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from agent.backends import BACKENDS
 from agent.config.shipping import ElasticsearchConfig
 from agent.files import JsonLinesLog
+from agent.secrets import SECRETS
 from agent.shipping import template
 from agent.shipping.documents import dumps
 
@@ -21,6 +22,15 @@ BACKEND = "elasticsearch"
 STALL_ALLOWED = 180.0  # seconds without a successful bulk before LogShippingStalled may fire
 
 
+def credentials(cfg: ElasticsearchConfig) -> tuple[str, str]:
+    """Return the API key and the password as their files hold them now ("" if none)."""
+
+    def read(path: Path | None) -> str:
+        return path.read_text().strip() if path is not None else ""
+
+    return read(cfg.api_key_file), read(cfg.password_file if cfg.username is not None else None)
+
+
 class ElasticsearchSink:
     """Bulk-creates documents; 201 and 409 are delivered, 400s are dead, the rest retried."""
 
@@ -28,10 +38,12 @@ class ElasticsearchSink:
         from elasticsearch import Elasticsearch, OrjsonSerializer
 
         auth: dict[str, Any] = {}
-        if cfg.api_key_file is not None:
-            auth["api_key"] = cfg.api_key_file.read_text().strip()
-        elif cfg.username is not None and cfg.password_file is not None:
-            auth["basic_auth"] = (cfg.username, cfg.password_file.read_text().strip())
+        api_key, password = credentials(cfg)
+        SECRETS.set("elasticsearch", (api_key, password))
+        if api_key:
+            auth["api_key"] = api_key
+        elif cfg.username is not None and password:
+            auth["basic_auth"] = (cfg.username, password)
         if not cfg.verify_certs:
             log.warning("elasticsearch: certificate verification is OFF")
         if cfg.ca_certs is not None:
