@@ -29,7 +29,6 @@ from agent.config import ConfigError, load_config
 from agent.config.settings import Config, TokenConfig
 from agent.config.shipping import LogInputConfig
 from agent.config.web import TLS_KEYS, load_web_config
-from agent.files import JsonLinesLog
 from agent.notify.outbox import Outbox
 from agent.notify.silences import SilenceStore
 from agent.shipping.documents import Poison, to_doc
@@ -38,6 +37,7 @@ from agent.shipping.stats import RequestStats
 from agent.store import SeriesStore
 from agent.web.admin import AdminApi
 from agent.web.admin_routes import Routes
+from agent.web.audit import AuditLog
 from agent.web.auth import BasicAuth, load_tokens
 from agent.web.server import WebServer
 from agent.workers.client import Closed, Connection, ProtocolError
@@ -268,7 +268,7 @@ def admin() -> AdminApi:
     (state / "token").write_text("fuzz-token\n")
     tokens = load_tokens([TokenConfig(name="f", role="admin", token_file=state / "token")])
     routes = Routes(None, None, _Stores(state), lambda: False)  # type: ignore[arg-type]
-    return AdminApi(tokens, routes.endpoints(), JsonLinesLog(state / "audit.log", 1 << 20))
+    return AdminApi(tokens, routes.endpoints(), AuditLog(state / "audit.log", 1 << 20))
 
 
 BODIES = (

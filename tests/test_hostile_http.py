@@ -15,12 +15,12 @@ import pytest
 import requests
 
 from agent.config import TokenConfig
-from agent.files import JsonLinesLog
 from agent.notify.outbox import Outbox
 from agent.notify.silences import SilenceStore
 from agent.store import SeriesStore
 from agent.web.admin import AdminApi
 from agent.web.admin_routes import Routes
+from agent.web.audit import AuditLog
 from agent.web.auth import BasicAuth, load_tokens
 from agent.web.connections import Connections
 from agent.web.server import WebServer
@@ -40,7 +40,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, WebServer, Path]]:
     (tmp_path / "t").write_text("admin-token\n")
     tokens = load_tokens([TokenConfig(name="a", role="admin", token_file=tmp_path / "t")])
     routes = Routes(None, None, FakeNotifier(tmp_path), lambda: True)  # type: ignore[arg-type]
-    audit = JsonLinesLog(tmp_path / "audit.log", 1 << 20)
+    audit = AuditLog(tmp_path / "audit.log", 1 << 20)
     api = AdminApi(tokens, routes.endpoints(), audit)
     hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4))
     port = free_port()

@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.config import TokenConfig
-from agent.files import JsonLinesLog
 from agent.store import SeriesStore
 from agent.web.admin import AdminApi, endpoint, redact
+from agent.web.audit import AuditLog
 from agent.web.auth import load_tokens
 from agent.web.server import WebServer
 from tests.conftest import AgentProcess, free_port, need_binary, wait_for
@@ -291,7 +291,7 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int,
     api = AdminApi(
         tokens,
         [endpoint("POST", "/api/v1/echo", "viewer", lambda b, p, t: (200, b))],
-        JsonLinesLog(d / "audit.log", 1 << 20),
+        AuditLog(d / "audit.log", 1 << 20),
     )
     port = free_port()
     server = WebServer(f"127.0.0.1:{port}", SeriesStore(), lambda: True, admin=api, max_body=4096)

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from agent.files import JsonLinesLog
-from agent.supervise import SUPERVISOR
+from agent.web.audit import AuditLog
 from agent.web.auth import ROLES, Token, bearer
 
 log = logging.getLogger(__name__)
@@ -46,9 +45,8 @@ class AdminApi:
     """Authenticates, authorises, runs and audits every /api/v1 call."""
 
     def __init__(self, tokens: Sequence[Token], endpoints: Sequence[Endpoint],
-                 audit: JsonLinesLog) -> None:  # fmt: skip
+                 audit: AuditLog) -> None:  # fmt: skip
         self.tokens, self.endpoints, self.audit = list(tokens), list(endpoints), audit
-        self._audit_failing = False
 
     def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes,
                remote: str, *, query: str = "") -> Answer:  # fmt: skip
@@ -63,27 +61,8 @@ class AdminApi:
             code, answer = 500, {"error": "internal error; see the agent's log"}
         who = {"who": token.name, "role": token.role} if token else {"who": None, "role": None}
         entry = {**who, "method": method, "path": path, "status": code, "remote": remote}
-        self._record({**entry, "reason": reason or None})
+        self.audit.record({**entry, "reason": reason or None}, time.time())
         return code, answer
-
-    def _record(self, entry: dict[str, Any]) -> None:
-        """Write an audit entry; while the log cannot be written (disk full), log it here.
-
-        The call was already carried out: refusing its answer would undo nothing.
-        """
-        try:
-            self.audit.write(entry, time.time())
-        except OSError as exc:
-            SUPERVISOR.count("audit-log")
-            if not self._audit_failing:
-                log.error("audit log %s cannot be written (%s); entries go to this log until it "
-                          "can", self.audit.path, exc.strerror or exc)  # fmt: skip
-            self._audit_failing = True
-            log.warning("audit: %s", json.dumps(entry))
-            return
-        if self._audit_failing:
-            self._audit_failing = False
-            log.warning("audit log %s is written again", self.audit.path)
 
     def _answer(self, method: str, path: str, body: bytes, token: Token | None, *,
                 reason: str, query: str) -> Answer:  # fmt: skip

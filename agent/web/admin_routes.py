@@ -11,12 +11,12 @@ from urllib.parse import parse_qs
 from agent.alerting.engine import RuleEngine
 from agent.config import Config
 from agent.durations import parse_duration
-from agent.files import JsonLinesLog
 from agent.matchers import Selector, parse_selector
 from agent.notify.notifier import Notifier
 from agent.notify.silences import matcher_from_cli
 from agent.store import SeriesStore
 from agent.web.admin import AdminApi, Answer, Endpoint, endpoint, redact
+from agent.web.audit import AuditLog
 from agent.web.auth import Token
 
 Body = dict[str, Any]
@@ -149,7 +149,7 @@ class Admin(AdminApi):
     def __init__(self, cfg: Config, tokens: list[Token], engine: RuleEngine, notifier: Notifier,
                  reload: Callable[[], bool], *,
                  store: SeriesStore | None = None) -> None:  # fmt: skip
-        audit = JsonLinesLog(cfg.agent.state_dir / "audit.log", cfg.notify.alert_log_max_bytes)
+        audit = AuditLog(cfg.agent.state_dir / "audit.log", cfg.notify.alert_log_max_bytes)
         self.routes = Routes(cfg, engine, notifier, reload, store)
         super().__init__(tokens, self.routes.endpoints(), audit)
 
