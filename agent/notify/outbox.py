@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from agent.files import set_aside
+from agent.secrets import SECRETS
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -252,7 +253,7 @@ class Outbox:
         due = now + backoff(item.attempts + 1)
         with self._transaction() as db:
             db.execute("UPDATE outbox SET attempts = attempts + 1, next_at = ?, last_error = ?"
-                       " WHERE id = ?", (due, error[:500], item.id))  # fmt: skip
+                       " WHERE id = ?", (due, SECRETS.redact(error)[:500], item.id))  # fmt: skip
         return due
 
     def trim(self, receiver: str, keep: int, max_age: float, now: float) -> tuple[int, int]:
