@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import gc
+import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -14,7 +15,7 @@ from agent.config import Config
 from agent.notify.notifier import Notifier
 from agent.notify.outbox import Outbox
 from agent.notify.silences import SilenceStore
-from tests.conftest import Sink, wait_for
+from tests.conftest import AgentProcess, Sink, wait_for
 from tests.test_delivery import alert
 
 pytestmark = pytest.mark.integration
@@ -54,3 +55,29 @@ def test_500_receiver_changes_leak_nothing(notifier: Notifier, sink: Sink, tmp_p
     assert me.num_fds() - fds <= 2, [f.path for f in me.open_files()][-20:]
     grown = me.memory_info().rss - rss
     assert grown < 10 * 2**20, f"{grown / 2**20:.1f} MiB more after 500 reloads"
+
+
+def test_500_sighups_through_the_whole_agent(agent_factory: Callable[..., AgentProcess]) -> None:
+    def receivers(i: int) -> str:
+        return (f'[[receivers]]\nname = "hook{i % 3}"\ntype = "webhook"\n'
+                f'url = "http://127.0.0.1:9/hook{i % 3}"\n')  # fmt: skip
+
+    agent = agent_factory(receivers(0))
+    agent.wait_healthy()
+    me = psutil.Process(agent.proc.pid)
+
+    def reload_to(i: int) -> None:
+        agent.config.write_text(agent.render(receivers(i)))
+        agent.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while agent.log().count("configuration reloaded") < i:  # polled closely: 550 of them
+            assert time.monotonic() < deadline, f"reload {i}\n{agent.log()[-2000:]}"
+            time.sleep(0.005)
+
+    for i in range(1, 51):
+        reload_to(i)
+    fds, rss = me.num_fds(), me.memory_info().rss
+    for i in range(51, 551):
+        reload_to(i)
+    assert me.num_fds() - fds <= 3, "a sender or two may be between threads"
+    assert me.memory_info().rss - rss < 8 * 2**20
