@@ -35,6 +35,7 @@ class LogInputConfig(Section):
     request_stats: bool = True  # json request logs feed latency, QPS and error series
     timestamp_format: str = "auto"  # text logs: the known formats, or a strptime format
     timezone: str = "local"  # text logs: the zone of times written without one
+    follow_symlinks: bool = False  # and then only to files these paths match
 
     @field_validator("timezone")
     @classmethod

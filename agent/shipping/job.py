@@ -26,6 +26,12 @@ METRICS = {
     "dsagent_log_lines_without_time_total": MetricInfo(
         "counter", "Text lines with no time the agent could read (shipped at the read time)."
     ),
+    "dsagent_log_files_skipped_total": MetricInfo(
+        "counter", "Paths the globs matched that are not read: symlinks, FIFOs, devices."
+    ),
+    "dsagent_log_bytes_skipped_total": MetricInfo(
+        "counter", "Bytes of NUL runs (sparse or preallocated regions) stepped over."
+    ),
     "dsagent_log_lag_bytes": MetricInfo("gauge", "Bytes written but not yet read."),
     "dsagent_log_lag_seconds": MetricInfo("gauge", "Seconds since the last commit while behind."),
 }
@@ -72,6 +78,10 @@ class LogShipping:
             name = s.cfg.name
             for key, metric in COUNTERS.items():
                 yield sample(metric, s.counts[key], input=name)
+            for reason in ("symlink", "symlink_target", "not_regular"):
+                yield sample("dsagent_log_files_skipped_total", s.tailer.skipped[reason],
+                             input=name, reason=reason)  # fmt: skip
+            yield sample("dsagent_log_bytes_skipped_total", s.tailer.nul_bytes, input=name)
             lag = s.tailer.lag_bytes()
             yield sample("dsagent_log_lag_bytes", lag, input=name)
             behind = now - s.last_event_at if lag and s.last_event_at else 0.0

@@ -43,7 +43,7 @@ class Shipper(threading.Thread):
         self.batch_size, self.batch_bytes = batch_size, batch_bytes
         self.dataset = cfg.dataset or ("llm.inference" if cfg.format == "json" else "dsagent.node")
         self.registry = Registry(state / "registry" / f"{cfg.name}.json")
-        self.tailer = Tailer(cfg.paths, self.registry)
+        self.tailer = Tailer(cfg.paths, self.registry, cfg.follow_symlinks)
         self.assembler = Assembler(cfg.multiline)
         self.documents = Documents(cfg, node, self.dataset)
         self.dead = DeadLetters(state / "dead-letter" / f"{cfg.name}.ndjson")
