@@ -27,6 +27,8 @@ class Result:
     detail: str = ""
     phases: dict[str, float] = field(default_factory=dict)  # connect, first_byte, total
     body: bytes = b""
+    reason: str = ""  # why it failed, as a label: timeout, connect, protocol, http_status,
+    # too_large, bad_answer, not_served
 
 
 def _path(url: str) -> str:
@@ -51,7 +53,8 @@ class Session:
 
 
 def _late(seconds: float, phases: dict[str, float]) -> Result:
-    return Result(False, detail=f"no whole answer within the {seconds:g}s deadline", phases=phases)
+    return Result(False, detail=f"no whole answer within the {seconds:g}s deadline",
+                  phases=phases, reason="timeout")  # fmt: skip
 
 
 Talk = Callable[[Connection, str, dict[str, float], float], Result]
@@ -81,7 +84,9 @@ def _exchange(url: str, timeout: float, talk: Talk, session: Session | None = No
         return _late(timeout, phases)
     except (OSError, ProtocolError) as exc:
         conn.close()
-        return Result(False, detail=f"{type(exc).__name__}: {exc}".rstrip(": "), phases=phases)
+        kind = "protocol" if isinstance(exc, ProtocolError) else "connect"
+        detail = f"{type(exc).__name__}: {exc}".rstrip(": ")
+        return Result(False, detail=detail, phases=phases, reason=kind)
     finally:
         if session is None:
             conn.close()
@@ -107,7 +112,12 @@ def request(url: str, timeout: float, method: str = "GET", body: bytes | None = 
         now = time.perf_counter()
         phases["first_byte"] = (ans.head_at or now) - began
         phases["total"] = now - began
-        return Result(200 <= ans.status < 300, ans.status, ans.reason, phases, bytes(ans.body))
+        if ans.over:  # refused whole: a body cut at the cap would be read as another answer
+            return Result(False, ans.status, f"answer over the {limit >> 20} MiB cap", phases,
+                          reason="too_large")  # fmt: skip
+        ok = 200 <= ans.status < 300
+        return Result(ok, ans.status, ans.reason, phases, bytes(ans.body),
+                      "" if ok else "http_status")  # fmt: skip
 
     return _exchange(url, timeout, talk, session)
 
@@ -126,13 +136,28 @@ def readiness(base: str, model: str | None, timeout: float,
     res = request(base.rstrip("/") + "/v1/models", timeout, session=session)
     if not res.ok:
         return res
-    try:
-        ids = [m.get("id") for m in orjson.loads(res.body).get("data", [])]
-    except (ValueError, AttributeError):
-        return Result(False, res.status, "/v1/models is not OpenAI-style JSON", res.phases)
+    ids = model_ids(res.body)
+    if ids is None:
+        return Result(False, res.status, "/v1/models is not OpenAI-style JSON", res.phases,
+                      reason="bad_answer")  # fmt: skip
     if (model and model not in ids) or not ids:
-        return Result(False, res.status, f"model {model!r} not served (has {ids})", res.phases)
+        return Result(False, res.status, f"model {model!r} not served (has {ids[:10]})",
+                      res.phases, reason="not_served")  # fmt: skip
     return res
+
+
+def model_ids(body: bytes) -> list[str] | None:
+    """Return the ids an OpenAI-style model list names, or None for any other shape."""
+    try:
+        doc = orjson.loads(body)
+    except ValueError:
+        return None
+    data = doc.get("data") if isinstance(doc, dict) else None
+    if not isinstance(data, list):
+        return None
+    ids = [m.get("id") if isinstance(m, dict) else None for m in data]
+    named = [i for i in ids if isinstance(i, str)]
+    return named if len(named) == len(ids) else None
 
 
 def generation(base: str, model: str | None, timeout: float, max_tokens: int = 4) -> Result:
@@ -145,9 +170,11 @@ def generation(base: str, model: str | None, timeout: float, max_tokens: int = 4
         events = Events(phases, began)
         ans = conn.response(stream=events.feed)
         if ans.status != 200:
-            return Result(False, ans.status, ans.reason, phases)
+            return Result(False, ans.status, ans.reason, phases, reason="http_status")
         phases["total"] = time.perf_counter() - began
-        return Result(events.tokens > 0, 200, f"{events.tokens} token(s)", phases)
+        ok = events.tokens > 0
+        return Result(ok, 200, f"{events.tokens} token(s)", phases,
+                      reason="" if ok else "bad_answer")  # fmt: skip
 
     return _exchange(base.rstrip("/") + "/v1/completions", timeout, talk)
 

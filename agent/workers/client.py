@@ -51,6 +51,7 @@ class Answer:
         self.head_at: float | None = None  # perf_counter when the head was whole
         self.framed = False  # a length or chunks end the body (else the close does)
         self.done = self.stop = False  # whole; or no more wanted (past the limit, or told to)
+        self.over = False  # the body passed the limit: what was kept is not the answer
         self.keep = False  # the worker keeps the connection open after this answer
         self.surplus = False  # bytes came after the answer, unasked: the connection is spoilt
         self.parser: httptools.HttpResponseParser | None = None
@@ -83,8 +84,9 @@ class Answer:
         if self.stream is not None:
             self.stop |= self.stream(data)
             return
+        self.over |= len(self.body) + len(data) > self.limit
         self.body += data[: self.limit - len(self.body)]
-        self.stop |= len(self.body) >= self.limit
+        self.stop |= self.over
 
     def on_message_complete(self) -> None:
         """Mark the answer whole (any after it began with on_message_begin: surplus)."""

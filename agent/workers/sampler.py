@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 
 from agent.config import Config, WorkerConfig
@@ -40,6 +40,9 @@ METRICS = {
     **{name: info for name, info in INFERENCE.items() if name not in FROM_LOGS_ONLY},
     "dsagent_worker_metrics_errors_total": MetricInfo(
         "counter", "Worker /metrics that did not parse."
+    ),
+    "dsagent_worker_probe_failures_total": MetricInfo(
+        "counter", "Failed probes by probe (liveness, readiness, metrics, generation) and reason."
     ),
 }
 
@@ -92,12 +95,15 @@ class Generation(threading.Thread):
         self.latest: probes.Result | None = None
         self.ttfts: deque[tuple[float, float]] = deque()  # (ts, seconds) over 5 min
         self.stopping = threading.Event()
+        self.failures: Counter[str] = Counter()  # by reason
 
     def run(self) -> None:
         """Probe until stopped."""
         w = self.worker
         while not self.stopping.wait(0 if self.latest is None else w.generation_interval):
             res = probes.generation(w.url, w.model, w.generation_timeout)
+            if not res.ok:
+                self.failures[res.reason or "unknown"] += 1
             now = time.time()
             if res.ok and "first_byte" in res.phases:
                 self.ttfts.append((now, res.phases["first_byte"]))
@@ -118,6 +124,7 @@ class WorkerSampler:
         self.names = wanted(self.engine)
         self.history: deque[Snapshot] = deque()
         self.errors = 0
+        self.failures: Counter[tuple[str, str]] = Counter()  # (probe, reason)
         self.ready, self.reason = False, "not probed yet"
         self.session = probes.Session(worker.url, worker.timeout)
         self.models: tuple[float, probes.Result] | None = None  # the latest /v1/models answer
@@ -129,6 +136,7 @@ class WorkerSampler:
         """Liveness, then readiness and the engine's metrics, on the kept connection."""
         w = self.worker
         state, live = probes.liveness(w.url, w.timeout, self.session)
+        self._count("liveness", live)
         if state != "ok" or "connect" in live.phases:
             self.models = None  # loading, down, or a new connection (a restart?): ask again
         if state != "down" and self.session.connect_seconds is not None:
@@ -150,6 +158,11 @@ class WorkerSampler:
             yield from self._engine(now)
         yield from self._generation()
         yield sample("dsagent_worker_metrics_errors_total", self.errors, worker=w.name)
+        generated = self.generation.failures if self.generation else Counter()
+        failures = [*self.failures.items(), *((("generation", r), n) for r, n in generated.items())]
+        for (probe, reason), n in sorted(failures):
+            yield sample("dsagent_worker_probe_failures_total", n, worker=w.name, probe=probe,
+                         reason=reason)  # fmt: skip
 
     def _readiness(self, now: float) -> probes.Result:
         """Ask /v1/models, or reuse the answer of a ready worker asked within MODELS_EVERY.
@@ -162,7 +175,12 @@ class WorkerSampler:
             return kept[1]
         w = self.worker
         self.models = now, probes.readiness(w.url, w.model, w.timeout, self.session)
+        self._count("readiness", self.models[1])
         return self.models[1]
+
+    def _count(self, probe: str, res: probes.Result) -> None:
+        if not res.ok and res.status != 503:  # 503: loading, as liveness means it
+            self.failures[probe, res.reason or "unknown"] += 1
 
     def _probe(self, probe: str, res: probes.Result) -> Iterator[Sample]:
         w = self.worker.name
@@ -176,12 +194,14 @@ class WorkerSampler:
         """Scrape the engine's /metrics; malformed text is counted, never a crash."""
         res = probes.request(self.worker.url.rstrip("/") + str(self.worker.metrics_path),
                              self.worker.timeout, session=self.session)  # fmt: skip
+        self._count("metrics", res)
         if not res.ok:
             return
         try:
             snap = parse(res.body.decode("utf-8", errors="replace"), now, self.names)
         except (ValueError, KeyError, IndexError) as exc:
             self.errors += 1
+            self.failures["metrics", "bad_answer"] += 1
             log.debug("worker %s: /metrics did not parse: %s", self.worker.name, exc)
             return
         self.history.append(snap)
