@@ -26,7 +26,7 @@ from agent.alerting.rules import parse_file
 from agent.alerting.schema import RULE_KEYS
 from agent.cli import main
 from agent.config import ConfigError, load_config
-from agent.config.settings import Config, TokenConfig
+from agent.config.settings import Config, TokenConfig, WorkerConfig
 from agent.config.shipping import LogInputConfig
 from agent.config.web import TLS_KEYS, load_web_config
 from agent.notify.outbox import Outbox
@@ -42,6 +42,7 @@ from agent.web.auth import BasicAuth, load_tokens
 from agent.web.server import WebServer
 from agent.workers.client import Closed, Connection, ProtocolError
 from agent.workers.engine_metrics import parse as parse_exposition
+from agent.workers.sampler import WorkerSampler
 
 
 class Crash(Exception):
@@ -153,12 +154,13 @@ def check_env(pairs: dict[str, str]) -> None:
 @st.composite
 def rule_files(draw: st.DrawFn) -> str:
     """Rule files of any shape: known rule keys with values of any type, and worse."""
-    rules = [draw(st.dictionaries(st.sampled_from([*sorted(RULE_KEYS), "x"]), VALUES, max_size=6))
-             for _ in range(draw(st.integers(0, 3)))]  # fmt: skip
+    rule = st.dictionaries(st.sampled_from([*sorted(RULE_KEYS), "x"]), VALUES, max_size=6)
+    rules = [draw(rule | VALUES) for _ in range(draw(st.integers(0, 3)))]  # scalars too
     group = draw(st.dictionaries(st.sampled_from(["name", "interval", "rules"]), VALUES,
                                  max_size=3))  # fmt: skip
     group["rules"] = draw(st.sampled_from([rules, draw(VALUES)]))
-    doc = draw(st.sampled_from([{"groups": [group]}, {"groups": draw(VALUES)}, draw(VALUES)]))
+    groups = [group, draw(VALUES)][: draw(st.integers(1, 2))]  # a group that is no mapping
+    doc = draw(st.sampled_from([{"groups": groups}, {"groups": draw(VALUES)}, draw(VALUES)]))
     return yaml.safe_dump(doc, allow_unicode=True)
 
 
@@ -422,6 +424,55 @@ def check_answer(item: tuple[bytes, list[int]]) -> None:
         raise Crash(f"kept {len(answer.body)} bytes past the limit")
 
 
+class Canned:
+    """A worker's socket that answers each request with the body set for its path."""
+
+    def __init__(self, answers: dict[str, tuple[int, bytes]]) -> None:
+        self.answers, self.out = answers, b""
+
+    def sendall(self, data: bytes) -> None:
+        """Take a request; queue the answer to its path."""
+        path = data.split(b" ", 2)[1].decode("latin-1")
+        status, body = self.answers.get(path, (404, b""))
+        self.out += b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body)
+
+    def recv(self, size: int) -> bytes:
+        """Hand out what was queued (b"" when nothing is: the worker closed)."""
+        data, self.out = self.out[:size], self.out[size:]
+        return data
+
+    def settimeout(self, seconds: float | None) -> None:
+        """Take no timeout: the answers are already here."""
+
+    def close(self) -> None:
+        """Close nothing."""
+
+
+MODEL_LISTS = st.fixed_dictionaries({"data": st.lists(
+    st.fixed_dictionaries({"id": st.none() | st.text(max_size=4) | st.integers()}) | VALUES,
+    max_size=3) | VALUES})  # fmt: skip
+WORKER = st.tuples(
+    st.sampled_from([200, 503, 500, 404, 301]),
+    (MODEL_LISTS | VALUES).map(lambda v: json.dumps(v).encode()) | st.binary(max_size=30),
+    st.lists(EXPOSITION_LINES, max_size=8).map(lambda lines: "\n".join(lines).encode()),
+)
+
+
+def check_worker(item: tuple[int, bytes, bytes]) -> None:
+    """The worker sampler turns any answers into samples (up, ready), never an exception."""
+    health, models, metrics = item
+    sampler = WorkerSampler(WorkerConfig(name="f", url="http://127.0.0.1:1", model=None,
+                                         generation_interval=0))  # fmt: skip
+    answers = {"/health": (health, b""), "/v1/models": (200, models), "/metrics": (200, metrics)}
+    sampler.session.conn.sock = Canned(answers)  # type: ignore[assignment]
+    try:
+        names = {s.name for s in sampler.sample(1000.0)}
+    except Exception as exc:
+        raise Crash(f"{type(exc).__name__}: {exc}") from exc
+    if not {"worker_up", "worker_ready"} <= names:
+        raise Crash(f"up or ready missing: {sorted(names)}")
+
+
 TARGETS = [
     Target("check-config", toml_documents(), check_config),
     Target(
@@ -450,4 +501,5 @@ TARGETS = [
     Target("admin API bodies", ADMIN, check_admin),
     Target("HTTP request heads", HEADS, check_head),
     Target("worker answers", ANSWERS, check_answer),
+    Target("worker sampler", WORKER, check_worker),
 ]

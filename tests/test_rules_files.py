@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -13,6 +14,7 @@ from agent.alerting.model import RuleProblems
 from agent.alerting.rules import load_files, parse_file
 from agent.alerting.templates import Template, TemplateError, go_float, humanize
 from tests.conftest import FIXTURES
+from tests.test_cli import dsagent
 
 BAD = FIXTURES / "rules" / "bad.yml"
 
@@ -146,3 +148,33 @@ def test_bad_series_notation_is_a_value_error() -> None:
 
     with pytest.raises(ValueError, match="bad series value"):
         expand_values("1+x")
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "says"),
+    [
+        (
+            "groups:\n  - name: g\n    rules: 5\n",
+            3,
+            "rules must be a list of rules, not a number 5",
+        ),
+        ("groups:\n  - name: g\n    rules: {a: 1}\n", 3, "not a mapping"),
+        ("groups:\n  - name: g\n    rules:\n      - 5\n", 3, "a rule must be a mapping"),
+        ("groups:\n  - name: g\n    rules:\n      - null\n", 3, "not nothing"),
+        ("groups:\n  - 7\n", 1, "a group needs a 'name'"),
+    ],
+)
+def test_every_shape_is_a_file_line_problem(tmp_path: Path, body: str, line: int,
+                                            says: str) -> None:  # fmt: skip
+    path = tmp_path / "r.yml"
+    path.write_text(body)
+    for args in (("rules", "check", str(path)),):
+        out = dsagent(*args)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert f"{path}:{line}: " in out.stderr and says in out.stderr, out.stderr
+    conf = tmp_path / "agent.toml"
+    conf.write_text(f'[rules]\npaths = ["{path}"]\n')
+    for command in ("check-config", "run"):
+        out = dsagent(command, "--config", str(conf))
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert says in out.stderr

@@ -84,6 +84,15 @@ def parse_file(text: str, name: str) -> tuple[list[Group], list[str]]:
     return groups, problems
 
 
+def kind(value: object) -> str:
+    """Name a YAML value's shape for an error: a number 5, a mapping, nothing."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, dict | list):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    return f"{'a number' if isinstance(value, int | float) else 'a string'} {value!r:.40}"
+
+
 def _group(raw: Any, name: str, problems: list[str]) -> Group | None:
     if not isinstance(raw, LineDict) or not isinstance(raw.get("name"), str):
         problems.append(f"{name}:{getattr(raw, 'line', 1)}: a group needs a 'name'")
@@ -95,8 +104,13 @@ def _group(raw: Any, name: str, problems: list[str]) -> Group | None:
         except ValueError as exc:
             problems.append(f"{name}:{raw.line_of('interval')}: {exc}")
     rules, seen = [], set()
-    for item in raw.get("rules") or []:
-        rule = _rule(item, name, problems)
+    items = raw.get("rules") or []
+    if not isinstance(items, list):
+        problems.append(f"{name}:{raw.line_of('rules')}: group {raw['name']!r}: rules must be a "
+                        f"list of rules, not {kind(items)}")  # fmt: skip
+        items = []
+    for item in items:
+        rule = _rule(item, name, problems, raw.line_of("rules"))
         if rule is None:
             continue
         if rule.alert in seen:
@@ -108,9 +122,11 @@ def _group(raw: Any, name: str, problems: list[str]) -> Group | None:
     return Group(raw["name"], interval, tuple(rules), f"{name}:{raw.line}")
 
 
-def _rule(raw: Any, name: str, problems: list[str]) -> Rule | None:
+def _rule(raw: Any, name: str, problems: list[str], near: int) -> Rule | None:
+    """Build one rule; `near` is the line of its group's rules list (a scalar has none)."""
     if not isinstance(raw, LineDict):
-        problems.append(f"{name}: a rule must be a mapping")
+        problems.append(f"{name}:{near}: a rule must be a mapping with alert, expr and "
+                        f"thresholds, not {kind(raw)}")  # fmt: skip
         return None
     errors: list[tuple[str, str]] = []  # (key, message)
     fields = rule_fields(raw, errors)
