@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agent import __version__
 from agent.config import Config, load_config, resolve_path
 from agent.config.errors import ConfigError
+from agent.config.settings import RulesConfig
 from agent.logsetup import setup_logging
 
 log = logging.getLogger("agent")
@@ -85,24 +87,18 @@ def load_or_report(path: Path | None) -> Config | None:
 
 
 def check_config(path: Path | None) -> int:
-    """Validate and print a one-line summary; 2 if the configuration is bad."""
-    cfg = load_or_report(path)
-    if cfg is None:
-        return 2
+    """Check every stage (config, rule files, state dir); 2 listing all problems if any."""
     from agent import statedir
-    from agent.alerting.model import RuleProblems
-    from agent.alerting.rules import load_configured
 
-    try:
-        rules = sum(len(g.rules) for g in load_configured(cfg.rules))
-        statedir.check(cfg.agent.state_dir, create=False)
-    except RuleProblems as exc:
-        print(f"dsagent: rules have {len(exc.problems)} problem(s):", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 2
-    except statedir.StateDirError as exc:
-        print(f"dsagent: {exc}", file=sys.stderr)
+    cfg = load_or_report(path)
+    rules = check_rules(cfg.rules if cfg is not None else raw_rules(path))
+    if cfg is not None:
+        try:
+            statedir.check(cfg.agent.state_dir, create=False)
+        except statedir.StateDirError as exc:
+            print(f"dsagent: {exc}", file=sys.stderr)
+            return 2
+    if cfg is None or rules is None:
         return 2
     source = resolve_path(path) or "built-in defaults"
     gpu = f"simulate {cfg.gpu.simulate}" if cfg.gpu.simulate else str(cfg.gpu.enabled).lower()
@@ -113,6 +109,32 @@ def check_config(path: Path | None) -> int:
         f"{rules} rules"
     )
     return 0
+
+
+def check_rules(rules_cfg: RulesConfig | None) -> int | None:
+    """Load the configured rule files; print their problems; return the rule count or None."""
+    from agent.alerting.model import RuleProblems
+    from agent.alerting.rules import load_configured
+
+    if rules_cfg is None:
+        return None
+    try:
+        return sum(len(g.rules) for g in load_configured(rules_cfg))
+    except RuleProblems as exc:
+        print(f"dsagent: rules have {len(exc.problems)} problem(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
+
+
+def raw_rules(path: Path | None) -> RulesConfig | None:
+    """Return the file's [rules] table when the rest of the file has problems, if it is valid."""
+    source = resolve_path(path)
+    try:
+        data = tomllib.loads(source.read_text(encoding="utf-8")) if source else {}
+        return RulesConfig.model_validate(data.get("rules", {}))
+    except (OSError, ValueError, AttributeError):  # reported already, with the file's problems
+        return None
 
 
 def version(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -148,3 +149,43 @@ def test_every_option_has_help(tmp_path: Path) -> None:
         return missing
 
     assert walk(build_parser()) == []
+
+
+def test_an_env_variable_that_is_not_json_is_named(tmp_path: Path) -> None:
+    out = dsagent("check-config", env={"DSAGENT_NETWORK__PROBE_TARGETS": "10.0.0.1"})
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "env DSAGENT_NETWORK__PROBE_TARGETS: '10.0.0.1' is not JSON" in out.stderr
+    assert '["10.0.0.1"]' in out.stderr, "the expected form"
+
+
+def test_check_config_lists_every_stage_in_file_order_with_suggestions(tmp_path: Path) -> None:
+    rules = tmp_path / "r.yml"
+    rules.write_text("groups:\n  - name: g\n    rules: 5\n")
+    conf = tmp_path / "agent.toml"
+    worker = '[[workers]]\nname = "a"\nurl = "http://127.0.0.1:8000"\ntimout = "1s"\n'
+    conf.write_text(f'{worker}[agent]\nsample_intervall = "1s"\n[rules]\npaths = ["{rules}"]\n')
+    out = dsagent("check-config", "--config", str(conf))
+    assert out.returncode == 2
+    lines = [x.strip() for x in out.stderr.splitlines() if x.startswith("  ")]
+    assert lines[0].startswith(f"{conf}:4: workers.0.timout: unknown key (did you mean 'timeout'?)")
+    assert lines[1].startswith(f"{conf}:6: agent.sample_intervall: unknown key (did you mean "
+                               "'sample_interval'?)")  # fmt: skip
+    assert lines[2].startswith(f"{rules}:3: group 'g': rules must be a list"), "the rule stage too"
+
+
+def test_cli_mistakes_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    out = dsagent("status", "--url", "127.0.0.1:19999")
+    assert out.returncode == 2 and "needs the scheme http:// or https://" in out.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = dsagent("sim-worker", "--port", str(port))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"cannot serve on 127.0.0.1:{port}" in out.stderr
+    for args in (("rules", "check", str(tmp_path / "none.yml")),
+                 ("check-config", "--config", str(tmp_path)),
+                 ("status", "--token-file", str(tmp_path / "none"))):  # fmt: skip
+        out = dsagent(*args)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, args
+        assert len(out.stderr.strip().splitlines()) <= 2, out.stderr

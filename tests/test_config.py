@@ -79,7 +79,7 @@ def test_every_problem_names_file_line_and_key(tmp_path: Path) -> None:
         p.startswith(f"{path}:9: network.probe_targets") and "needs a port" in p for p in found
     )
     assert f"{path}:10: network.bogus: unknown key" in found
-    assert f"{path}:11: gpux: unknown key" in found
+    assert f"{path}:11: gpux: unknown key (did you mean 'gpu'?)" in found
     assert len(found) == 5
 
 

@@ -317,3 +317,15 @@ def test_a_worker_that_closes_every_connection_is_probed_all_the_same(counting: 
     assert ("inference_kv_cache_usage_ratio",) in got, "the engine's /metrics came too"
     assert len(counting.accepted) == 6, "a connection per request, none failed"
     assert counting.paths.count("/v1/models") == 2, "each round connects anew: asked each time"
+
+
+def test_the_simulators_control_is_strict() -> None:
+    from agent.sim.worker import control_value
+
+    known = {"mode": "ok", "latency": 0.08, "error_rate": 0.0, "gpu_util": 0.7}
+    assert control_value("latency", 2, known) == 2.0
+    for key, value, says in (("latncy", 1, "unknown key 'latncy'"), ("mode", "sleep", "one of"),
+                             ("error_rate", 3, "0 to 1"), ("latency", "x", "a number"),
+                             ("latency", True, "a number")):  # fmt: skip
+        with pytest.raises(ValueError, match=says):
+            control_value(key, value, known)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -30,8 +32,14 @@ class ConfigError(Exception):
     """Raised when the configuration cannot be used; carries every problem found."""
 
     def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = list(problems)
+        self.problems = sorted(problems, key=_order)  # a file's in line order, then the rest
         super().__init__("; ".join(str(p) for p in self.problems))
+
+
+def _order(problem: Problem) -> tuple[str, int]:
+    """Sort key: where a problem is, its line as a number (file:9 before file:10)."""
+    place, _, line = problem.where.rpartition(":")
+    return (place, int(line)) if line.isdigit() else (problem.where, 0)
 
 
 def env_name(parts: Sequence[str | int]) -> str | None:
@@ -86,6 +94,34 @@ def problems_from(exc: ValidationError, path: Path | None, text: str) -> list[Pr
         key = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key"
+            msg = "unknown key" + did_you_mean(err["loc"])
         out.append(locate(Problem(key, msg), path, text))
     return out
+
+
+def did_you_mean(loc: tuple[int | str, ...]) -> str:
+    """Suggest the known key an unknown one is closest to: ' (did you mean X?)', or ''."""
+    from agent.config.settings import Config  # the model is built from this module's helpers
+
+    model: Any = Config
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            continue  # a list index: the same model below it
+        model = _inner(field.annotation)
+        if model is None:
+            return ""
+    known = list(getattr(model, "model_fields", {}))
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _inner(annotation: Any) -> Any:
+    """Return the model a field holds, looking inside list[...] and X | None."""
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if hasattr(candidate, "model_fields"):
+            return candidate
+        for inner in typing.get_args(candidate):
+            if hasattr(inner, "model_fields"):
+                return inner
+    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -334,6 +335,24 @@ def _read(path: Path) -> str:
         return ""
 
 
+def env_json_problems(exc: SettingsError) -> list[Problem]:
+    """Name the DSAGENT_ variables whose value should be JSON (a list or a table) and is not."""
+    section = re.search(r'field "(\w+)"', str(exc))
+    prefix = ENV_PREFIX + (section.group(1).upper() if section else "")
+    out = []
+    for name, value in sorted(os.environ.items()):
+        if not name.upper().startswith(prefix):
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            out.append(Problem("", f"{value!r} is not JSON: a list or a table from the "
+                               'environment is written as JSON, e.g. \'["10.0.0.1"]\' or '
+                               '\'[{"name": "w", "url": "http://127.0.0.1:8000"}]\'',
+                               f"env {name}"))  # fmt: skip
+    return out or [Problem("", f"{exc}: {exc.__cause__}", "environment")]
+
+
 def load_config(path: Path | None = None) -> Config:
     """Load and validate; raise ConfigError listing every problem with where it came from."""
     path = resolve_path(path)
@@ -343,7 +362,7 @@ def load_config(path: Path | None = None) -> Config:
     except ValidationError as exc:
         raise ConfigError(problems_from(exc, path, text)) from None
     except SettingsError as exc:  # a DSAGENT_ variable holding JSON that does not parse
-        raise ConfigError([Problem("", f"{exc}: {exc.__cause__}", "environment")]) from None
+        raise ConfigError(env_json_problems(exc)) from None
     problems = [locate(p, path, text) for p in cross_check(cfg)]
     if problems:
         raise ConfigError(problems)

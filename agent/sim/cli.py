@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -23,7 +24,12 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "sim-worker":
         from agent.sim.worker import serve
 
-        serve(args.port, args.model, args.log)
+        try:
+            serve(args.port, args.model, args.log)
+        except OSError as exc:  # the port is taken, or the log cannot be written
+            print(f"dsagent sim-worker: cannot serve on 127.0.0.1:{args.port}: "
+                  f"{exc.strerror or exc}; give another --port", file=sys.stderr)  # fmt: skip
+            return 2
         return 0
     from agent.sim.demo import run_demo
 

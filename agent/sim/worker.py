@@ -32,6 +32,21 @@ class Behaviour:
     gpu_util: float = 0.7
 
 
+def control_value(key: str, value: Any, known: dict[str, Any]) -> Any:
+    """Check one /control key and value: a known key, a mode of MODES, a finite number >= 0."""
+    if key not in known:
+        raise ValueError(f"unknown key {key!r}: use {', '.join(known)}")
+    if key == "mode":
+        if value not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e9:
+        raise ValueError(f"{key} must be a number from 0, not {value!r}")
+    if key in ("error_rate", "gpu_util") and value > 1:
+        raise ValueError(f"{key} is a share: 0 to 1, not {value!r}")
+    return float(value)
+
+
 class SimMetrics:
     """The vLLM metric names the agent maps, in a registry of their own."""
 
@@ -160,13 +175,16 @@ class Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": "not found"})
 
     def _control(self, body: dict[str, Any]) -> None:
+        """Apply every key, or none: an unknown key or a bad value is a 400 naming it."""
         sim = self.server.sim
-        for key, value in body.items():
-            if key == "mode" and value not in MODES:
-                self._json(400, {"error": f"mode must be one of {MODES}"})
-                return
-            if hasattr(sim.behaviour, key):
-                setattr(sim.behaviour, key, type(getattr(sim.behaviour, key))(value))
+        known = asdict(sim.behaviour)
+        try:
+            changes = {key: control_value(key, value, known) for key, value in body.items()}
+        except ValueError as exc:
+            self._json(400, {"error": str(exc), "keys": known})
+            return
+        for key, value in changes.items():
+            setattr(sim.behaviour, key, value)
         self._json(200, asdict(sim.behaviour))
 
     def _complete(self, body: dict[str, Any]) -> None:

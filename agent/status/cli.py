@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from agent.config import ConfigError, load_config
-from agent.config.settings import agent_url
+from agent.config.settings import agent_url, http_url
 from agent.status import hardware
 from agent.status.view import render
 
@@ -80,7 +80,7 @@ def fetch(url: str, token: str | None, ca_file: str | None) -> dict[str, Any]:
 
 def _url(args: argparse.Namespace) -> str:
     if args.url:
-        return str(args.url).rstrip("/")
+        return http_url(str(args.url)).rstrip("/")  # ValueError naming the form it wants
     return agent_url(load_config(args.config)) if args.config else DEFAULT_URL
 
 

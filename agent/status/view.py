@@ -119,8 +119,11 @@ def workers(series: Sequence[Series], style: Style) -> list[str]:
     return rows if len(rows) > 1 else [" no workers configured"]
 
 
-def alerts(items: Sequence[dict[str, Any]], style: Style) -> list[str]:
-    """Return firing and pending alerts, worst first: since when, value, mute marks."""
+def alerts(items: Sequence[dict[str, Any]], style: Style, width: int = 80) -> list[str]:
+    """Return firing and pending alerts, worst first: since when, value, mute marks.
+
+    Labels that do not fit the width go on the lines below, never cut.
+    """
     shown = [a for a in items if a.get("state") in ("firing", "pending")]
     order = {"critical": 0, "warning": 1, "info": 2}
     shown.sort(key=lambda a: (a["state"] != "firing", order.get(a["labels"].get("severity"), 3)))
@@ -128,13 +131,25 @@ def alerts(items: Sequence[dict[str, Any]], style: Style) -> list[str]:
     for a in shown:
         labels = dict(a["labels"])
         name, sev = labels.pop("alertname", "?"), labels.pop("severity", "")
-        where = " ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in QUIET)
+        where = [f"{k}={v}" for k, v in sorted(labels.items()) if k not in QUIET]
         since = time.strftime("%H:%M:%S", time.localtime(a.get("active_at", 0)))
         mark = f" [{a['muted'].split()[0]}]" if a.get("muted") else ""  # silenced, inhibited
         colour = RED if sev == "critical" and a["state"] == "firing" else YELLOW
         head = style.paint(f"{a['state']:8} {sev:8}", colour)
-        rows.append(f" {head} {name}{mark} since {since} = {fmt(a.get('value'), 'g')} {where}")
+        text = f"{name}{mark} since {since} = {fmt(a.get('value'), 'g')}"
+        rows += wrapped(f" {head} {text}", 19 + len(text), where, width)
     return rows or [" none firing or pending"]
+
+
+def wrapped(first: str, used: int, words: list[str], width: int) -> list[str]:
+    """Put words after `first` (of `used` visible characters), then on indented lines below."""
+    rows, line, room = [], first, width - used
+    for word in words:
+        if len(word) + 1 > room and line.strip():
+            rows.append(line)
+            line, room = "   ", width - 3
+        line, room = f"{line} {word}", room - len(word) - 1
+    return [*rows, line]
 
 
 def node(series: Sequence[Series]) -> list[str]:
@@ -196,7 +211,7 @@ def render(data: dict[str, Any], *, color: bool = False, ascii_only: bool = Fals
     sections = [
         ("GPUS", gpus(series, style)),
         ("WORKERS", workers(series, style)),
-        ("ALERTS", alerts(data.get("alerts", []), style)),
+        ("ALERTS", alerts(data.get("alerts", []), style, width)),
         ("NODE", node(series)),
         ("HARDWARE", hardware(series)),
         ("PIPELINES", pipelines(series, data.get("at", 0))),
