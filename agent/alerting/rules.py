@@ -41,10 +41,13 @@ def expand(paths: Iterable[str | Path]) -> list[Path]:
 
 def load_configured(cfg: RulesConfig) -> list[Group]:
     """Load the packaged rules (unless turned off) and the configured ones, minus disabled ones."""
+    from agent.alerting import overrides
+
     off = set(cfg.disabled)
     files: list[str | Path] = [default_rules_dir()] if cfg.defaults else []
     groups = load_files([*files, *cfg.paths])
-    return [replace(g, rules=tuple(r for r in g.rules if r.alert not in off)) for g in groups]
+    kept = [replace(g, rules=tuple(r for r in g.rules if r.alert not in off)) for g in groups]
+    return overrides.apply(kept, cfg.overrides)
 
 
 def load_files(paths: Iterable[str | Path]) -> list[Group]:

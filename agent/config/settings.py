@@ -161,12 +161,25 @@ class TextfileConfig(Section):
     directory: Path | None = None
 
 
+Severity = Literal["info", "warning", "critical"]
+
+
+class RuleOverride(Section):
+    """[rules.overrides.<alert>]: a rule's levels or timing, changed without copying its file."""
+
+    thresholds: dict[Severity, float] = Field(default_factory=dict)  # merged per severity
+    clear: dict[Severity, float] = Field(default_factory=dict)
+    hold: Duration | None = Field(default=None, alias="for")
+    keep_firing_for: Duration | None = None
+
+
 class RulesConfig(Section):
     """[rules]: which rule files, and how alert state survives restarts."""
 
     defaults: bool = True
     paths: list[str] = Field(default_factory=list)
     disabled: list[str] = Field(default_factory=list)
+    overrides: dict[str, RuleOverride] = Field(default_factory=dict)  # by alert name
     resolved_retention: Duration = 900.0
     outage_tolerance: Duration = 3600.0
     grace_period: Duration = 60.0
