@@ -471,3 +471,50 @@ def test_a_delivered_notification_the_outbox_cannot_remove_is_not_resent(tmp_pat
         pass
     names = [a["labels"]["alertname"] for _, body, _ in sent.posts for a in body["alerts"]]
     assert names == ["A", "B"] and outbox.head("hook#0") is None, "each sent once, in order"
+
+
+def levels_seen(sent: Transport) -> list[tuple[str, str, str]]:
+    """(status, severity, transition) of every alert posted, in order."""
+    return [(a["status"], a["labels"]["severity"], a["annotations"].get("transition", ""))
+            for _, body, _ in sent.posts for a in body["alerts"]]  # fmt: skip
+
+
+def test_a_critical_easing_to_warning_is_an_update_not_a_page(tmp_path: Path) -> None:
+    n = notifier(tmp_path)
+    sent = Transport()
+    crit, warn = alert("Hot", severity="critical"), alert("Hot", severity="warning")
+    n.deliver([crit, warn], [], T0)  # the warning is inhibited by the critical
+    drain(tmp_path, sent)
+    crit_done = alert("Hot", state="resolved", severity="critical")
+    n.deliver([crit_done, warn], [], T0 + 100)  # on the way down: critical cleared, warning not
+    drain(tmp_path, sent)
+    n.deliver([crit_done, alert("Hot", state="resolved", severity="warning")], [], T0 + 200)
+    drain(tmp_path, sent)
+    assert levels_seen(sent) == [("firing", "critical", ""),
+                                 ("firing", "warning", "downgrade from critical"),
+                                 ("resolved", "warning", "")]  # fmt: skip
+    ids = {body["alerts"][0]["fingerprint"] for _, body, _ in sent.posts}
+    assert len(ids) == 1, "one alert throughout"
+
+
+def test_a_warning_rising_to_critical_is_an_upgrade(tmp_path: Path) -> None:
+    n = notifier(tmp_path)
+    sent = Transport()
+    n.deliver([alert("Hot", severity="warning")], [], T0)
+    drain(tmp_path, sent)
+    n.deliver([alert("Hot", severity="warning"), alert("Hot", severity="critical")], [], T0 + 60)
+    drain(tmp_path, sent)
+    assert levels_seen(sent) == [("firing", "warning", ""),
+                                 ("firing", "critical", "upgrade from warning")]  # fmt: skip
+
+
+def test_separate_levels_page_as_prometheus_does(tmp_path: Path) -> None:
+    n = notifier(tmp_path, cfg(tmp_path, notify={"levels": "separate"}))
+    sent = Transport()
+    crit, warn = alert("Hot", severity="critical"), alert("Hot", severity="warning")
+    n.deliver([crit, warn], [], T0)
+    drain(tmp_path, sent)
+    n.deliver([alert("Hot", state="resolved", severity="critical"), warn], [], T0 + 100)
+    drain(tmp_path, sent)
+    statuses = [(s, sev) for s, sev, _ in levels_seen(sent)]
+    assert ("firing", "warning") in statuses and ("resolved", "critical") in statuses, statuses

@@ -75,6 +75,9 @@ class NotifyConfig(Section):
     resend_delay: Duration = 60.0  # alertmanager receivers: re-send firing alerts this often
     default_inhibit: bool = True
     alert_log_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    # "one": a rule's levels are one alert to chat and webhook receivers (a change of level is
+    # an update); "separate": each level is an alert of its own, as in Prometheus
+    levels: Literal["one", "separate"] = "one"
 
 
 def template_problem(template: str) -> str | None:

@@ -12,10 +12,12 @@ from typing import Any
 
 from agent.config.notify import ReceiverConfig, RouteConfig
 from agent.matchers import Matcher, parse_matchers
+from agent.notify import levels
 from agent.notify.outbox import Outbox, OutboxWriteError
 from agent.notify.payload import rfc3339, webhook_v4
 
 AlertDict = dict[str, Any]
+ByKey = dict[str, list[AlertDict]]
 log = logging.getLogger(__name__)
 
 
@@ -118,34 +120,32 @@ class Dispatcher:
         # Restored: a restart neither repeats what was sent nor forgets a resolve that is owed.
         self.groups = restore_groups(outbox)
         self.am_sent: dict[str, float] = {}  # fingerprint+status -> last sent to Alertmanager
+        self.one_per_rule = True  # notify.levels = "one"
 
     def configure(self, routes: list[Route], receivers: Sequence[ReceiverConfig],
-                  external_url: str, resend_delay: float) -> None:  # fmt: skip
+                  external_url: str, resend_delay: float,
+                  one_per_rule: bool = True) -> None:  # fmt: skip
         """Take new routes and receivers; groups of unchanged routes keep what they sent."""
         self.routes, self.receivers = routes, {r.name: r for r in receivers}
         self.external_url, self.resend_delay = external_url, resend_delay
+        self.one_per_rule = one_per_rule
 
     def flush(self, alerts: Sequence[AlertDict], now: float,
               present: Collection[str] | None = None) -> int:  # fmt: skip
         """Route and group the alerts; queue what is due; return notifications queued.
 
         `alerts` are the ones to notify (muted ones left out); `present` holds the fingerprint
-        of every alert that still exists, muted or not: one notified as firing that is no longer
-        there (its rule was removed or changed) is sent as resolved.
+        of every alert that still exists, muted or not (and, for one alert per rule, of its
+        labels without severity): one notified as firing that is no longer there (its rule was
+        removed or changed) is sent as resolved. Alertmanager receivers get every level: it
+        inhibits by itself.
         """
-        grouped: dict[str, list[AlertDict]] = {}
-        to_am: dict[str, list[AlertDict]] = {}
-        for alert in alerts:
-            for route in matching(self.routes, alert["labels"]):
-                if self.receivers[route.cfg.receiver].type == "alertmanager":
-                    to_am.setdefault(route.cfg.receiver, []).append(alert)
-                    continue
-                glabels = {k: alert["labels"].get(k, "") for k in route.cfg.group_by}
-                key = f"{route.cfg.receiver}/{route.id}/{json.dumps(glabels, sort_keys=True)}"
-                if key not in self.groups:
-                    self.groups[key] = GroupState(key, route.id, glabels, first_seen=now)
-                grouped.setdefault(key, []).append(alert)
-        there = {a["fingerprint"] for a in alerts} if present is None else set(present)
+        grouped, to_am = self._route(alerts, now)
+        if present is None:  # every alert here exists, under each fingerprint it may go by
+            present = {a["fingerprint"] for a in alerts} | {
+                levels.base(a["labels"]) for a in alerts
+            }
+        there = set(present)
         routes = {r.id: r for r in self.routes}
         queued = 0
         for key, state in list(self.groups.items()):
@@ -166,6 +166,25 @@ class Dispatcher:
                 continue
         return queued
 
+    def _route(self, alerts: Sequence[AlertDict], now: float) -> tuple[ByKey, ByKey]:
+        """Return the alerts by aggregation group key, and by Alertmanager receiver."""
+        grouped: dict[str, list[AlertDict]] = {}
+        to_am: dict[str, list[AlertDict]] = {}
+        for alert in alerts:
+            for route in matching(self.routes, alert["labels"]):
+                if self.receivers[route.cfg.receiver].type == "alertmanager":
+                    to_am.setdefault(route.cfg.receiver, []).append(alert)
+        for alert in levels.one_per_rule(alerts) if self.one_per_rule else alerts:
+            for route in matching(self.routes, alert["labels"]):
+                if self.receivers[route.cfg.receiver].type == "alertmanager":
+                    continue
+                glabels = {k: alert["labels"].get(k, "") for k in route.cfg.group_by}
+                key = f"{route.cfg.receiver}/{route.id}/{json.dumps(glabels, sort_keys=True)}"
+                if key not in self.groups:
+                    self.groups[key] = GroupState(key, route.id, glabels, first_seen=now)
+                grouped.setdefault(key, []).append(alert)
+        return grouped, to_am
+
     def _group(self, route: Route, state: GroupState, alerts: list[AlertDict], present: set[str],
                now: float) -> int:  # fmt: skip
         firing = [a for a in alerts if a["status"] == "firing"]
@@ -179,8 +198,15 @@ class Dispatcher:
             for a in resolved:  # owed nothing: the group forgets them without a notification
                 state.fired.pop(a["fingerprint"], None)
             resolved = []
+        if self.one_per_rule:  # a level that moved is an update, marked as such; a resolve
+            # names the level last notified
+            firing = [self._marked(a, owed.get(a["fingerprint"])) for a in firing]
+            resolved = [
+                {**a, "labels": owed[a["fingerprint"]]["labels"]} if a["fingerprint"] in owed else a
+                for a in resolved
+            ]  # names the level last notified
         send = firing + resolved
-        current = frozenset((a["fingerprint"], a["status"]) for a in send)
+        current = frozenset((a["fingerprint"], self._status(a)) for a in send)
         if not send or not due(state, current, bool(firing), route.cfg, now):
             if not alerts and not state.fired:
                 self._forget(state.key)
@@ -191,7 +217,7 @@ class Dispatcher:
         ended = {r["fingerprint"] for r in resolved}
         fired = {fp: a for fp, a in state.fired.items() if fp not in ended}
         fired.update((a["fingerprint"], a) for a in firing)
-        sent = frozenset(x for x in current if x[1] == "firing")
+        sent = frozenset(x for x in current if x[1].startswith("firing"))
         after = dataclasses.replace(state, last_sent=now, sent=sent, fired=fired)
         ident = key_of(receiver.name, state.key, now, sorted(current))
         keep = after.to_json() if (alerts or after.fired) else None
@@ -204,6 +230,19 @@ class Dispatcher:
         else:
             self.groups[state.key] = after
         return 1
+
+    def _status(self, alert: AlertDict) -> str:
+        """Return what a group remembers sending: with one alert per rule, a firing level too."""
+        if self.one_per_rule and alert["status"] == "firing":
+            return f"firing:{levels.severity(alert)}"
+        return str(alert["status"])
+
+    @staticmethod
+    def _marked(alert: AlertDict, before: AlertDict | None) -> AlertDict:
+        moved = levels.transition(before, alert)
+        if not moved:
+            return alert
+        return {**alert, "annotations": {**alert["annotations"], "transition": moved}}
 
     def _forget(self, key: str) -> None:
         if self.groups[key].last_sent is not None:

@@ -14,7 +14,7 @@ from agent.backends import BACKENDS
 from agent.config import Config
 from agent.config.notify import NotifyConfig, ReceiverConfig
 from agent.files import JsonLinesLog
-from agent.notify import channels
+from agent.notify import channels, levels
 from agent.notify.channels.base import read_secret
 from agent.notify.dispatch import Dispatcher, Route, build_routes
 from agent.notify.inhibit import DEFAULTS, InhibitRule, inhibited, outranked
@@ -109,7 +109,7 @@ class Notifier:
             self._muted_from = None  # new rules or node name: mutes are worked out again
             self.alert_log = JsonLinesLog(state / "alerts.log", notify.alert_log_max_bytes)
             self.dispatcher.configure(routes, cfg.receivers, notify.external_url,
-                                      notify.resend_delay)  # fmt: skip
+                                      notify.resend_delay, notify.levels == "one")  # fmt: skip
             if senders is not None:
                 self._swap_senders(senders)
                 self._receivers, self._notify, self._keys = list(cfg.receivers), cfg.notify, keys
@@ -207,7 +207,8 @@ class Notifier:
         keep: list[dict[str, Any]] = [
             d for a, d in zip(shown, dicts, strict=True) if a.labels not in self.muted
         ]
-        self.dispatcher.flush(keep, now, present={d["fingerprint"] for d in dicts})
+        present = {d["fingerprint"] for d in dicts} | {levels.base(d["labels"]) for d in dicts}
+        self.dispatcher.flush(keep, now, present=present)
 
     def sample(self, now: float) -> Iterator[Sample]:
         """Flush (for group_interval and repeat timers), then report the outbox."""
