@@ -56,6 +56,7 @@ class Target:
     name: str
     inputs: st.SearchStrategy[Any]
     check: Callable[[Any], None]
+    cases: int = 10_000  # what `make fuzz` runs by default
 
 
 EDGES = ["1s", "5m", "-1s", "1e999", "\x00", "x" * 300, "http://127.0.0.1:1", "{{ $value }}"]
@@ -494,12 +495,12 @@ TARGETS = [
         ),
         check_env,
     ),
-    Target("rules check", rule_files(), check_rules),
+    Target("rules check", rule_files(), check_rules, cases=20_000),
     Target("web.yml", web_files(), check_web),
     Target("worker exposition", st.lists(EXPOSITION_LINES, max_size=8), check_exposition),
     Target("log lines", LINES, check_line),
     Target("admin API bodies", ADMIN, check_admin),
     Target("HTTP request heads", HEADS, check_head),
     Target("worker answers", ANSWERS, check_answer),
-    Target("worker sampler", WORKER, check_worker),
+    Target("worker sampler", WORKER, check_worker, cases=100_000),
 ]
