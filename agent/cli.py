@@ -133,7 +133,7 @@ def raw_rules(path: Path | None) -> RulesConfig | None:
     try:
         data = tomllib.loads(source.read_text(encoding="utf-8")) if source else {}
         return RulesConfig.model_validate(data.get("rules", {}))
-    except (OSError, ValueError, AttributeError):  # reported already, with the file's problems
+    except (OSError, ValueError, AttributeError, RecursionError):  # said with the file's own
         return None
 
 

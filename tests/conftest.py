@@ -51,6 +51,27 @@ def promtool(
     )
 
 
+DEMO_RULE = """groups:
+  - name: demo
+    interval: 1s
+    rules:
+      - alert: DemoUp
+        expr: demo_value
+        op: ">"
+        thresholds: {warning: 0}
+"""
+
+
+def demo(tmp: Path, names: dict[str, int]) -> tuple[Path, Path]:
+    """A rule file and a textfile dir whose demo_value{name} series fire DemoUp per name."""
+    rules, prom = tmp / "demo.yml", tmp / "prom"
+    rules.write_text(DEMO_RULE)
+    prom.mkdir(exist_ok=True)
+    (prom / "demo.prom").write_text("".join(f'demo_value{{name="{n}"}} {v}\n'
+                                            for n, v in names.items()))  # fmt: skip
+    return rules, prom
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:

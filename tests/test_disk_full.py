@@ -13,19 +13,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import AgentProcess, Sink, need, need_binary, wait_for
+from tests.conftest import AgentProcess, Sink, demo, need, need_binary, wait_for
 
 pytestmark = pytest.mark.integration
-
-RULE = """groups:
-  - name: demo
-    interval: 1s
-    rules:
-      - alert: DemoUp
-        expr: demo_value
-        op: ">"
-        thresholds: {warning: 0}
-"""
 
 
 @pytest.fixture
@@ -72,11 +62,8 @@ def firing(agent: AgentProcess) -> set[str]:
 def test_disk_full_during_a_resolve_and_a_fire(
     agent_factory: Callable[..., AgentProcess], sink: Sink, small_disk: Path, tmp_path: Path
 ) -> None:
-    rules, prom = tmp_path / "demo.yml", tmp_path / "prom"
-    rules.write_text(RULE)
-    prom.mkdir()
+    rules, prom = demo(tmp_path, {"a": 1, "c": 0})
     values = prom / "demo.prom"
-    values.write_text('demo_value{name="a"} 1\ndemo_value{name="c"} 0\n')
     agent = agent_factory(
         f'[agent]\nstate_dir = "{small_disk}"\n'
         f'[rules]\ndefaults = false\npaths = ["{rules}"]\n[textfile]\ndirectory = "{prom}"\n'

@@ -17,30 +17,10 @@ import requests
 
 from agent.logsetup import OneLineFormatter
 from agent.secrets import SECRETS, scrub, url_secrets
-from tests.conftest import AgentProcess, Sink, free_port, wait_for
+from tests.conftest import AgentProcess, Sink, demo, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 Start = Callable[..., AgentProcess]
-
-RULE = """groups:
-  - name: demo
-    interval: 1s
-    rules:
-      - alert: DemoUp
-        expr: demo_value
-        op: ">"
-        thresholds: {warning: 0}
-"""
-
-
-def demo(tmp: Path, names: dict[str, int]) -> tuple[Path, Path]:
-    """A rule file and a textfile dir whose demo_value series fire the rule per name."""
-    rules, prom = tmp / "demo.yml", tmp / "prom"
-    rules.write_text(RULE)
-    prom.mkdir(exist_ok=True)
-    (prom / "demo.prom").write_text("".join(f'demo_value{{name="{n}"}} {v}\n'
-                                            for n, v in names.items()))  # fmt: skip
-    return rules, prom
 
 
 def reload(agent: AgentProcess, times: int) -> None:

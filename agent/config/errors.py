@@ -87,23 +87,21 @@ def locate(problem: Problem, path: Path | None, text: str) -> Problem:
     return problem._replace(where=f"{path}:{line}" if line else str(path))
 
 
-def problems_from(exc: ValidationError, path: Path | None, text: str) -> list[Problem]:
-    """Turn a pydantic ValidationError into located problems."""
+def problems_from(exc: ValidationError, path: Path | None, text: str,
+                  model: Any = None) -> list[Problem]:  # fmt: skip
+    """Turn a pydantic ValidationError into located problems; `model` suggests known keys."""
     out = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key" + did_you_mean(err["loc"])
+            msg = "unknown key" + did_you_mean(err["loc"], model)
         out.append(locate(Problem(key, msg), path, text))
     return out
 
 
-def did_you_mean(loc: tuple[int | str, ...]) -> str:
-    """Suggest the known key an unknown one is closest to: ' (did you mean X?)', or ''."""
-    from agent.config.settings import Config  # the model is built from this module's helpers
-
-    model: Any = Config
+def did_you_mean(loc: tuple[int | str, ...], model: Any) -> str:
+    """Suggest the known key of `model` an unknown one is closest to: ' (did you mean X?)'."""
     for part in loc[:-1]:
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:

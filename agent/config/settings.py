@@ -373,7 +373,7 @@ def load_config(path: Path | None = None) -> Config:
     try:
         cfg = Config(**data)
     except ValidationError as exc:
-        raise ConfigError(problems_from(exc, path, text)) from None
+        raise ConfigError(problems_from(exc, path, text, Config)) from None
     except SettingsError as exc:  # a DSAGENT_ variable holding JSON that does not parse
         raise ConfigError(env_json_problems(exc)) from None
     problems = [locate(p, path, text) for p in cross_check(cfg)]
