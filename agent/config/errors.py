@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import typing
@@ -123,3 +124,21 @@ def _inner(annotation: Any) -> Any:
             if hasattr(inner, "model_fields"):
                 return inner
     return None
+
+
+def env_json_problems(exc: Exception) -> list[Problem]:
+    """Name the DSAGENT_ variables whose value should be JSON (a list or a table) and is not."""
+    section = re.search(r'field "(\w+)"', str(exc))
+    prefix = ENV_PREFIX + (section.group(1).upper() if section else "")
+    out = []
+    for name, value in sorted(os.environ.items()):
+        if not name.upper().startswith(prefix):
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            out.append(Problem("", f"{value!r} is not JSON: a list or a table from the "
+                               'environment is written as JSON, e.g. \'["10.0.0.1"]\' or '
+                               '\'[{"name": "w", "url": "http://127.0.0.1:8000"}]\'',
+                               f"env {name}"))  # fmt: skip
+    return out or [Problem("", f"{exc}: {exc.__cause__}", "environment")]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -16,7 +15,8 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
-from agent.config.errors import ConfigError, Problem, locate, problems_from
+from agent.config.errors import ConfigError, Problem, env_json_problems, locate, problems_from
+from agent.config.hardware import HardwareConfig
 from agent.config.notify import (
     InhibitConfig,
     NotifyConfig,
@@ -127,32 +127,6 @@ class GpuConfig(Section):
     simulate: int = Field(default=0, ge=0, le=64)
     scenario: Literal["normal", "throttle", "xid_burst", "lost", "unsupported"] = "normal"
     timeout: Duration = Field(default=0.8, gt=0)
-
-
-# The deployment guide's kernel tuning for an inference node: a reimage or an update reverts it.
-GUIDE_SYSCTL: dict[str, int | str] = {
-    "vm.swappiness": 0,
-    "net.core.somaxconn": 65535,
-    "net.ipv4.tcp_max_syn_backlog": 65535,
-}
-
-
-class HardwareConfig(Section):
-    """[hardware]: ECC memory, InfiniBand, md RAID, NVMe health and kernel tuning."""
-
-    interval: Duration = Field(default=10.0, gt=0)  # these change slowly; read less often
-    sysctl: dict[str, int | str] = Field(default_factory=lambda: dict(GUIDE_SYSCTL))
-    infiniband_expected_gbps: float = Field(default=0.0, ge=0)  # 0: the best rate seen
-    infiniband_exclude: Regex | None = None  # matched against "device" and "device/port"
-    nvme_health_log: bool = True  # read the SMART log (needs root or CAP_SYS_ADMIN)
-
-    @field_validator("sysctl")
-    @classmethod
-    def _sysctl(cls, values: dict[str, int | str]) -> dict[str, int | str]:
-        for name in values:
-            if not re.fullmatch(r"[a-z0-9_]+(\.[A-Za-z0-9_-]+)+", name):
-                raise ValueError(f"{name!r} is not a sysctl name like vm.swappiness")
-        return values
 
 
 class TextfileConfig(Section):
@@ -346,24 +320,6 @@ def _read(path: Path) -> str:
         return path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
-
-
-def env_json_problems(exc: SettingsError) -> list[Problem]:
-    """Name the DSAGENT_ variables whose value should be JSON (a list or a table) and is not."""
-    section = re.search(r'field "(\w+)"', str(exc))
-    prefix = ENV_PREFIX + (section.group(1).upper() if section else "")
-    out = []
-    for name, value in sorted(os.environ.items()):
-        if not name.upper().startswith(prefix):
-            continue
-        try:
-            json.loads(value)
-        except ValueError:
-            out.append(Problem("", f"{value!r} is not JSON: a list or a table from the "
-                               'environment is written as JSON, e.g. \'["10.0.0.1"]\' or '
-                               '\'[{"name": "w", "url": "http://127.0.0.1:8000"}]\'',
-                               f"env {name}"))  # fmt: skip
-    return out or [Problem("", f"{exc}: {exc.__cause__}", "environment")]
 
 
 def load_config(path: Path | None = None) -> Config:
