@@ -141,11 +141,7 @@ class Dispatcher:
         inhibits by itself.
         """
         grouped, to_am = self._route(alerts, now)
-        if present is None:  # every alert here exists, under each fingerprint it may go by
-            present = {a["fingerprint"] for a in alerts} | {
-                levels.base(a["labels"]) for a in alerts
-            }
-        there = set(present)
+        there = levels.known(alerts) if present is None else set(present)
         routes = {r.id: r for r in self.routes}
         queued = 0
         for key, state in list(self.groups.items()):
@@ -199,12 +195,9 @@ class Dispatcher:
                 state.fired.pop(a["fingerprint"], None)
             resolved = []
         if self.one_per_rule:  # a level that moved is an update, marked as such; a resolve
-            # names the level last notified
+            # names the level last notified (every resolve here is owed)
             firing = [self._marked(a, owed.get(a["fingerprint"])) for a in firing]
-            resolved = [
-                {**a, "labels": owed[a["fingerprint"]]["labels"]} if a["fingerprint"] in owed else a
-                for a in resolved
-            ]  # names the level last notified
+            resolved = [{**a, "labels": owed[a["fingerprint"]]["labels"]} for a in resolved]
         send = firing + resolved
         current = frozenset((a["fingerprint"], self._status(a)) for a in send)
         if not send or not due(state, current, bool(firing), route.cfg, now):

@@ -22,6 +22,11 @@ def base(labels: Mapping[str, str]) -> str:
     return fingerprint({k: v for k, v in labels.items() if k != "severity"})
 
 
+def known(alerts: Sequence[AlertDict]) -> set[str]:
+    """Return every fingerprint the alerts go by: each level's, and their rule's across levels."""
+    return {a["fingerprint"] for a in alerts} | {base(a["labels"]) for a in alerts}
+
+
 def severity(alert: AlertDict) -> str:
     """Return an alert's severity label."""
     return str(alert["labels"].get("severity", ""))

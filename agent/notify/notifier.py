@@ -111,10 +111,13 @@ class Notifier:
             self.dispatcher.configure(routes, cfg.receivers, notify.external_url,
                                       notify.resend_delay, notify.levels == "one")  # fmt: skip
             if senders is not None:
-                self._swap_senders(senders)
+                secret = {part for r in cfg.receivers for url in r.targets()
+                          for part in url_secrets(url)}  # fmt: skip
+                SECRETS.set("receivers:new", secret)  # before the new senders' first try
+                self._swap_senders(senders)  # the old ones are done once it returns
+                SECRETS.set("receivers", secret)
+                SECRETS.set("receivers:new", ())
                 self._receivers, self._notify, self._keys = list(cfg.receivers), cfg.notify, keys
-                SECRETS.set("receivers", (part for r in cfg.receivers for url in r.targets()
-                                          for part in url_secrets(url)))  # fmt: skip
                 BACKENDS.forget({s.backend for s in senders}, "receiver")
                 self._drop_orphans({s.receiver for s in senders})
 
@@ -207,8 +210,7 @@ class Notifier:
         keep: list[dict[str, Any]] = [
             d for a, d in zip(shown, dicts, strict=True) if a.labels not in self.muted
         ]
-        present = {d["fingerprint"] for d in dicts} | {levels.base(d["labels"]) for d in dicts}
-        self.dispatcher.flush(keep, now, present=present)
+        self.dispatcher.flush(keep, now, present=levels.known(dicts))
 
     def sample(self, now: float) -> Iterator[Sample]:
         """Flush (for group_interval and repeat timers), then report the outbox."""
