@@ -17,6 +17,7 @@ from pydantic_settings.exceptions import SettingsError
 
 from agent.config.errors import ConfigError, Problem, env_json_problems, locate, problems_from
 from agent.config.hardware import HardwareConfig
+from agent.config.kubernetes import KubernetesConfig
 from agent.config.notify import (
     InhibitConfig,
     NotifyConfig,
@@ -125,7 +126,7 @@ class GpuConfig(Section):
 
     enabled: Literal["auto"] | bool = "auto"
     simulate: int = Field(default=0, ge=0, le=64)
-    scenario: Literal["normal", "throttle", "xid_burst", "lost", "unsupported"] = "normal"
+    scenario: Literal["normal", "throttle", "xid_burst", "lost", "unsupported", "mig"] = "normal"
     timeout: Duration = Field(default=0.8, gt=0)
 
 
@@ -204,6 +205,7 @@ class Config(BaseSettings):
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     gpu: GpuConfig = Field(default_factory=GpuConfig)
     hardware: HardwareConfig = Field(default_factory=HardwareConfig)
+    kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
     textfile: TextfileConfig = Field(default_factory=TextfileConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Mapping
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from agent.config import Config
 from agent.nvml import Loader
 from agent.store import MetricInfo, Sample
+
+if TYPE_CHECKING:
+    from agent.samplers.gpu_pods import PodLabels
 
 
 class Sampler(Protocol):
@@ -61,7 +64,7 @@ def close_all(samplers: Iterable[object]) -> None:
 Factory = Callable[[Config], "Sampler | None"]
 
 
-def factories(nvml: Loader | None = None) -> list[Factory]:
+def factories(nvml: Loader | None = None, pods: PodLabels | None = None) -> list[Factory]:
     """Return the sampler factories in order (imported here to keep this module light)."""
     from agent.samplers import (
         disk,
@@ -78,7 +81,7 @@ def factories(nvml: Loader | None = None) -> list[Factory]:
     )
 
     return [host.build, disk.build, network.build, netprobe.build,
-            functools.partial(gpu.build, nvml=nvml), textfile.build,
+            functools.partial(gpu.build, nvml=nvml, pods=pods), textfile.build,
             edac.build, infiniband.build, md.build, nvme.build, sysctl.build]  # fmt: skip
 
 
@@ -87,6 +90,11 @@ def build_samplers(cfg: Config, nvml: Loader | None = None) -> list[Sampler]:
 
     `nvml` is the NVML loader the daemon injects (the simulator's fake for gpu.simulate).
     """
+    from agent.samplers import kubernetes
+    from agent.samplers.gpu_pods import PodLabels
     from agent.workers.sampler import build_all
 
-    return [*(s for make in factories(nvml) if (s := make(cfg)) is not None), *build_all(cfg)]
+    k8s = kubernetes.build(cfg)
+    pods = PodLabels(k8s.source) if k8s else None
+    made = [s for make in factories(nvml, pods) if (s := make(cfg)) is not None]
+    return [*made, *([k8s] if k8s else []), *build_all(cfg)]

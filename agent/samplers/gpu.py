@@ -6,11 +6,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 from agent.config import Config
 from agent.nvml import Device, GpuLost, Loader, NvmlDown, NvmlSession, ask, load_pynvml
 from agent.samplers.gpu_fields import METRICS, read_gpu
+from agent.samplers.gpu_pods import METRICS as POD_METRICS
+from agent.samplers.gpu_pods import PodLabels
 from agent.samplers.gpu_xid import XidWatcher
 from agent.store import Sample, sample
 from agent.workers.pids import WorkerMap
@@ -74,11 +76,12 @@ class GpuSampler:
     """
 
     name = "gpu"
-    metrics = METRICS
+    metrics: ClassVar = {**METRICS, **POD_METRICS}
     reentrant = True  # a run starts even while an earlier one hangs
 
-    def __init__(self, session: NvmlSession, timeout: float, workers: WorkerMap) -> None:
-        self.session, self.timeout, self.workers = session, timeout, workers
+    def __init__(self, session: NvmlSession, timeout: float, workers: WorkerMap,
+                 pods: PodLabels | None = None) -> None:  # fmt: skip
+        self.session, self.timeout, self.workers, self.pods = session, timeout, workers, pods
         self.xid = XidWatcher()
         self.timeouts = 0
         self._lock = threading.Lock()
@@ -106,8 +109,12 @@ class GpuSampler:
             return [Sample("dsagent_nvml_up", 0.0)]
         if results is None:
             return []  # this run hung and a later one read around it: the runner drops it
+        if self.pods is not None:
+            self.pods.refresh(self.session.nvml, self.session.devices)
         out = self._samples(results)
         out.extend(self._mix)
+        if self.pods is not None:
+            out.extend(self.pods.samples())
         out.append(Sample("dsagent_nvml_up", 1.0))
         out.append(Sample("dsagent_nvml_timeouts_total", float(self.timeouts)))
         out.extend(self._xid_samples())
@@ -154,13 +161,13 @@ class GpuSampler:
         seen: set[int] = set()
         for dev in self.session.devices:
             got = results.get(dev.index)
-            if got is None or isinstance(got, GpuLost):
-                out.append(Sample("gpu_up", 0.0, dev.labels))
-                continue
-            readings, usage = got
-            out.append(Sample("gpu_up", 1.0, dev.labels))
-            out.extend(readings)
-            out.extend(self._process_samples(dev, usage, seen))
+            up = Sample("gpu_up", float(got is not None and not isinstance(got, GpuLost)),
+                        dev.labels)  # fmt: skip
+            mine = [up]
+            if got is not None and not isinstance(got, GpuLost):
+                mine.extend(got[0])
+                mine.extend(self._process_samples(dev, got[1], seen))
+            out.extend(self.pods.relabel(dev.index, mine) if self.pods else mine)
         self.workers.forget_except(seen)
         return out
 
@@ -179,12 +186,13 @@ class GpuSampler:
         counts = self.xid.snapshot()
         for dev in self.session.devices:  # starts at 0, so increase() sees the first XID
             total = sum(n for (index, _), n in counts.items() if index == dev.index)
-            yield Sample("gpu_xid_events_total", float(total), dev.labels)
+            events = [Sample("gpu_xid_events_total", float(total), dev.labels)]
+            yield from self.pods.relabel(dev.index, events) if self.pods else events
         for (index, xid), count in sorted(counts.items()):
             labels = by_index.get(index, (("gpu", str(index)),))
-            yield Sample(
-                "gpu_xid_errors_total", float(count), tuple(sorted((*labels, ("xid", str(xid)))))
-            )
+            errors = [Sample("gpu_xid_errors_total", float(count),
+                             tuple(sorted((*labels, ("xid", str(xid))))))]  # fmt: skip
+            yield from self.pods.relabel(index, errors) if self.pods else errors
 
     def close(self) -> None:
         """Stop the XID watch and NVML."""
@@ -192,10 +200,12 @@ class GpuSampler:
         self.session.close()
 
 
-def build(cfg: Config, nvml: Loader | None = None) -> GpuSampler | None:
+def build(cfg: Config, nvml: Loader | None = None, pods: PodLabels | None = None
+          ) -> GpuSampler | None:  # fmt: skip
     """Build the GPU sampler; off when disabled, or on 'auto' without NVML or GPUs.
 
-    `nvml` loads the NVML module: pynvml unless the daemon injects the simulator's fake.
+    `nvml` loads the NVML module: pynvml unless the daemon injects the simulator's fake;
+    `pods` puts the holding pod on each GPU's series (Kubernetes).
     """
     gpu = cfg.gpu
     if gpu.enabled is False:
@@ -208,4 +218,4 @@ def build(cfg: Config, nvml: Loader | None = None) -> GpuSampler | None:
         return None
     if not opened:
         log.error("GPU sampler: %s; retrying every %gs", session.error, session.retry_after)
-    return GpuSampler(session, gpu.timeout, WorkerMap(cfg.workers, cfg.host.proc_root))
+    return GpuSampler(session, gpu.timeout, WorkerMap(cfg.workers, cfg.host.proc_root), pods)

@@ -24,6 +24,7 @@ from agent.nvml import (
     UNINITIALIZED,
     Loader,
 )
+from agent.sim.fake_mig import FakeMig, MigCalls
 
 GIB = 1024**3
 
@@ -48,6 +49,7 @@ class FakeGpu:
     hang: float = 0.0  # seconds every call sleeps
     energy_mj: float = 0.0
     events: list[queue.Queue[Any]] = field(default_factory=list)
+    mig: list[str] = field(default_factory=list)  # MIG profiles, one per device: MIG mode on
 
     @property
     def uuid(self) -> str:
@@ -55,7 +57,7 @@ class FakeGpu:
         return "GPU-" + str(uuid.uuid5(uuid.NAMESPACE_OID, f"dsagent-fake-{self.index}"))
 
 
-class FakeNvml:
+class FakeNvml(MigCalls):
     """Stands in for the pynvml module; unknown attributes (constants) come from pynvml."""
 
     def __init__(self, gpus: list[FakeGpu], clock: Any = time.monotonic) -> None:
@@ -89,6 +91,9 @@ class FakeNvml:
             gpus[1].lost_at = fake._start + 10.0
         elif name == "xid_burst":
             fake.pending_xids = [(0, 79), (0, 79), (0, 48)]
+        elif name == "mig":  # every GPU split in two halves, as pods of 3g.40gb ask for
+            for g in gpus:
+                g.mig = ["3g.40gb", "3g.40gb"]
         return fake
 
     # --- lifecycle -----------------------------------------------------------------
@@ -146,9 +151,9 @@ class FakeNvml:
         arch = "AMPERE" if "A100" in model else "ADA" if "L40" in model else "HOPPER"
         return int(getattr(pynvml, f"NVML_DEVICE_ARCH_{arch}"))
 
-    def nvmlDeviceGetUUID(self, h: FakeGpu) -> str:
-        """UUID."""
-        return self._dev(h).uuid
+    def nvmlDeviceGetUUID(self, h: FakeGpu | FakeMig) -> str:
+        """UUID of a GPU or of a MIG device."""
+        return h.uuid if isinstance(h, FakeMig) else self._dev(h).uuid
 
     def nvmlDeviceGetPciInfo(self, h: FakeGpu) -> SimpleNamespace:
         """PCI info with a bus id."""

@@ -68,12 +68,25 @@ def _gpu_row(series: Sequence[Series], up: Series, style: Style) -> str:
                           spark(util, style, 0, 1)[-16:])  # fmt: skip
 
 
+def _pods(series: Sequence[Series], gpu: str) -> list[str]:
+    """Return a line per container the kubelet allocated this GPU (or a MIG device of it) to."""
+    out = []
+    for info in find(series, "gpu_pod_info", gpu=gpu):
+        if info.get("stale"):  # a pod that has gone
+            continue
+        at = info["labels"]
+        mig = f" (MIG {at['mig_profile']})" if "mig_profile" in at else ""
+        out.append(f"    pod {at['namespace']}/{at['pod']} container {at['container']}{mig}")
+    return sorted(out)
+
+
 def gpus(series: Sequence[Series], style: Style) -> list[str]:
     """Return the GPUs section: a row each, with a utilisation sparkline."""
     rows = [GPU_ROW.format("GPU", "MODEL", "UTIL", "MEM GiB", "TEMP", "POWER", "XID", "UP  ",
                            "UTIL 15m")]  # fmt: skip
     for up in sorted(find(series, "gpu_up"), key=lambda s: int(s["labels"].get("gpu", 0))):
         rows.append(_gpu_row(series, up, style))
+        rows.extend(_pods(series, up["labels"].get("gpu", "?")))
     return rows if len(rows) > 1 else [" no GPUs sampled"]
 
 
