@@ -25,8 +25,7 @@ from hypothesis import strategies as st
 from agent.alerting.rules import parse_file
 from agent.alerting.schema import RULE_KEYS
 from agent.cli import main
-from agent.config import ConfigError, load_config
-from agent.config.settings import Config, TokenConfig, WorkerConfig
+from agent.config import Config, ConfigError, TokenConfig, WorkerConfig, load_config
 from agent.config.shipping import LogInputConfig
 from agent.config.web import TLS_KEYS, load_web_config
 from agent.notify.outbox import Outbox

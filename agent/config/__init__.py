@@ -4,11 +4,11 @@ from agent.config.errors import ConfigError
 from agent.config.settings import (
     Config,
     TokenConfig,
-    WorkerConfig,
     load_config,
     resolve_path,
     split_listen,
 )
+from agent.config.workers import WorkerConfig
 
 __all__ = [
     "Config",

@@ -9,7 +9,6 @@ import tomllib
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -27,6 +26,7 @@ from agent.config.notify import (
 )
 from agent.config.shipping import ElasticsearchConfig, LogInputConfig
 from agent.config.types import Duration, Regex, Section
+from agent.config.workers import WorkerConfig
 from agent.targets import parse_target
 
 DEFAULT_PATH = Path("/etc/dsagent/agent.toml")
@@ -52,21 +52,6 @@ def split_listen(listen: str) -> tuple[str, int]:
     if not 0 <= port <= 65535:
         raise ValueError(f"invalid port {port} in {listen!r}")
     return host, port
-
-
-def http_url(url: str) -> str:
-    """Check a worker's base URL: http or https, a host, a port or the scheme's default."""
-    parts = urlsplit(url.strip())
-    hint = "write it as http://HOST:PORT (e.g. http://127.0.0.1:8000)"
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"{url!r} needs the scheme http:// or https://: {hint}")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"{url!r} has a bad port: {hint}") from None
-    if not parts.hostname or (port is not None and not 0 < port < 65536):
-        raise ValueError(f"{url!r} has no host: {hint}")
-    return url.strip()
 
 
 class AgentConfig(Section):
@@ -158,28 +143,6 @@ class RulesConfig(Section):
     resolved_retention: Duration = 900.0
     outage_tolerance: Duration = 3600.0
     grace_period: Duration = 60.0
-
-
-class WorkerConfig(Section):
-    """[[workers]]: one local inference worker."""
-
-    name: str = Field(min_length=1)
-    url: str = Field(min_length=1)
-    engine: Literal["vllm", "sglang", "tgi", "llamacpp", "openai"] = "vllm"
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return http_url(value)
-
-    model: str | None = None
-    pids: list[int] = Field(default_factory=list)
-    unit: str | None = None
-    timeout: Duration = Field(default=0.5, gt=0)  # each of liveness, readiness, metrics
-    generation_interval: Duration = Field(default=30.0, ge=0)  # 0 turns the probe off
-    generation_timeout: Duration = Field(default=10.0, gt=0)
-    metrics_path: str | None = "/metrics"  # None for engines without one
-    window: Duration = Field(default=60.0, gt=0)  # rates and quantiles over this
 
 
 class TokenConfig(Section):

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+from agent.k8s.poller import Poller
 
 
 @dataclass(frozen=True, order=True)
@@ -54,57 +50,36 @@ def error_reason(exc: Exception) -> str:
     return type(exc).__name__.lower()
 
 
-class PodResources:
+class PodResources(Poller):
     """Keeps the latest pod list; a failure keeps the last good one and backs off.
 
     Pods do not change while the kubelet is down, so the last good list stays true until it
     answers again. `version` grows with every change, so readers redo their joins only then.
     """
 
+    what = "kubelet pod-resources"
+
     def __init__(self, socket: Path, interval: float, timeout: float, max_backoff: float) -> None:
-        self.socket, self.interval, self.timeout = socket, interval, timeout
-        self.max_backoff = max_backoff
+        super().__init__(interval, max_backoff)
+        self.socket, self.timeout = socket, timeout
         self.allocations: list[Allocation] = []
         self.version = 0
-        self.up = False
-        self.errors: Counter[str] = Counter()
-        self.last_seconds = 0.0  # how long the latest List took
-        self._backoff = interval
         self._channel: Any = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="k8s-podresources", daemon=True)
 
-    def start(self) -> None:
-        """Ask at once, then every interval."""
-        self._thread.start()
-
-    def refresh(self) -> float:
-        """Ask once; return the wait before the next ask."""
-        began = time.monotonic()
+    def ask(self) -> None:
+        """List the pods' devices; note a change."""
         try:
             found = list_allocations(self._stub(), self.timeout)
-        except Exception as exc:  # any failure is counted and retried, never the thread's end
-            return self._failed(exc)
-        finally:
-            self.last_seconds = time.monotonic() - began
-        if not self.up:
-            log.info("kubelet pod-resources: answering on %s", self.socket)
-        self.up, self._backoff = True, self.interval
+        except Exception:
+            self._close_channel()  # a restarted kubelet makes a new socket: dial it afresh
+            raise
         if sorted(found, key=repr) != sorted(self.allocations, key=repr):
             self.allocations = found
             self.version += 1
-        return self.interval
 
-    def _failed(self, exc: Exception) -> float:
-        reason = "no_socket" if not self.socket.exists() else error_reason(exc)
-        self.errors[reason] += 1
-        if self.up or sum(self.errors.values()) == 1:  # once per outage, not once per try
-            log.warning("kubelet pod-resources on %s: %s (%s); keeping the last pod list",
-                        self.socket, reason, exc)  # fmt: skip
-        self.up = False
-        self._close_channel()  # a restarted kubelet makes a new socket: dial it afresh
-        self._backoff = min(self._backoff * 2, self.max_backoff)
-        return self._backoff
+    def reason(self, exc: Exception) -> str:
+        """Return no_socket, or the gRPC status code's name."""
+        return "no_socket" if not self.socket.exists() else error_reason(exc)
 
     def _stub(self) -> Any:
         if self._channel is None:
@@ -120,14 +95,7 @@ class PodResources:
             self._channel.close()
             self._channel = None
 
-    def _loop(self) -> None:
-        wait = 0.0
-        while not self._stop.wait(wait):
-            wait = self.refresh()
-
     def close(self) -> None:
         """Stop asking and close the channel."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=self.timeout + 1)
+        super().close()
         self._close_channel()

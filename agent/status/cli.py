@@ -12,7 +12,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from agent.config import ConfigError, load_config
-from agent.config.settings import agent_url, http_url
+from agent.config.settings import agent_url
+from agent.config.workers import http_url
 from agent.status import hardware
 from agent.status.view import render
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agent.config.settings import http_url
+from agent.config.workers import http_url
 from agent.workers import checks as probes
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from agent.config import Config, WorkerConfig
+from agent.k8s.pods import PodFinder
 from agent.store import MetricInfo, Sample, sample
 from agent.windows import ranked
 from agent.workers import checks as probes
@@ -89,9 +91,9 @@ def _quantiles(worker: str, metric: str, hists: tuple[str, ...], snap: Snapshot,
 class Generation(threading.Thread):
     """Runs the streaming-completion probe on its own interval, off the sampler's thread."""
 
-    def __init__(self, worker: WorkerConfig) -> None:
+    def __init__(self, worker: WorkerConfig, url: Callable[[], str]) -> None:
         super().__init__(name=f"gen-{worker.name}", daemon=True)
-        self.worker = worker
+        self.worker, self.url = worker, url
         self.latest: probes.Result | None = None
         self.ttfts: deque[tuple[float, float]] = deque()  # (ts, seconds) over 5 min
         self.stopping = threading.Event()
@@ -101,7 +103,10 @@ class Generation(threading.Thread):
         """Probe until stopped."""
         w = self.worker
         while not self.stopping.wait(0 if self.latest is None else w.generation_interval):
-            res = probes.generation(w.url, w.model, w.generation_timeout)
+            url = self.url()
+            if not url:  # a pod not found yet
+                continue
+            res = probes.generation(url, w.model, w.generation_timeout)
             if not res.ok:
                 self.failures[res.reason or "unknown"] += 1
             now = time.time()
@@ -117,8 +122,10 @@ class WorkerSampler:
 
     metrics = METRICS
 
-    def __init__(self, worker: WorkerConfig) -> None:
-        self.worker = worker
+    def __init__(self, worker: WorkerConfig, locate: Callable[[], str | None] | None = None
+                 ) -> None:  # fmt: skip
+        self.worker, self.locate = worker, locate  # locate: the pod's URL, for a pod_selector
+        self.url = worker.url or ""
         self.name = f"worker:{worker.name}"
         self.engine = ENGINES[worker.engine]
         self.names = wanted(self.engine)
@@ -126,16 +133,21 @@ class WorkerSampler:
         self.errors = 0
         self.failures: Counter[tuple[str, str]] = Counter()  # (probe, reason)
         self.ready, self.reason = False, "not probed yet"
-        self.session = probes.Session(worker.url, worker.timeout)
+        self.session = probes.Session(self.url, worker.timeout)
         self.models: tuple[float, probes.Result] | None = None  # the latest /v1/models answer
-        self.generation = Generation(worker) if worker.generation_interval else None
+        self.generation = (
+            Generation(worker, lambda: self.url) if worker.generation_interval else None
+        )
         if self.generation:
             self.generation.start()
 
     def sample(self, now: float) -> Iterator[Sample]:
         """Liveness, then readiness and the engine's metrics, on the kept connection."""
         w = self.worker
-        state, live = probes.liveness(w.url, w.timeout, self.session)
+        if not self._follow():
+            yield from self._no_pod()
+            return
+        state, live = probes.liveness(self.url, w.timeout, self.session)
         self._count("liveness", live)
         if state != "ok" or "connect" in live.phases:
             self.models = None  # loading, down, or a new connection (a restart?): ask again
@@ -164,6 +176,27 @@ class WorkerSampler:
             yield sample("dsagent_worker_probe_failures_total", n, worker=w.name, probe=probe,
                          reason=reason)  # fmt: skip
 
+    def _follow(self) -> bool:
+        """Point the probes at the worker's pod as it is now; False while none is found."""
+        if self.locate is None:
+            return True
+        url = self.locate() or ""
+        if url != self.url:  # rescheduled: a new address, a new connection, ask /v1/models anew
+            self.session.close()
+            self.url, self.models = url, None
+            self.session = probes.Session(url, self.worker.timeout)
+        return bool(url)
+
+    def _no_pod(self) -> Iterator[Sample]:
+        w = self.worker.name
+        self.ready, self.reason = False, "no pod matches pod_selector on this node"
+        self.failures["liveness", "no_pod"] += 1
+        for name in ("worker_up", "worker_ready", "worker_loading"):
+            yield sample(name, 0, worker=w)
+        for (probe, reason), n in sorted(self.failures.items()):
+            yield sample("dsagent_worker_probe_failures_total", n, worker=w, probe=probe,
+                         reason=reason)  # fmt: skip
+
     def _readiness(self, now: float) -> probes.Result:
         """Ask /v1/models, or reuse the answer of a ready worker asked within MODELS_EVERY.
 
@@ -174,7 +207,7 @@ class WorkerSampler:
         if kept is not None and kept[1].ok and now - kept[0] < MODELS_EVERY:
             return kept[1]
         w = self.worker
-        self.models = now, probes.readiness(w.url, w.model, w.timeout, self.session)
+        self.models = now, probes.readiness(self.url, w.model, w.timeout, self.session)
         self._count("readiness", self.models[1])
         return self.models[1]
 
@@ -192,7 +225,7 @@ class WorkerSampler:
 
     def _engine(self, now: float) -> Iterator[Sample]:
         """Scrape the engine's /metrics; malformed text is counted, never a crash."""
-        res = probes.request(self.worker.url.rstrip("/") + str(self.worker.metrics_path),
+        res = probes.request(self.url.rstrip("/") + str(self.worker.metrics_path),
                              self.worker.timeout, session=self.session)  # fmt: skip
         self._count("metrics", res)
         if not res.ok:
@@ -229,6 +262,15 @@ class WorkerSampler:
             self.generation.stopping.set()
 
 
-def build_all(cfg: Config) -> list[WorkerSampler]:
-    """One sampler per configured worker."""
-    return [WorkerSampler(w) for w in cfg.workers]
+def build_all(cfg: Config) -> list[WorkerSampler | PodFinder]:
+    """One sampler per configured worker, and the pod finder when a worker is a pod."""
+    by_pod = [w for w in cfg.workers if w.pod_selector]
+    if not by_pod:
+        return [WorkerSampler(w) for w in cfg.workers]
+    finder = PodFinder(cfg.kubernetes, by_pod)
+    finder.start()
+    out: list[WorkerSampler | PodFinder] = [finder]
+    for w in cfg.workers:
+        locate = functools.partial(finder.locate, w.name) if w.pod_selector else None
+        out.append(WorkerSampler(w, locate))
+    return out
