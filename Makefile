@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run demo test lint servers bench profile fuzz deps deb clean
+.PHONY: run demo test lint servers bench profile fuzz deps deb k8s-stubs clean
 
 $(BIN)/dsagent: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ fuzz: deps
 
 deb:
 	sh packaging/build-deb.sh
+
+# the kubelet pod-resources stubs, from agent/k8s/podresources.proto (checked in; a test compares)
+k8s-stubs: deps
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. agent/k8s/podresources.proto
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
