@@ -56,5 +56,6 @@ class WorkerConfig(Section):
     timeout: Duration = Field(default=0.5, gt=0)  # each of liveness, readiness, metrics
     generation_interval: Duration = Field(default=30.0, ge=0)  # 0 turns the probe off
     generation_timeout: Duration = Field(default=10.0, gt=0)
+    hung_after: Duration = Field(default=60.0, gt=0)  # a queue that stands this long: hung
     metrics_path: str | None = "/metrics"  # None for engines without one
     window: Duration = Field(default=60.0, gt=0)  # rates and quantiles over this

@@ -6,15 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
+ENGINE_CHOICES = ("vllm", "vllm-v0", "sglang", "tgi", "llamacpp")  # agent.sim.engines' kinds
+
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `sim-worker` and `demo`."""
-    sim = sub.add_parser("sim-worker", help="run the vLLM-style worker simulator")
+    sim = sub.add_parser("sim-worker", help="run the inference worker simulator")
     sim.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
     sim.add_argument(
         "--model", default="deepseek-v3", help="model id it serves (default deepseek-v3)"
     )
     sim.add_argument("--log", type=Path, help="append JSON request logs here")
+    sim.add_argument("--engine", default="vllm", choices=ENGINE_CHOICES,
+                     help="whose metric names it speaks (default vllm: V1 names)")  # fmt: skip
     demo = sub.add_parser("demo", help="a 90-second tour: simulator, agent, alerts, webhook")
     demo.add_argument("--keep", action="store_true", help="keep the demo's files afterwards")
 
@@ -25,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         from agent.sim.worker import serve
 
         try:
-            serve(args.port, args.model, args.log)
+            serve(args.port, args.model, args.log, args.engine)
         except OSError as exc:  # the port is taken, or the log cannot be written
             print(f"dsagent sim-worker: cannot serve on 127.0.0.1:{args.port}: "
                   f"{exc.strerror or exc}; give another --port", file=sys.stderr)  # fmt: skip

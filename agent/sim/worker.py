@@ -1,4 +1,4 @@
-"""A vLLM-style inference worker simulator with faults that can be changed while it runs."""
+"""An inference worker simulator, in any engine's metric names, with faults changed live."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import generate_latest
 
 from agent.files import rfc3339
+from agent.sim.engines import SimMetrics
 
-MODES = ("ok", "hang", "loading", "error", "slow_first_token")
-BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
+MODES = ("ok", "hang", "loading", "error", "slow_first_token", "engine_hung")
+STUCK = 4  # requests left waiting while the engine is hung
 
 
 @dataclass
@@ -47,39 +48,13 @@ def control_value(key: str, value: Any, known: dict[str, Any]) -> Any:
     return float(value)
 
 
-class SimMetrics:
-    """The vLLM metric names the agent maps, in a registry of their own."""
-
-    def __init__(self, model: str) -> None:
-        self.registry = CollectorRegistry()
-        lab = ["model_name"]
-        self.running = Gauge("vllm:num_requests_running", "Running.", lab, registry=self.registry)
-        self.waiting = Gauge("vllm:num_requests_waiting", "Waiting.", lab, registry=self.registry)
-        self.cache = Gauge(
-            "vllm:gpu_cache_usage_perc", "KV cache usage.", lab, registry=self.registry
-        )
-        self.ttft = Histogram("vllm:time_to_first_token_seconds", "TTFT.", lab, buckets=BUCKETS,
-                              registry=self.registry)  # fmt: skip
-        self.e2e = Histogram("vllm:e2e_request_latency_seconds", "Latency.", lab, buckets=BUCKETS,
-                             registry=self.registry)  # fmt: skip
-        self.prompt = Counter("vllm:prompt_tokens", "Prompt tokens.", lab, registry=self.registry)
-        self.gen = Counter(
-            "vllm:generation_tokens", "Generated tokens.", lab, registry=self.registry
-        )
-        self.model = model
-        for metric in (self.ttft, self.e2e, self.prompt, self.gen, self.running):
-            metric.labels(model)  # series exist from the start, as vLLM's do
-        self.cache.labels(model).set(0.2)
-        self.waiting.labels(model).set(0)
-
-
 class Simulator:
     """State shared by the request handlers."""
 
-    def __init__(self, model: str, log: Path | None) -> None:
+    def __init__(self, model: str, log: Path | None, engine: str = "vllm") -> None:
         self.model, self.log = model, log
         self.behaviour = Behaviour()
-        self.metrics = SimMetrics(model)
+        self.metrics = SimMetrics(model, engine)
         self.lock = threading.Lock()
         self.rng = random.Random(42)
 
@@ -93,23 +68,17 @@ class Simulator:
     def serve_request(self, prompt: str, max_tokens: int) -> tuple[int, float, float, int]:
         """Do the simulated work; return (status, ttft, total, output tokens)."""
         b = self.behaviour
-        if b.mode == "hang":
+        if b.mode in ("hang", "engine_hung"):  # engine_hung: /health still says 200
             time.sleep(3600)
         failed = b.mode == "error" or self.rng.random() < b.error_rate
         total = max(0.001, self.rng.gauss(b.latency, b.latency * 0.15))
         ttft = total * (0.9 if b.mode == "slow_first_token" else 0.25)
         if b.mode == "slow_first_token":
             total += b.latency * 2
-        m = self.metrics
-        m.running.labels(self.model).inc()
+        self.metrics.started()
         time.sleep(total)
-        m.running.labels(self.model).dec()
         out = 0 if failed else max(1, min(max_tokens, int(self.rng.gauss(120, 30))))
-        m.prompt.labels(self.model).inc(len(prompt.split()))
-        m.gen.labels(self.model).inc(out)
-        if not failed:
-            m.ttft.labels(self.model).observe(ttft)
-            m.e2e.labels(self.model).observe(total)
+        self.metrics.finished(len(prompt.split()), out, ttft, total, not failed)
         status = 500 if failed else 200
         self.write_log({
             "timestamp": rfc3339(time.time()),
@@ -185,6 +154,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         for key, value in changes.items():
             setattr(sim.behaviour, key, value)
+        sim.metrics.set_waiting(STUCK if sim.behaviour.mode == "engine_hung" else 0)
         self._json(200, asdict(sim.behaviour))
 
     def _complete(self, body: dict[str, Any]) -> None:
@@ -223,9 +193,9 @@ class SimServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, port: int, model: str, log: Path | None) -> None:
+    def __init__(self, port: int, model: str, log: Path | None, engine: str = "vllm") -> None:
         super().__init__(("127.0.0.1", port), Handler)
-        self.sim = Simulator(model, log)
+        self.sim = Simulator(model, log, engine)
 
     def handle_error(self, request: object, client_address: object) -> None:
         """Stay quiet about a client that hung up (the tour's load stops mid-request)."""
@@ -233,7 +203,7 @@ class SimServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
-def serve(port: int, model: str, log: Path | None) -> None:
+def serve(port: int, model: str, log: Path | None, engine: str = "vllm") -> None:
     """Run the simulator until interrupted."""
 
     def stop(signum: int, frame: object) -> None:
@@ -243,8 +213,9 @@ def serve(port: int, model: str, log: Path | None) -> None:
     signal.signal(signal.SIGINT, stop)
     server: SimServer | None = None
     try:  # a signal may come at any point from here on
-        server = SimServer(port, model, log)
-        print(f"sim-worker: {model} on http://127.0.0.1:{server.server_address[1]}", flush=True)
+        server = SimServer(port, model, log, engine)
+        print(f"sim-worker: {engine} {model} on http://127.0.0.1:{server.server_address[1]}",
+              flush=True)  # fmt: skip
         server.serve_forever()
     except KeyboardInterrupt:
         pass

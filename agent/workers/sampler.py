@@ -26,6 +26,7 @@ from agent.workers.engine_metrics import (
     parse,
     wanted,
 )
+from agent.workers.hung import REASONS, HangWatch
 
 log = logging.getLogger(__name__)
 MODELS_EVERY = 10.0  # seconds between /v1/models asks while a worker stays ready
@@ -35,6 +36,9 @@ METRICS = {
     "worker_up": MetricInfo("gauge", "1 while /health answers (503 while loading counts as up)."),
     "worker_ready": MetricInfo("gauge", "1 while /health is 200 and /v1/models lists the model."),
     "worker_loading": MetricInfo("gauge", "1 while the worker answers 503: model loading."),
+    "worker_engine_hung": MetricInfo(
+        "gauge", "1 while /health is fine but the engine is hung, by reason."
+    ),
     "worker_probe_success": MetricInfo("gauge", "1 if the probe passed."),
     "worker_probe_duration_seconds": MetricInfo(
         "gauge", "Probe time by phase; connect is the kept connection's latest opening."
@@ -133,6 +137,7 @@ class WorkerSampler:
         self.errors = 0
         self.failures: Counter[tuple[str, str]] = Counter()  # (probe, reason)
         self.ready, self.reason = False, "not probed yet"
+        self.hang, self._frozen = HangWatch(self.engine, worker.hung_after), False
         self.session = probes.Session(self.url, worker.timeout)
         self.models: tuple[float, probes.Result] | None = None  # the latest /v1/models answer
         self.generation = (
@@ -142,32 +147,25 @@ class WorkerSampler:
             self.generation.start()
 
     def sample(self, now: float) -> Iterator[Sample]:
-        """Liveness, then readiness and the engine's metrics, on the kept connection."""
+        """Liveness, readiness, the engine's metrics and the generation probe: one verdict."""
         w = self.worker
         if not self._follow():
             yield from self._no_pod()
             return
-        state, live = probes.liveness(self.url, w.timeout, self.session)
-        self._count("liveness", live)
-        if state != "ok" or "connect" in live.phases:
-            self.models = None  # loading, down, or a new connection (a restart?): ask again
-        if state != "down" and self.session.connect_seconds is not None:
-            live.phases.setdefault("connect", self.session.connect_seconds)
-        yield from self._probe("liveness", live)
-        ready = self._readiness(now) if state == "ok" else None
-        if ready is not None:
-            yield from self._probe("readiness", ready)
-        self.ready = state == "ok" and ready is not None and ready.ok
-        self.reason = (
-            "ready"
-            if self.ready
-            else (state if ready is None else f"not ready: {ready.detail or ready.status}")
-        )
+        state, health = self._health(now)
+        yield from health
+        engine = list(self._engine(now)) if state != "down" and w.metrics_path else []
+        gen = self.generation.latest if self.generation else None
+        hung = self.hang.reasons(gen, self._frozen) if state == "ok" else set()
+        if hung and self.ready:
+            self.ready = False
+            self.reason = "engine hung: " + ", ".join(sorted(hung))
         yield sample("worker_up", float(state != "down"), worker=w.name)
         yield sample("worker_ready", float(self.ready), worker=w.name)
         yield sample("worker_loading", float(state == "loading"), worker=w.name)
-        if state != "down" and w.metrics_path:
-            yield from self._engine(now)
+        for reason in REASONS:
+            yield sample("worker_engine_hung", float(reason in hung), worker=w.name, reason=reason)
+        yield from engine
         yield from self._generation()
         yield sample("dsagent_worker_metrics_errors_total", self.errors, worker=w.name)
         generated = self.generation.failures if self.generation else Counter()
@@ -175,6 +173,27 @@ class WorkerSampler:
         for (probe, reason), n in sorted(failures):
             yield sample("dsagent_worker_probe_failures_total", n, worker=w.name, probe=probe,
                          reason=reason)  # fmt: skip
+
+    def _health(self, now: float) -> tuple[str, list[Sample]]:
+        """Ask /health, then /v1/models if it is up; set ready and its reason."""
+        w = self.worker
+        state, live = probes.liveness(self.url, w.timeout, self.session)
+        self._count("liveness", live)
+        if state != "ok" or "connect" in live.phases:
+            self.models = None  # loading, down, or a new connection (a restart?): ask again
+        if state != "down" and self.session.connect_seconds is not None:
+            live.phases.setdefault("connect", self.session.connect_seconds)
+        out = list(self._probe("liveness", live))
+        ready = self._readiness(now) if state == "ok" else None
+        if ready is not None:
+            out.extend(self._probe("readiness", ready))
+        self.ready = state == "ok" and ready is not None and ready.ok
+        self.reason = (
+            "ready"
+            if self.ready
+            else (state if ready is None else f"not ready: {ready.detail or ready.status}")
+        )
+        return state, out
 
     def _follow(self) -> bool:
         """Point the probes at the worker's pod as it is now; False while none is found."""
@@ -237,6 +256,7 @@ class WorkerSampler:
             self.failures["metrics", "bad_answer"] += 1
             log.debug("worker %s: /metrics did not parse: %s", self.worker.name, exc)
             return
+        self._frozen = self.hang.frozen(snap, now)
         self.history.append(snap)
         while len(self.history) > 2 and self.history[1].ts <= now - self.worker.window:
             self.history.popleft()
