@@ -268,33 +268,6 @@ def test_bulk_item_outcomes(status: int, want: str) -> None:
     assert (got if isinstance(got, str) else got[0]) == want
 
 
-def test_cuda_oom_lines_are_counted(tmp_path: Path) -> None:
-    from agent.shipping.shipper import Shipper
-
-    log = tmp_path / "node.log"
-    log.write_text(
-        "2026-11-29 10:00:00 ERROR torch.OutOfMemoryError: CUDA out of memory.\n"
-        "2026-11-29 10:00:01 INFO fine\n"
-    )
-    cfg = LogInputConfig(name="node", paths=[str(log)], format="text")
-    shipper = Shipper(
-        cfg,
-        FileSink(tmp_path / "out"),
-        tmp_path / "st",
-        node="n",
-        batch_size=100,
-        batch_bytes=1 << 20,
-    )
-    shipper.tailer.discover()
-    events = shipper._collect()
-    assert shipper._deliver(events)
-    shipper._commit(events)
-    assert shipper.stats.ooms == 1
-    names = {s.name: s.value for s in shipper.stats.samples(__import__("time").time(), "node")}
-    assert names["inference_cuda_oom_total"] == 1.0
-    assert len((tmp_path / "out" / "dsagent.node.ndjson").read_text().splitlines()) == 2
-
-
 def test_without_the_template_privilege_documents_still_ship(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

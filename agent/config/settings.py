@@ -24,7 +24,7 @@ from agent.config.notify import (
     RouteConfig,
     receiver_problems,
 )
-from agent.config.shipping import ElasticsearchConfig, LogInputConfig
+from agent.config.shipping import ElasticsearchConfig, EventsConfig, LogInputConfig
 from agent.config.types import Duration, Regex, Section
 from agent.config.workers import WorkerConfig
 from agent.targets import parse_target
@@ -176,6 +176,7 @@ class Config(BaseSettings):
     routes: list[RouteConfig] = Field(default_factory=list)
     inhibit_rules: list[InhibitConfig] = Field(default_factory=list)
     logs: list[LogInputConfig] = Field(default_factory=list)
+    events: EventsConfig = Field(default_factory=EventsConfig)
     api_tokens: list[TokenConfig] = Field(default_factory=list)
     elasticsearch: ElasticsearchConfig = Field(default_factory=ElasticsearchConfig)
     workers: list[WorkerConfig] = Field(default_factory=list)
@@ -239,6 +240,11 @@ def cross_check(cfg: Config) -> list[Problem]:
     for i, name in enumerate(names):
         if name in names[:i]:
             problems.append(Problem(f"workers.{i}.name", f"duplicate worker name {name!r}"))
+    inputs = {i.name for i in cfg.logs}
+    for i, pattern in enumerate(cfg.events.patterns):
+        for unknown in sorted(set(pattern.inputs) - inputs):
+            problems.append(Problem(f"events.patterns.{i}.inputs",
+                                    f"no [[logs]] input named {unknown!r}"))  # fmt: skip
     return problems
 
 

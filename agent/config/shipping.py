@@ -69,3 +69,19 @@ class ElasticsearchConfig(Section):
     batch_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     timeout: Duration = Field(default=10.0, gt=0)  # per node: then the next host is tried
     ship_alerts: bool = True  # the alert log goes to logs-dsagent.alerts-<namespace>
+
+
+class EventPatternConfig(Section):
+    """[[events.patterns]]: a log event to count, dsagent_log_events_total{input, event}."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    regex: Regex
+    contains: list[str] = Field(default_factory=list)  # strings a match must hold: a fast prefilter
+    inputs: list[str] = Field(default_factory=list)  # [[logs]] names; empty: every input
+
+
+class EventsConfig(Section):
+    """[events]: the default patterns (CUDA OOM, NCCL, engine crashes, Xid) and your own."""
+
+    defaults: bool = True
+    patterns: list[EventPatternConfig] = Field(default_factory=list)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from agent.config import Config
 from agent.config.shipping import LogInputConfig
+from agent.shipping.events import patterns_for
 from agent.shipping.shipper import Shipper, Sink
 from agent.shipping.sinks import ElasticsearchSink, FileSink
 from agent.shipping.stats import METRICS as STATS_METRICS
@@ -34,12 +35,37 @@ METRICS = {
     ),
     "dsagent_log_lag_bytes": MetricInfo("gauge", "Bytes written but not yet read."),
     "dsagent_log_lag_seconds": MetricInfo("gauge", "Seconds since the last commit while behind."),
+    "dsagent_log_events_total": MetricInfo(
+        "counter", "Lines that matched an event pattern (cuda_oom, nccl_timeout...), by event."
+    ),
+    "inference_cuda_oom_tried_bytes": MetricInfo(
+        "gauge", "What the latest CUDA OOM in the log tried to allocate."
+    ),
+    "inference_cuda_oom_capacity_bytes": MetricInfo(
+        "gauge", "The GPU's total capacity, as the latest CUDA OOM gave it."
+    ),
+    "inference_cuda_oom_allocated_bytes": MetricInfo(
+        "gauge", "What was already allocated, as the latest CUDA OOM gave it."
+    ),
 }
 COUNTERS = {"lines": "dsagent_log_lines_read_total", "shipped": "dsagent_log_docs_shipped_total",
             "retries": "dsagent_log_docs_failed_total",
             "dead_lettered": "dsagent_log_docs_dead_lettered_total",
             "malformed": "dsagent_log_malformed_lines_total",
             "no_time": "dsagent_log_lines_without_time_total"}  # fmt: skip
+
+
+def _events(s: Shipper, name: str) -> Iterator[Sample]:
+    """Each pattern's count (from 0), the OOM count by its old name, the latest OOM's sizes."""
+    counts = s.events.counts
+    for event, n in sorted(counts.items()):
+        yield sample("dsagent_log_events_total", n, input=name, event=event)
+    if "cuda_oom" in counts:
+        yield sample("inference_cuda_oom_total", counts["cuda_oom"], input=name)
+    oom = dict(s.events.oom)
+    gpu = {"gpu": str(int(oom.pop("gpu")))} if "gpu" in oom else {}
+    for what, size in oom.items():
+        yield sample(f"inference_cuda_oom_{what}_bytes", size, input=name, **gpu)
 
 
 class LogShipping:
@@ -63,8 +89,12 @@ class LogShipping:
                         request_stats=False,
                     )
                 )
+        ev = cfg.events
+        own = {f"dsagent-{n}" for n in ("alerts", "audit")}  # the agent's records hold no events
         self.shippers = [Shipper(i, sink, state, node=cfg.agent.node_name,
-                                 batch_size=es.batch_size, batch_bytes=es.batch_bytes)
+                                 batch_size=es.batch_size, batch_bytes=es.batch_bytes,
+                                 patterns=[] if i.name in own else
+                                 patterns_for(i.name, ev.defaults, ev.patterns))
                          for i in inputs]  # fmt: skip
 
     def start(self) -> None:
@@ -88,8 +118,7 @@ class LogShipping:
             yield sample("dsagent_log_lag_seconds", behind, input=name)
             if s.cfg.format == "json" and s.cfg.request_stats:
                 yield from s.stats.samples(now, name)
-            elif s.stats.ooms:
-                yield sample("inference_cuda_oom_total", s.stats.ooms, input=name)
+            yield from _events(s, name)
 
     def close(self) -> None:
         """Stop the shippers; what they had not committed is read again next time."""

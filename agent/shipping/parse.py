@@ -1,4 +1,4 @@
-"""Lines to events (multiline), with deterministic document ids and the OOM marker."""
+"""Lines to events (multiline), with deterministic document ids."""
 
 from __future__ import annotations
 
@@ -8,14 +8,6 @@ import time
 from collections.abc import Iterator
 
 from agent.shipping.tail import Line
-
-OOM = re.compile(rb"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED")
-
-
-def maybe_oom(data: bytes) -> bool:
-    """Cheap test before OOM's: a substring search is ten times faster than the alternation."""
-    return b"CU" in data or b"OutOfMemoryError" in data
-
 
 Event = Line  # one log event: one line, or a first line with its continuation lines joined
 

@@ -11,7 +11,8 @@ from typing import Any, Protocol
 
 from agent.config.shipping import LogInputConfig
 from agent.shipping.documents import NO_TIME, Documents, Poison, dumps, loads
-from agent.shipping.parse import OOM, Assembler, Event, doc_id, maybe_oom
+from agent.shipping.events import EventCounter, Pattern
+from agent.shipping.parse import Assembler, Event, doc_id
 from agent.shipping.registry import Registry
 from agent.shipping.sinks import DeadLetters, Doc, Outcome
 from agent.shipping.stats import Batch, RequestStats
@@ -37,7 +38,7 @@ class Shipper(threading.Thread):
     """Reads at most one batch ahead of what the sink acknowledged: memory stays bounded."""
 
     def __init__(self, cfg: LogInputConfig, sink: Sink, state: Path, *, node: str,
-                 batch_size: int, batch_bytes: int) -> None:  # fmt: skip
+                 batch_size: int, batch_bytes: int, patterns: list[Pattern]) -> None:  # fmt: skip
         super().__init__(name=f"ship-{cfg.name}", daemon=True)
         self.cfg, self.sink, self.node = cfg, sink, node
         self.batch_size, self.batch_bytes = batch_size, batch_bytes
@@ -48,6 +49,7 @@ class Shipper(threading.Thread):
         self.documents = Documents(cfg, node, self.dataset)
         self.dead = DeadLetters(state / "dead-letter" / f"{cfg.name}.ndjson")
         self.stats = RequestStats()
+        self.events = EventCounter(patterns)
         self.counts: Counter[str] = Counter()
         self.last_event_at = 0.0
         self.stopping = threading.Event()
@@ -78,8 +80,8 @@ class Shipper(threading.Thread):
             if len(events) >= self.batch_size:
                 break
         self.counts["lines"] += len(read)
-        if maybe_oom(b"\n".join(read)):  # one search over the batch; lines only on a hit
-            self.stats.ooms += sum(1 for data in read if OOM.search(data))
+        if read:
+            self.events.scan(b"\n".join(read), read)
         events.extend(self.assembler.flush(idle=2.0))
         return events
 

@@ -1,4 +1,4 @@
-"""Request statistics from the request log, for the rules: latency quantiles, QPS, errors, OOMs."""
+"""Request statistics from the request log, for the rules: latency quantiles, QPS, errors."""
 
 from __future__ import annotations
 
@@ -69,7 +69,6 @@ class RequestStats:
     def __init__(self, window: float = 60.0) -> None:
         self.window = window
         self.batches: deque[Batch] = deque()
-        self.ooms = 0
         self.lock = threading.Lock()
         self._seen: tuple[Batch, Batch, int] | None = None  # the window the quantiles are of
         self._quantiles: list[float | None] = []
@@ -99,8 +98,6 @@ class RequestStats:
             while self.batches and self.batches[0].at < now - self.window:
                 self.batches.popleft()
             batches = list(self.batches)
-            ooms = self.ooms
-        yield sample("inference_cuda_oom_total", ooms, input=input_name)
         if not batches:
             return
         count = sum(b.count for b in batches)
