@@ -80,14 +80,15 @@ def timed(name: str, cmd: list[str], feed: Callable[[], None],
         group.remove()
 
 
-def ship_agent(es: Node, work: Path, source: Path, lines: int, run: int) -> tuple[float, float]:
-    """Ship with dsagent."""
+def ship_agent(es: Node, work: Path, source: Path, lines: int, run: int, *,
+               events: bool = True) -> tuple[float, float]:  # fmt: skip
+    """Ship with dsagent (with the default log-event patterns on, unless `events` is False)."""
     log = work / "agent.log"
     port = free_port()
     (work / "agent.toml").write_text(
         f'[agent]\nstate_dir = "{work / "state"}"\n[http]\nlisten = "127.0.0.1:{port}"\n'
         f'[elasticsearch]\nhosts = ["{es.url}"]\nship_alerts = false\nnamespace = "run{run}"\n'
-        f'[[logs]]\nname = "bench"\npaths = ["{log}"]\n'
+        f'[[logs]]\nname = "bench"\npaths = ["{log}"]\n[events]\ndefaults = {str(events).lower()}\n'
     )
     cmd = [sys.executable, "-m", "agent", "run", "--config", str(work / "agent.toml")]
     index = INDEX.format(run=run)
@@ -120,6 +121,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--events",
+        choices=("on", "off"),
+        default="on",
+        help="the default log-event patterns (CUDA OOM, NCCL...): on as shipped",
+    )
     args = parser.parse_args()
     es = Node(free_port())
     es.start()
@@ -131,7 +138,7 @@ def main() -> None:
                 log = work / "requests.ndjson"  # a new file (and inode) each run: new ids
                 write_lines(log, args.lines)
                 os.chmod(tmp, 0o755)
-                agent = ship_agent(es, work, log, args.lines, run)
+                agent = ship_agent(es, work, log, args.lines, run, events=args.events == "on")
                 peer = ship_rsyslog(es, work, log, args.lines, run)
             print(f"run {run + 1} of {args.runs}:")
             report(args.lines, agent, peer)

@@ -57,5 +57,11 @@ class WorkerConfig(Section):
     generation_interval: Duration = Field(default=30.0, ge=0)  # 0 turns the probe off
     generation_timeout: Duration = Field(default=10.0, gt=0)
     hung_after: Duration = Field(default=60.0, gt=0)  # a queue that stands this long: hung
+    # The answer-consistency canary: off (0) unless an interval is given, e.g. "5m".
+    canary_interval: Duration = Field(default=0.0, ge=0)
+    canary_prompt: str = "Answer in one word: what is the capital of France?"
+    canary_seed: int = 1234
+    canary_max_tokens: int = Field(default=16, ge=1, le=4096)
+    canary_history: int = Field(default=5, ge=1, le=1000)  # an answer none of these gave: drift
     metrics_path: str | None = "/metrics"  # None for engines without one
     window: Duration = Field(default=60.0, gt=0)  # rates and quantiles over this

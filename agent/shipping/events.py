@@ -31,10 +31,10 @@ def _p(name: str, regex: bytes, *contains: bytes) -> Pattern:
 DEFAULTS = (
     # PyTorch: "CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 79.21 GiB total ...)"
     _p("cuda_oom", rb"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED",
-       b"CU", b"OutOfMemoryError"),
-    # torch.distributed's NCCL watchdog, and NCCL's own timeout messages
+       b"CU", b"OutOfMemory"),
+    # torch.distributed's NCCL watchdog (its line names WorkNCCL), and NCCL's own timeouts
     _p("nccl_timeout", rb"Watchdog caught collective operation timeout|NCCL[^\n]*[Tt]imed? ?out",
-       b"Watchdog caught", b"NCCL"),
+       b"NCCL"),
     _p("nccl_error", rb"NCCL (?:WARN|ERROR)|nccl(?:Internal|System|UnhandledCuda|Invalid)\w*Error"
        rb"|NCCL error", b"NCCL", b"nccl"),
     # vLLM V1's engine core dying, SGLang's scheduler, TGI's shards

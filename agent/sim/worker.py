@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import signal
@@ -31,6 +32,7 @@ class Behaviour:
     latency: float = 0.08  # seconds per request, mean
     error_rate: float = 0.0
     gpu_util: float = 0.7
+    answer_salt: float = 0.0  # changes what temperature-0 completions answer (a new quantisation)
 
 
 def control_value(key: str, value: Any, known: dict[str, Any]) -> Any:
@@ -169,8 +171,12 @@ class Handler(BaseHTTPRequestHandler):
         elif body.get("stream"):
             self._stream(min(tokens, max_tokens))
         else:
+            text = " ok" * tokens
+            if body.get("temperature") == 0:  # greedy: the same prompt gives the same answer
+                seed = f"{prompt}|{body.get('seed')}|{sim.behaviour.answer_salt}"
+                text = " " + hashlib.sha256(seed.encode()).hexdigest()[:12]
             self._json(200, {"object": "text_completion", "model": sim.model,
-                             "choices": [{"text": " ok" * tokens, "index": 0}],
+                             "choices": [{"text": text, "index": 0}],
                              "usage": {"completion_tokens": tokens}})  # fmt: skip
 
     def _stream(self, tokens: int) -> None:

@@ -14,6 +14,7 @@ from agent.k8s.pods import PodFinder
 from agent.store import MetricInfo, Sample, sample
 from agent.windows import ranked
 from agent.workers import checks as probes
+from agent.workers.canary import CANARY_METRICS, Board, Canary
 from agent.workers.engine_metrics import (
     ENGINES,
     INFERENCE,
@@ -36,6 +37,7 @@ METRICS = {
     "worker_up": MetricInfo("gauge", "1 while /health answers (503 while loading counts as up)."),
     "worker_ready": MetricInfo("gauge", "1 while /health is 200 and /v1/models lists the model."),
     "worker_loading": MetricInfo("gauge", "1 while the worker answers 503: model loading."),
+    **CANARY_METRICS,
     "worker_engine_hung": MetricInfo(
         "gauge", "1 while /health is fine but the engine is hung, by reason."
     ),
@@ -126,8 +128,8 @@ class WorkerSampler:
 
     metrics = METRICS
 
-    def __init__(self, worker: WorkerConfig, locate: Callable[[], str | None] | None = None
-                 ) -> None:  # fmt: skip
+    def __init__(self, worker: WorkerConfig, locate: Callable[[], str | None] | None = None,
+                 board: Board | None = None) -> None:  # fmt: skip
         self.worker, self.locate = worker, locate  # locate: the pod's URL, for a pod_selector
         self.url = worker.url or ""
         self.name = f"worker:{worker.name}"
@@ -145,6 +147,10 @@ class WorkerSampler:
         )
         if self.generation:
             self.generation.start()
+        self.canary = None
+        if worker.canary_interval:
+            self.canary = Canary(worker, lambda: self.url, board or Board())
+            self.canary.start()
 
     def sample(self, now: float) -> Iterator[Sample]:
         """Liveness, readiness, the engine's metrics and the generation probe: one verdict."""
@@ -167,6 +173,8 @@ class WorkerSampler:
             yield sample("worker_engine_hung", float(reason in hung), worker=w.name, reason=reason)
         yield from engine
         yield from self._generation()
+        if self.canary:
+            yield from self.canary.samples(now)
         yield sample("dsagent_worker_metrics_errors_total", self.errors, worker=w.name)
         generated = self.generation.failures if self.generation else Counter()
         failures = [*self.failures.items(), *((("generation", r), n) for r, n in generated.items())]
@@ -278,19 +286,20 @@ class WorkerSampler:
     def close(self) -> None:
         """Close the connection; stop the generation thread."""
         self.session.close()
-        if self.generation:
-            self.generation.stopping.set()
+        for thread in (self.generation, self.canary):
+            if thread:
+                thread.stopping.set()
 
 
 def build_all(cfg: Config) -> list[WorkerSampler | PodFinder]:
     """One sampler per configured worker, and the pod finder when a worker is a pod."""
-    by_pod = [w for w in cfg.workers if w.pod_selector]
+    by_pod, board = [w for w in cfg.workers if w.pod_selector], Board()
     if not by_pod:
-        return [WorkerSampler(w) for w in cfg.workers]
+        return [WorkerSampler(w, board=board) for w in cfg.workers]
     finder = PodFinder(cfg.kubernetes, by_pod)
     finder.start()
     out: list[WorkerSampler | PodFinder] = [finder]
     for w in cfg.workers:
         locate = functools.partial(finder.locate, w.name) if w.pod_selector else None
-        out.append(WorkerSampler(w, locate))
+        out.append(WorkerSampler(w, locate, board))
     return out
