@@ -151,6 +151,8 @@ def test_grafana_queries_only_metrics_the_agent_exports() -> None:
         "Queue",
         "KV cache",
         "alerts",
+        "Energy per token",
+        "Cost per million tokens",
     ):
         assert word.lower() in titles.lower(), word
 

@@ -8,8 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.workers.engine_metrics import ENGINES, bucket_increase, histogram_quantile, parse
-from agent.workers.sampler import engine_samples
+from agent.workers.engine_metrics import (
+    ENGINES,
+    bucket_increase,
+    engine_samples,
+    histogram_quantile,
+    parse,
+)
 from tests.conftest import FIXTURES
 
 DIR = FIXTURES / "engines"

@@ -115,6 +115,14 @@ class GpuConfig(Section):
     timeout: Duration = Field(default=0.8, gt=0)
 
 
+class CostConfig(Section):
+    """[cost]: prices for inference_cost_per_million_tokens; both 0 (the default): not computed."""
+
+    electricity_per_kwh: float = Field(default=0.0, ge=0)
+    gpu_hour: float = Field(default=0.0, ge=0)  # what one GPU-hour costs (owned: amortised)
+    currency: str = Field(default="USD", min_length=1)
+
+
 class TextfileConfig(Section):
     """[textfile]: *.prom files to read, as node_exporter's textfile collector."""
 
@@ -170,6 +178,7 @@ class Config(BaseSettings):
     hardware: HardwareConfig = Field(default_factory=HardwareConfig)
     kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
     textfile: TextfileConfig = Field(default_factory=TextfileConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     receivers: list[ReceiverConfig] = Field(default_factory=list)

@@ -12,6 +12,7 @@ from agent.store import MetricInfo, Sample
 
 if TYPE_CHECKING:
     from agent.samplers.gpu_pods import PodLabels
+    from agent.workers.energy import EnergyBook
 
 
 class Sampler(Protocol):
@@ -64,7 +65,8 @@ def close_all(samplers: Iterable[object]) -> None:
 Factory = Callable[[Config], "Sampler | None"]
 
 
-def factories(nvml: Loader | None = None, pods: PodLabels | None = None) -> list[Factory]:
+def factories(nvml: Loader | None = None, pods: PodLabels | None = None,
+              book: EnergyBook | None = None) -> list[Factory]:  # fmt: skip
     """Return the sampler factories in order (imported here to keep this module light)."""
     from agent.samplers import (
         disk,
@@ -81,7 +83,7 @@ def factories(nvml: Loader | None = None, pods: PodLabels | None = None) -> list
     )
 
     return [host.build, disk.build, network.build, netprobe.build,
-            functools.partial(gpu.build, nvml=nvml, pods=pods), textfile.build,
+            functools.partial(gpu.build, nvml=nvml, pods=pods, book=book), textfile.build,
             edac.build, infiniband.build, md.build, nvme.build, sysctl.build]  # fmt: skip
 
 
@@ -92,9 +94,11 @@ def build_samplers(cfg: Config, nvml: Loader | None = None) -> list[Sampler]:
     """
     from agent.samplers import kubernetes
     from agent.samplers.gpu_pods import PodLabels
+    from agent.workers.energy import EnergyBook
     from agent.workers.sampler import build_all
 
     k8s = kubernetes.build(cfg)
     pods = PodLabels(k8s.source) if k8s else None
-    made = [s for make in factories(nvml, pods) if (s := make(cfg)) is not None]
-    return [*made, *([k8s] if k8s else []), *build_all(cfg)]
+    book = EnergyBook() if cfg.workers else None  # joules per token need workers
+    made = [s for make in factories(nvml, pods, book) if (s := make(cfg)) is not None]
+    return [*made, *([k8s] if k8s else []), *build_all(cfg, book)]

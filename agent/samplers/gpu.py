@@ -15,6 +15,7 @@ from agent.samplers.gpu_pods import METRICS as POD_METRICS
 from agent.samplers.gpu_pods import PodLabels
 from agent.samplers.gpu_xid import XidWatcher
 from agent.store import Sample, sample
+from agent.workers.energy import EnergyBook
 from agent.workers.pids import WorkerMap
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,20 @@ def _read(nvml: Any, dev: Device) -> GpuRead:
         (int(p.pid), float(p.usedGpuMemory)) for p in procs or () if p.usedGpuMemory is not None
     ]
     return readings, usage
+
+
+def energy_by_worker(samples: list[Sample]) -> dict[str, tuple[float, int]]:
+    """Sum each worker's GPU energy counters: the GPUs its processes use, each counted once."""
+    energy = {
+        dict(s.labels)["gpu"]: s.value for s in samples if s.name == "gpu_energy_joules_total"
+    }
+    gpus: dict[str, set[str]] = {}
+    for s in samples:
+        if s.name == "gpu_process_memory_bytes":
+            labels = dict(s.labels)
+            if "worker" in labels and labels["gpu"] in energy:
+                gpus.setdefault(labels["worker"], set()).add(labels["gpu"])
+    return {w: (sum(energy[g] for g in held), len(held)) for w, held in gpus.items()}
 
 
 class Batch:
@@ -80,8 +95,10 @@ class GpuSampler:
     reentrant = True  # a run starts even while an earlier one hangs
 
     def __init__(self, session: NvmlSession, timeout: float, workers: WorkerMap,
-                 pods: PodLabels | None = None) -> None:  # fmt: skip
+                 pods: PodLabels | None = None,
+                 book: EnergyBook | None = None) -> None:  # fmt: skip
         self.session, self.timeout, self.workers, self.pods = session, timeout, workers, pods
+        self.book = book  # each worker's GPU energy, for its joules per token
         self.xid = XidWatcher()
         self.timeouts = 0
         self._lock = threading.Lock()
@@ -112,6 +129,8 @@ class GpuSampler:
         if self.pods is not None:
             self.pods.refresh(self.session.nvml, self.session.devices)
         out = self._samples(results)
+        if self.book is not None:
+            self.book.record(now, energy_by_worker(out))
         out.extend(self._mix)
         if self.pods is not None:
             out.extend(self.pods.samples())
@@ -200,8 +219,8 @@ class GpuSampler:
         self.session.close()
 
 
-def build(cfg: Config, nvml: Loader | None = None, pods: PodLabels | None = None
-          ) -> GpuSampler | None:  # fmt: skip
+def build(cfg: Config, nvml: Loader | None = None, pods: PodLabels | None = None,
+          book: EnergyBook | None = None) -> GpuSampler | None:  # fmt: skip
     """Build the GPU sampler; off when disabled, or on 'auto' without NVML or GPUs.
 
     `nvml` loads the NVML module: pynvml unless the daemon injects the simulator's fake;
@@ -218,4 +237,5 @@ def build(cfg: Config, nvml: Loader | None = None, pods: PodLabels | None = None
         return None
     if not opened:
         log.error("GPU sampler: %s; retrying every %gs", session.error, session.retry_after)
-    return GpuSampler(session, gpu.timeout, WorkerMap(cfg.workers, cfg.host.proc_root), pods)
+    workers = WorkerMap(cfg.workers, cfg.host.proc_root)
+    return GpuSampler(session, gpu.timeout, workers, pods, book)

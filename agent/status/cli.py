@@ -26,6 +26,7 @@ METRICS = (
     "worker_up", "worker_ready", "worker_loading", "inference_request_latency_seconds",
     "inference_requests_per_second", "inference_ttft_seconds", "inference_requests_running",
     "inference_requests_waiting", "inference_kv_cache_usage_ratio",
+    "inference_energy_joules_per_token", "inference_cost_per_million_tokens",
     "host_memory_used_ratio", "disk_io_wait_seconds", "net_packet_loss_ratio",
     "dsagent_log_lag_bytes", "dsagent_log_docs_dead_lettered_total", "dsagent_outbox_pending",
     "dsagent_outbox_oldest_seconds", "dsagent_sampler_success", "dsagent_backend_up",

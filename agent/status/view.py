@@ -123,12 +123,27 @@ def _worker_row(series: Sequence[Series], up: Series, style: Style) -> str:
                              f"{spark(p95, style)[-8:]:8}", spark(rps, style, 0)[-8:])  # fmt: skip
 
 
+def _energy(series: Sequence[Series], worker: str) -> list[str]:
+    """Return the worker's joules (and cost) per token line, when they are measured."""
+    out = latest(one(series, "inference_energy_joules_per_token", worker=worker, tokens="output"))
+    if out is None:
+        return []
+    every = latest(one(series, "inference_energy_joules_per_token", worker=worker, tokens="all"))
+    text = f"    energy {out:.3g} J/token out" + (f", {every:.3g} all" if every is not None else "")
+    cost = one(series, "inference_cost_per_million_tokens", worker=worker, tokens="output")
+    price = latest(cost)
+    if cost is not None and price is not None:
+        text += f"; {price:.3g} {cost['labels'].get('currency', '')} per million out"
+    return [text]
+
+
 def workers(series: Sequence[Series], style: Style) -> list[str]:
     """Return the workers section: state, latency, throughput, TTFT, queue, KV cache."""
     rows = [WORKER_ROW.format("WORKER", f"{'STATE':9}", "P50", "P95", "REQ/S", "TTFT", "RUN/WT",
                               "KV", "P95 15m ", "REQ/S")]  # fmt: skip
     for up in sorted(find(series, "worker_up"), key=lambda s: s["labels"].get("worker", "")):
         rows.append(_worker_row(series, up, style))
+        rows.extend(_energy(series, up["labels"].get("worker", "")))
     return rows if len(rows) > 1 else [" no workers configured"]
 
 

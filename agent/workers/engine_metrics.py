@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from agent.store import MetricInfo
+from agent.store import MetricInfo, Sample, sample
 
 # The one set every engine (and the request log) is mapped onto: each name's help lives here.
 INFERENCE = {
@@ -151,3 +152,42 @@ def bucket_increase(new: dict[float, float], old: dict[float, float]) -> dict[fl
     """Observations between two scrapes, per bucket; None after a counter reset."""
     out = {le: n - old.get(le, 0.0) for le, n in new.items()}
     return None if any(v < 0 for v in out.values()) else out
+
+
+def engine_samples(worker: str, e: EngineMap, snap: Snapshot, old: Snapshot) -> Iterator[Sample]:
+    """Map one engine's scrape (and the one a window earlier) onto our metric names."""
+    for name, names, peak in (("inference_requests_running", e.running, False),
+                              ("inference_requests_waiting", e.waiting, False),
+                              # a ratio: the fullest rank's, not the sum (0.3 + 0.6 is not 0.9)
+                              ("inference_kv_cache_usage_ratio", e.kv_cache, True)):  # fmt: skip
+        value = first(snap, names, peak)
+        if value is not None:
+            yield sample(name, value, worker=worker)
+    dt = snap.ts - old.ts
+    if dt <= 0:
+        return
+    yield from _quantiles(worker, "inference_ttft_seconds", e.ttft, snap, old)
+    yield from _quantiles(worker, "inference_request_latency_seconds", e.latency, snap, old)
+    for direction, names in (("input", e.tokens_in), ("output", e.tokens_out)):
+        # a counter born after the older scrape started from 0 then
+        new, prev = first(snap, names), first(old, names) or 0.0
+        if new is not None and new >= prev:
+            yield sample("inference_tokens_per_second", (new - prev) / dt, worker=worker,
+                         direction=direction)  # fmt: skip
+    for h in e.latency:  # finished requests: the latency histogram's count
+        new, prev = snap.values.get(f"{h}_count"), old.values.get(f"{h}_count", 0.0)
+        if new is not None and new >= prev:
+            yield sample("inference_requests_per_second", (new - prev) / dt, worker=worker)
+            break
+
+
+def _quantiles(worker: str, metric: str, hists: tuple[str, ...], snap: Snapshot,
+               old: Snapshot) -> Iterator[Sample]:  # fmt: skip
+    hist = next((h for h in hists if h in snap.buckets), None)
+    if hist is None:
+        return
+    grown = bucket_increase(snap.buckets[hist], old.buckets.get(hist, {}))
+    for q in QUANTILES if grown else ():
+        value = histogram_quantile(q, grown)  # type: ignore[arg-type]
+        if value is not None:
+            yield sample(metric, value, worker=worker, quantile=str(q))

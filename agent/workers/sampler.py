@@ -4,29 +4,30 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
-import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 from agent.config import Config, WorkerConfig
+from agent.config.settings import CostConfig
 from agent.k8s.pods import PodFinder
 from agent.store import MetricInfo, Sample, sample
 from agent.windows import ranked
 from agent.workers import checks as probes
 from agent.workers.canary import CANARY_METRICS, Board, Canary
+from agent.workers.energy import METRICS as ENERGY_METRICS
+from agent.workers.energy import EnergyBook, per_token
 from agent.workers.engine_metrics import (
     ENGINES,
     INFERENCE,
     QUANTILES,
-    EngineMap,
     Snapshot,
-    bucket_increase,
+    engine_samples,
     first,
-    histogram_quantile,
     parse,
     wanted,
 )
+from agent.workers.generation import Generation
 from agent.workers.hung import REASONS, HangWatch
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ METRICS = {
     "worker_ready": MetricInfo("gauge", "1 while /health is 200 and /v1/models lists the model."),
     "worker_loading": MetricInfo("gauge", "1 while the worker answers 503: model loading."),
     **CANARY_METRICS,
+    **ENERGY_METRICS,
     "worker_engine_hung": MetricInfo(
         "gauge", "1 while /health is fine but the engine is hung, by reason."
     ),
@@ -55,72 +57,13 @@ METRICS = {
 }
 
 
-def engine_samples(worker: str, e: EngineMap, snap: Snapshot, old: Snapshot) -> Iterator[Sample]:
-    """Map one engine's scrape (and the one a window earlier) onto our metric names."""
-    for name, names, peak in (("inference_requests_running", e.running, False),
-                              ("inference_requests_waiting", e.waiting, False),
-                              # a ratio: the fullest rank's, not the sum (0.3 + 0.6 is not 0.9)
-                              ("inference_kv_cache_usage_ratio", e.kv_cache, True)):  # fmt: skip
-        value = first(snap, names, peak)
-        if value is not None:
-            yield sample(name, value, worker=worker)
-    dt = snap.ts - old.ts
-    if dt <= 0:
-        return
-    yield from _quantiles(worker, "inference_ttft_seconds", e.ttft, snap, old)
-    yield from _quantiles(worker, "inference_request_latency_seconds", e.latency, snap, old)
-    for direction, names in (("input", e.tokens_in), ("output", e.tokens_out)):
-        # a counter born after the older scrape started from 0 then
-        new, prev = first(snap, names), first(old, names) or 0.0
-        if new is not None and new >= prev:
-            yield sample("inference_tokens_per_second", (new - prev) / dt, worker=worker,
-                         direction=direction)  # fmt: skip
-    for h in e.latency:  # finished requests: the latency histogram's count
-        new, prev = snap.values.get(f"{h}_count"), old.values.get(f"{h}_count", 0.0)
-        if new is not None and new >= prev:
-            yield sample("inference_requests_per_second", (new - prev) / dt, worker=worker)
-            break
+@dataclass
+class Shared:
+    """What the workers' samplers share: the canary board, GPU energy, prices."""
 
-
-def _quantiles(worker: str, metric: str, hists: tuple[str, ...], snap: Snapshot,
-               old: Snapshot) -> Iterator[Sample]:  # fmt: skip
-    hist = next((h for h in hists if h in snap.buckets), None)
-    if hist is None:
-        return
-    grown = bucket_increase(snap.buckets[hist], old.buckets.get(hist, {}))
-    for q in QUANTILES if grown else ():
-        value = histogram_quantile(q, grown)  # type: ignore[arg-type]
-        if value is not None:
-            yield sample(metric, value, worker=worker, quantile=str(q))
-
-
-class Generation(threading.Thread):
-    """Runs the streaming-completion probe on its own interval, off the sampler's thread."""
-
-    def __init__(self, worker: WorkerConfig, url: Callable[[], str]) -> None:
-        super().__init__(name=f"gen-{worker.name}", daemon=True)
-        self.worker, self.url = worker, url
-        self.latest: probes.Result | None = None
-        self.ttfts: deque[tuple[float, float]] = deque()  # (ts, seconds) over 5 min
-        self.stopping = threading.Event()
-        self.failures: Counter[str] = Counter()  # by reason
-
-    def run(self) -> None:
-        """Probe until stopped."""
-        w = self.worker
-        while not self.stopping.wait(0 if self.latest is None else w.generation_interval):
-            url = self.url()
-            if not url:  # a pod not found yet
-                continue
-            res = probes.generation(url, w.model, w.generation_timeout)
-            if not res.ok:
-                self.failures[res.reason or "unknown"] += 1
-            now = time.time()
-            if res.ok and "first_byte" in res.phases:
-                self.ttfts.append((now, res.phases["first_byte"]))
-            while self.ttfts and self.ttfts[0][0] < now - 300:
-                self.ttfts.popleft()
-            self.latest = res
+    board: Board = field(default_factory=Board)
+    book: EnergyBook | None = None  # set when GPUs are sampled
+    prices: CostConfig = field(default_factory=CostConfig)
 
 
 class WorkerSampler:
@@ -129,7 +72,7 @@ class WorkerSampler:
     metrics = METRICS
 
     def __init__(self, worker: WorkerConfig, locate: Callable[[], str | None] | None = None,
-                 board: Board | None = None) -> None:  # fmt: skip
+                 shared: Shared | None = None) -> None:  # fmt: skip
         self.worker, self.locate = worker, locate  # locate: the pod's URL, for a pod_selector
         self.url = worker.url or ""
         self.name = f"worker:{worker.name}"
@@ -147,9 +90,10 @@ class WorkerSampler:
         )
         if self.generation:
             self.generation.start()
+        self.shared = shared or Shared()
         self.canary = None
         if worker.canary_interval:
-            self.canary = Canary(worker, lambda: self.url, board or Board())
+            self.canary = Canary(worker, lambda: self.url, self.shared.board)
             self.canary.start()
 
     def sample(self, now: float) -> Iterator[Sample]:
@@ -269,6 +213,27 @@ class WorkerSampler:
         while len(self.history) > 2 and self.history[1].ts <= now - self.worker.window:
             self.history.popleft()
         yield from engine_samples(self.worker.name, self.engine, snap, self.history[0])
+        yield from self._energy(snap, self.history[0])
+
+    def _energy(self, snap: Snapshot, old: Snapshot) -> Iterator[Sample]:
+        """Joules (and cost) per token over the window: its GPUs' energy over its tokens."""
+        book = self.shared.book
+        spent = book.spent(self.worker.name, old.ts, snap.ts) if book else None
+        out_new, in_new = first(snap, self.engine.tokens_out), first(snap, self.engine.tokens_in)
+        if spent is None or out_new is None:
+            return
+        out = out_new - (first(old, self.engine.tokens_out) or 0.0)
+        tokens = {"output": out} if out >= 0 else {}
+        if tokens and in_new is not None and in_new >= (first(old, self.engine.tokens_in) or 0):
+            tokens["all"] = out + in_new - (first(old, self.engine.tokens_in) or 0.0)
+        yield from per_token(
+            self.worker.name,
+            joules=spent[0],
+            gpus=spent[1],
+            seconds=snap.ts - old.ts,
+            tokens=tokens,
+            prices=self.shared.prices,
+        )
 
     def _generation(self) -> Iterator[Sample]:
         gen = self.generation
@@ -291,15 +256,15 @@ class WorkerSampler:
                 thread.stopping.set()
 
 
-def build_all(cfg: Config) -> list[WorkerSampler | PodFinder]:
+def build_all(cfg: Config, book: EnergyBook | None = None) -> list[WorkerSampler | PodFinder]:
     """One sampler per configured worker, and the pod finder when a worker is a pod."""
-    by_pod, board = [w for w in cfg.workers if w.pod_selector], Board()
+    by_pod, shared = [w for w in cfg.workers if w.pod_selector], Shared(Board(), book, cfg.cost)
     if not by_pod:
-        return [WorkerSampler(w, board=board) for w in cfg.workers]
+        return [WorkerSampler(w, shared=shared) for w in cfg.workers]
     finder = PodFinder(cfg.kubernetes, by_pod)
     finder.start()
     out: list[WorkerSampler | PodFinder] = [finder]
     for w in cfg.workers:
         locate = functools.partial(finder.locate, w.name) if w.pod_selector else None
-        out.append(WorkerSampler(w, locate, board))
+        out.append(WorkerSampler(w, locate, shared))
     return out
