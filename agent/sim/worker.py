@@ -33,6 +33,7 @@ class Behaviour:
     error_rate: float = 0.0
     gpu_util: float = 0.7
     answer_salt: float = 0.0  # changes what temperature-0 completions answer (a new quantisation)
+    preempt_rate: float = 0.0  # share of requests preempted once (KV cache pressure)
 
 
 def control_value(key: str, value: Any, known: dict[str, Any]) -> Any:
@@ -45,7 +46,7 @@ def control_value(key: str, value: Any, known: dict[str, Any]) -> Any:
         return value
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e9:
         raise ValueError(f"{key} must be a number from 0, not {value!r}")
-    if key in ("error_rate", "gpu_util") and value > 1:
+    if key in ("error_rate", "gpu_util", "preempt_rate") and value > 1:
         raise ValueError(f"{key} is a share: 0 to 1, not {value!r}")
     return float(value)
 
@@ -78,6 +79,8 @@ class Simulator:
         if b.mode == "slow_first_token":
             total += b.latency * 2
         self.metrics.started()
+        if self.rng.random() < b.preempt_rate:
+            self.metrics.preempted()
         time.sleep(total)
         out = 0 if failed else max(1, min(max_tokens, int(self.rng.gauss(120, 30))))
         self.metrics.finished(len(prompt.split()), out, ttft, total, not failed)

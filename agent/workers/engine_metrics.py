@@ -21,6 +21,15 @@ INFERENCE = {
     "inference_tokens_per_second": MetricInfo("gauge", "Tokens per second, by direction."),
     "inference_error_ratio": MetricInfo("gauge", "Requests that failed, as a share."),
     "inference_cuda_oom_total": MetricInfo("counter", "CUDA out-of-memory errors seen in logs."),
+    "inference_preemptions_per_second": MetricInfo(
+        "gauge", "Requests preempted (vLLM) or retracted (SGLang) per second: KV cache pressure."
+    ),
+    "inference_prefix_cache_hit_ratio": MetricInfo(
+        "gauge", "Prompt tokens served from the prefix cache, as a share, over the window."
+    ),
+    "inference_queue_time_seconds": MetricInfo(
+        "gauge", "Time requests waited before they ran, by quantile."
+    ),
 }
 QUANTILES = (0.5, 0.95, 0.99)  # the `quantile` labels of the latency families, from any source
 
@@ -36,23 +45,37 @@ class EngineMap:
     latency: tuple[str, ...] = ()  # histograms; their _count also counts finished requests
     tokens_in: tuple[str, ...] = ()  # counters, or histogram _sum
     tokens_out: tuple[str, ...] = ()
+    preemptions: tuple[str, ...] = ()  # counters: requests preempted (vLLM) or retracted (SGLang)
+    cache_hits: tuple[str, ...] = ()  # counters, in tokens: prefix-cache hit ratio = hits/queries
+    cache_queries: tuple[str, ...] = ()
+    queue_time: tuple[str, ...] = ()  # histograms, seconds a request waited before it ran
 
 
 ENGINES = {
+    # vLLM V1 names first, then V0's (gpu_cache_usage_perc, gpu_prefix_cache_*): whichever it has
     "vllm": EngineMap(
         running=("vllm:num_requests_running",), waiting=("vllm:num_requests_waiting",),
         kv_cache=("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
         ttft=("vllm:time_to_first_token_seconds",), latency=("vllm:e2e_request_latency_seconds",),
-        tokens_in=("vllm:prompt_tokens_total",), tokens_out=("vllm:generation_tokens_total",)),
+        tokens_in=("vllm:prompt_tokens_total",), tokens_out=("vllm:generation_tokens_total",),
+        preemptions=("vllm:num_preemptions_total",),
+        cache_hits=("vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total"),
+        cache_queries=("vllm:prefix_cache_queries_total", "vllm:gpu_prefix_cache_queries_total"),
+        queue_time=("vllm:request_queue_time_seconds",)),
+    # SGLang (--enable-metrics): cache_hit_rate is a gauge that resets; the counters do not
     "sglang": EngineMap(
         running=("sglang:num_running_reqs",), waiting=("sglang:num_queue_reqs",),
         kv_cache=("sglang:token_usage",), ttft=("sglang:time_to_first_token_seconds",),
         latency=("sglang:e2e_request_latency_seconds",),
-        tokens_in=("sglang:prompt_tokens_total",), tokens_out=("sglang:generation_tokens_total",)),
+        tokens_in=("sglang:prompt_tokens_total",), tokens_out=("sglang:generation_tokens_total",),
+        preemptions=("sglang:num_retracted_requests_total",),
+        cache_hits=("sglang:cached_tokens_total",), cache_queries=("sglang:prompt_tokens_total",),
+        queue_time=("sglang:queue_time_seconds",)),
     "tgi": EngineMap(  # TGI has no time-to-first-token histogram: the generation probe fills it
         running=("tgi_batch_current_size",), waiting=("tgi_queue_size",),
         latency=("tgi_request_duration",), tokens_in=("tgi_request_input_length_sum",),
-        tokens_out=("tgi_request_generated_tokens_sum",)),
+        tokens_out=("tgi_request_generated_tokens_sum",),
+        queue_time=("tgi_request_queue_duration",)),
     "llamacpp": EngineMap(  # llama.cpp has no latency histograms at all
         running=("llamacpp:requests_processing",), waiting=("llamacpp:requests_deferred",),
         kv_cache=("llamacpp:kv_cache_usage_ratio",), tokens_in=("llamacpp:prompt_tokens_total",),
@@ -168,6 +191,8 @@ def engine_samples(worker: str, e: EngineMap, snap: Snapshot, old: Snapshot) -> 
         return
     yield from _quantiles(worker, "inference_ttft_seconds", e.ttft, snap, old)
     yield from _quantiles(worker, "inference_request_latency_seconds", e.latency, snap, old)
+    yield from _quantiles(worker, "inference_queue_time_seconds", e.queue_time, snap, old)
+    yield from _counters(worker, e, snap, old, dt)
     for direction, names in (("input", e.tokens_in), ("output", e.tokens_out)):
         # a counter born after the older scrape started from 0 then
         new, prev = first(snap, names), first(old, names) or 0.0
@@ -191,3 +216,21 @@ def _quantiles(worker: str, metric: str, hists: tuple[str, ...], snap: Snapshot,
         value = histogram_quantile(q, grown)  # type: ignore[arg-type]
         if value is not None:
             yield sample(metric, value, worker=worker, quantile=str(q))
+
+
+def _grown(snap: Snapshot, old: Snapshot, names: tuple[str, ...]) -> float | None:
+    """Return how much the first counter present grew; None if absent or it restarted."""
+    new = first(snap, names)
+    prev = first(old, names) or 0.0  # a counter born after the older scrape started from 0
+    return None if new is None or new < prev else new - prev
+
+
+def _counters(worker: str, e: EngineMap, snap: Snapshot, old: Snapshot,
+              dt: float) -> Iterator[Sample]:  # fmt: skip
+    """Preemptions per second and the prefix-cache hit ratio, from counters over the window."""
+    preempted = _grown(snap, old, e.preemptions)
+    if preempted is not None:
+        yield sample("inference_preemptions_per_second", preempted / dt, worker=worker)
+    hits, queries = _grown(snap, old, e.cache_hits), _grown(snap, old, e.cache_queries)
+    if hits is not None and queries:
+        yield sample("inference_prefix_cache_hit_ratio", min(hits / queries, 1.0), worker=worker)
