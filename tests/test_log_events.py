@@ -127,10 +127,18 @@ def test_nccl_timeout_and_engine_crash_lines_alert(
     wait_for(lambda: 'event="nccl_timeout",input="vllm"} 0.0' in agent.metrics(), 15, "at 0")
     time.sleep(1.5)  # a sample at 0 first: increase() sees the step
     with log.open("ab") as f:
-        f.write(LINES["nccl_timeout"][0] + b"\n" + LINES["engine_crash"][0] + b"\n")
+        f.write(
+            LINES["nccl_timeout"][0]
+            + b"\n"
+            + LINES["engine_crash"][0]
+            + b"\n"
+            + LINES["xid"][0]
+            + b"\n"
+        )
 
     def firing() -> set[str]:
         alerts = requests.get(agent.url + "/api/v1/alerts", timeout=2).json()
         return {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"}
 
-    wait_for(lambda: {"NcclTimeout", "InferenceEngineCrashed"} <= firing(), 30, "both alerts")
+    wanted = {"NcclTimeout", "InferenceEngineCrashed", "GpuXidInKernelLog"}
+    wait_for(lambda: wanted <= firing(), 30, "the three alerts")
