@@ -80,7 +80,7 @@ def test_deb_installs_runs_and_purges(tmp_path: Path) -> None:
     lines = dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
     assert lines["VERSION"] == f"dsagent {__version__}"
     assert "config OK: /etc/dsagent/agent.toml" in lines["CHECK"], lines["CHECK"]
-    assert "42 rules" in lines["CHECK"], "the packaged default rules are found"
+    assert "44 rules" in lines["CHECK"], "the packaged default rules are found"
     assert "USER" in lines and "/etc/dsagent/agent.toml" in lines["CONFFILES"]
     assert "LEFT" not in lines, f"purge left {lines.get('LEFT')}"
     assert run("dpkg-query", "-W", "-f=${Status}", "dsagent").stdout == host_had, "host untouched"

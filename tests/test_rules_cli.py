@@ -28,7 +28,7 @@ def test_check_ok_and_the_packaged_defaults() -> None:
     assert out.returncode == 0 and out.stdout.startswith("rules OK: 1 rules in 1 groups")
     defaults = dsagent("rules", "check")
     assert defaults.returncode == 0, defaults.stderr
-    assert "42 rules in 5 groups" in defaults.stdout
+    assert "44 rules in 5 groups" in defaults.stdout
 
 
 def test_default_rules_pass_their_unit_tests() -> None:
@@ -58,7 +58,7 @@ def test_promtool_accepts_the_export_and_agrees_with_our_engine(tmp_path: Path) 
     exported.write_text(out.stdout)
     check = promtool("check", "rules", str(exported))
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 51 rules found" in check.stdout
+    assert "SUCCESS: 53 rules found" in check.stdout
     # The very test cases our engine passes, run by promtool on the exported rules.
     tests = tmp_path / "exported.test.yml"
     tests.write_text(DEFAULT_TESTS.read_text().replace("../../rules/default.yml", str(exported)))
