@@ -43,6 +43,17 @@ def test_per_token_by_hand() -> None:
     assert got["inference_cost_per_million_tokens", "output"] == pytest.approx(
         (0.0002 + 2 * 60 / 3600 * 2.0) / 100 * 1e6
     )
+    (labelled,) = per_token(
+        "w",
+        joules=1.0,
+        gpus=1,
+        seconds=1.0,
+        tokens={"output": 1.0},
+        prices=CostConfig(),
+        pod={"namespace": "llm", "pod": "r1-0"},
+    )
+    assert dict(labelled.labels) == {"worker": "w", "tokens": "output", "namespace": "llm",
+                                     "pod": "r1-0"}, "a worker found as a pod names it"  # fmt: skip
     free = list(per_token("w", joules=3600.0, gpus=2, seconds=60.0, tokens={"output": 0.0},
                           prices=CostConfig()))  # fmt: skip
     assert free == [], "no tokens: no ratio (never a division by zero)"

@@ -101,10 +101,9 @@ class PodFinder(Poller):
         self.found: dict[str, Found | None] = {}
         self.http = requests.Session()
 
-    def locate(self, worker: str) -> str | None:
-        """Return the URL the worker's pod answers at now, or None."""
-        got = self.found.get(worker)
-        return None if got is None else got.url
+    def locate(self, worker: str) -> Found | None:
+        """Return the pod the worker is in now (and its URL), or None."""
+        return self.found.get(worker)
 
     def ask(self) -> None:
         """List each worker's matching pods on this node; keep the previous answer on failure."""

@@ -58,15 +58,20 @@ class EnergyBook:
 
 
 def per_token(worker: str, *, joules: float, gpus: int, seconds: float,
-              tokens: dict[str, float], prices: CostConfig) -> Iterator[Sample]:  # fmt: skip
-    """Yield J/token and, with prices, cost per million tokens, for each kind of tokens."""
+              tokens: dict[str, float], prices: CostConfig,
+              pod: dict[str, str] | None = None) -> Iterator[Sample]:  # fmt: skip
+    """Yield J/token and, with prices, cost per million tokens, for each kind of tokens.
+
+    `pod` (namespace and pod) labels them when the worker was found as a pod.
+    """
+    extra = pod or {}
     kwh, gpu_hours = joules / 3.6e6, gpus * seconds / 3600
     cost = kwh * prices.electricity_per_kwh + gpu_hours * prices.gpu_hour
     for kind, count in tokens.items():
         if count <= 0:
             continue
         yield sample("inference_energy_joules_per_token", joules / count, worker=worker,
-                     tokens=kind)  # fmt: skip
+                     tokens=kind, **extra)  # fmt: skip
         if cost > 0:
             yield sample("inference_cost_per_million_tokens", cost / count * 1e6, worker=worker,
-                         tokens=kind, currency=prices.currency)  # fmt: skip
+                         tokens=kind, currency=prices.currency, **extra)  # fmt: skip

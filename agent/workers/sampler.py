@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from agent.config import Config, WorkerConfig
 from agent.config.settings import CostConfig
-from agent.k8s.pods import PodFinder
+from agent.k8s.pods import Found, PodFinder
 from agent.store import MetricInfo, Sample, sample
 from agent.windows import ranked
 from agent.workers import checks as probes
@@ -71,9 +71,10 @@ class WorkerSampler:
 
     metrics = METRICS
 
-    def __init__(self, worker: WorkerConfig, locate: Callable[[], str | None] | None = None,
+    def __init__(self, worker: WorkerConfig, locate: Callable[[], Found | None] | None = None,
                  shared: Shared | None = None) -> None:  # fmt: skip
-        self.worker, self.locate = worker, locate  # locate: the pod's URL, for a pod_selector
+        self.worker, self.locate = worker, locate  # locate: the pod, for a pod_selector
+        self.pod: dict[str, str] = {}  # its namespace and pod, once found
         self.url = worker.url or ""
         self.name = f"worker:{worker.name}"
         self.engine = ENGINES[worker.engine]
@@ -151,7 +152,9 @@ class WorkerSampler:
         """Point the probes at the worker's pod as it is now; False while none is found."""
         if self.locate is None:
             return True
-        url = self.locate() or ""
+        found = self.locate()
+        url = found.url if found else ""
+        self.pod = {"namespace": found.namespace, "pod": found.pod} if found else {}
         if url != self.url:  # rescheduled: a new address, a new connection, ask /v1/models anew
             self.session.close()
             self.url, self.models = url, None
