@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from agent.config.settings import CostConfig
-from agent.samplers.gpu import energy_by_worker
+from agent.samplers.gpu import energy_by_holder
 from agent.sim.worker import SimServer
 from agent.store import Sample, sample
 from agent.workers.energy import EnergyBook, per_token
@@ -59,13 +59,17 @@ def test_per_token_by_hand() -> None:
     assert free == [], "no tokens: no ratio (never a division by zero)"
 
 
-def test_energy_by_worker_counts_each_gpu_once() -> None:
+def test_energy_by_holder_counts_each_gpu_once() -> None:
     samples = [Sample("gpu_energy_joules_total", e, (("gpu", g),)) for g, e in
                (("0", 100.0), ("1", 200.0), ("2", 400.0))]  # fmt: skip
+    for gpu, joules in (("3", 800.0), ("4", 1600.0)):  # held by one pod: its labels are on them
+        samples.append(sample("gpu_energy_joules_total", joules, gpu=gpu, namespace="llm",
+                              pod="r1-0", container="vllm"))  # fmt: skip
     for gpu, pid, worker in (("0", "1", "a"), ("0", "2", "a"), ("1", "3", "a"), ("1", "4", "b")):
         samples.append(sample("gpu_process_memory_bytes", 1, gpu=gpu, pid=pid, worker=worker))
     samples.append(sample("gpu_process_memory_bytes", 1, gpu="2", pid="9", process="other"))
-    assert energy_by_worker(samples) == {"a": (300.0, 2), "b": (200.0, 1)}
+    assert energy_by_holder(samples) == {"a": (300.0, 2), "b": (200.0, 1),
+                                         "pod:llm/r1-0": (2400.0, 2)}  # fmt: skip
 
 
 @pytest.fixture

@@ -122,3 +122,51 @@ def test_worker_follows_its_pod_when_rescheduled(
         assert not metric_line(text, "worker_pod_info")
     finally:
         api.close()
+
+
+@pytest.mark.integration
+def test_a_pod_worker_gets_joules_per_token_from_its_pods_gpus(
+    agent_factory: Callable[..., AgentProcess],
+    sims: list[SimServer],
+    certs: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    import shutil
+    import tempfile
+
+    import requests
+
+    from agent.sim.fake_nvml import FakeGpu
+    from tests.kubelet import Kubelet
+
+    token = tmp_path / "token"
+    token.write_text("t\n")
+    api = ApiServer(certs / "server.pem", certs / "server.key", "t")
+    url = f"http://127.0.0.1:{sims[0].server_address[1]}"
+    api.pods = [pod("r1-0", sims[0].server_address[1], R1)]
+    sockdir = Path(tempfile.mkdtemp(prefix="k8s", dir="/tmp"))
+    kubelet = Kubelet(sockdir / "kubelet.sock", {
+        ("llm", "r1-0", "vllm"): [("nvidia.com/gpu", [FakeGpu(0).uuid, FakeGpu(1).uuid])],
+    }).start()  # fmt: skip
+    try:
+        agent = agent_factory(
+            f"[gpu]\nsimulate = 2\n"
+            f'[kubernetes]\npod_resources = true\nsocket = "{kubelet.socket}"\ninterval = "1s"\n'
+            f'node_name = "gpu-node-1"\napi_url = "{api.url}"\ntoken_file = "{token}"\n'
+            f'ca_file = "{certs / "ca.pem"}"\n'
+            f'[[workers]]\nname = "r1"\npod_selector = "app=vllm,model=r1"\npod_port = "http"\n'
+            f'model = "deepseek-r1"\ngeneration_interval = "0s"\nwindow = "5s"\n'
+        )
+        agent.wait_healthy()
+        jpt = 'inference_energy_joules_per_token{namespace="llm",pod="r1-0",tokens="output"'
+
+        def measured() -> bool:
+            requests.post(url + "/v1/completions", json={"prompt": "hi", "max_tokens": 32},
+                          timeout=5)  # fmt: skip
+            return jpt in agent.metrics()
+
+        wait_for(measured, 40, "joules per token through the pod's GPUs (no pids configured)")
+    finally:
+        kubelet.stop()
+        api.close()
+        shutil.rmtree(sockdir, ignore_errors=True)

@@ -33,12 +33,21 @@ def _read(nvml: Any, dev: Device) -> GpuRead:
     return readings, usage
 
 
-def energy_by_worker(samples: list[Sample]) -> dict[str, tuple[float, int]]:
-    """Sum each worker's GPU energy counters: the GPUs its processes use, each counted once."""
-    energy = {
-        dict(s.labels)["gpu"]: s.value for s in samples if s.name == "gpu_energy_joules_total"
-    }
+def energy_by_holder(samples: list[Sample]) -> dict[str, tuple[float, int]]:
+    """Sum the GPU energy counters of each worker, and of each pod, over the GPUs they use.
+
+    A worker's GPUs are those its processes use (each counted once); a pod's, those the kubelet
+    allocated to it alone (its labels are on their series), keyed "pod:NAMESPACE/POD".
+    """
+    energy: dict[str, float] = {}
     gpus: dict[str, set[str]] = {}
+    for s in samples:
+        if s.name == "gpu_energy_joules_total":
+            labels = dict(s.labels)
+            energy[labels["gpu"]] = s.value
+            if "pod" in labels:
+                gpus.setdefault(f"pod:{labels['namespace']}/{labels['pod']}", set()).add(
+                    labels["gpu"])  # fmt: skip
     for s in samples:
         if s.name == "gpu_process_memory_bytes":
             labels = dict(s.labels)
@@ -130,7 +139,7 @@ class GpuSampler:
             self.pods.refresh(self.session.nvml, self.session.devices)
         out = self._samples(results)
         if self.book is not None:
-            self.book.record(now, energy_by_worker(out))
+            self.book.record(now, energy_by_holder(out))
         out.extend(self._mix)
         if self.pods is not None:
             out.extend(self.pods.samples())

@@ -222,6 +222,8 @@ class WorkerSampler:
         """Joules (and cost) per token over the window: its GPUs' energy over its tokens."""
         book = self.shared.book
         spent = book.spent(self.worker.name, old.ts, snap.ts) if book else None
+        if spent is None and book and self.pod:  # no pids known: the GPUs its pod holds
+            spent = book.spent(f"pod:{self.pod['namespace']}/{self.pod['pod']}", old.ts, snap.ts)
         out_new, in_new = first(snap, self.engine.tokens_out), first(snap, self.engine.tokens_in)
         if spent is None or out_new is None:
             return
@@ -236,6 +238,7 @@ class WorkerSampler:
             seconds=snap.ts - old.ts,
             tokens=tokens,
             prices=self.shared.prices,
+            pod=self.pod,
         )
 
     def _generation(self) -> Iterator[Sample]:
