@@ -28,6 +28,9 @@ install -D -m 0644 rules/default.yml "$STAGE/usr/share/dsagent/rules/default.yml
 install -D -m 0640 packaging/agent.toml "$STAGE/etc/dsagent/agent.toml"
 mkdir -p "$STAGE/usr/bin" && ln -s /opt/dsagent/bin/dsagent "$STAGE/usr/bin/dsagent"
 install -D -m 0644 README.md "$STAGE/usr/share/doc/dsagent/README.md"
+for page in docs/*.md; do  # the README links into docs/
+    install -D -m 0644 "$page" "$STAGE/usr/share/doc/dsagent/$page"
+done
 
 SIZE=$(du -sk "$STAGE" | cut -f1)
 cat > "$STAGE/DEBIAN/control" <<CONTROL
