@@ -62,6 +62,7 @@ class SamplerRunner:
         self.steps: dict[str, Step] = {}
         self.hands = Hands()
         self.rounds: dict[str, list[str]] = {}  # a round's job id -> the steps it runs
+        self._slot: dict[str, float] = {}  # step -> the grid time of the round it last ran in
         self.clock = Clock(self._missed)
         store.describe(METRICS)
 
@@ -116,6 +117,7 @@ class SamplerRunner:
         tick = self.round_of(time.time())
         with self._lock:
             steps = [step for name in self.rounds.get(job, ()) if (step := self.steps.get(name))]
+            self._slot.update((step.name, tick) for step in steps)
         base = every == self._grid[1]
         hold, release, after = self.hold, self.release, self.after_round
         early = False  # the last step ran `after` itself
@@ -186,6 +188,7 @@ class SamplerRunner:
         """
         start, began = time.time(), time.perf_counter()
         tick = self.round_of(start) if at is None else at
+        slot = at if at is not None else self._slot.get(sampler.name, tick)  # when it was due
         run = self._begin(sampler)
         try:
             samples = list(sampler.sample(start if at is None else at))
@@ -201,7 +204,7 @@ class SamplerRunner:
         self.store.describe(sampler.metrics)  # some samplers learn their metrics as they read
         self.store.ingest(sampler.name, samples, tick)
         self.store.ingest(
-            f"self:{sampler.name}", self._health(sampler.name, ok, duration, start), tick
+            f"self:{sampler.name}", self._health(sampler.name, ok, duration, start - slot), tick
         )
         self.last_run = time.monotonic()
         if self.on_ingest is not None:
@@ -235,9 +238,8 @@ class SamplerRunner:
         if recovered:
             log.info("sampler %s recovered", name)
 
-    def _health(self, name: str, ok: bool, duration: float, start: float) -> Iterator[Sample]:
-        grid, interval = self._grid
-        lateness = (start - grid) % (interval / 2) if start >= grid else 0.0
+    def _health(self, name: str, ok: bool, duration: float, late: float) -> Iterator[Sample]:
+        lateness = max(0.0, late)  # seconds after its round's grid time the run started
         with self._lock:
             skipped, errors = self.skipped[name], self.errors[name]
         labels = (("sampler", name),)

@@ -103,3 +103,17 @@ def test_real_runs_land_on_the_grid_without_accumulating_lateness() -> None:
     # Each run starts within a quarter second of its slot on the 1 s grid: no drift builds up.
     assert all(abs(o) < 0.25 for o in offsets), offsets
     assert all(abs(r - round(r)) < 0.25 for r in tick.runs), "runs sit on whole seconds"
+
+
+def test_lateness_is_the_time_since_the_round_was_due() -> None:
+    store = SeriesStore()
+    runner = SamplerRunner(store)
+    late = Fake("late")
+    runner._slot["late"] = time.time() - 0.6  # its round was due 0.6 s ago (others ran first)
+    runner.run_once(late)
+    got = current(store)[("dsagent_sampler_lateness_seconds", "late")]
+    assert 0.6 <= got < 1.0, f"0.6 s late, not {got} (a remainder of half an interval says 0.1)"
+    on_time = Fake("on_time")
+    runner._slot["on_time"] = time.time() + 5  # not due yet: never negative
+    runner.run_once(on_time)
+    assert current(store)[("dsagent_sampler_lateness_seconds", "on_time")] == 0.0
