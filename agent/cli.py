@@ -149,8 +149,9 @@ def run(args: argparse.Namespace) -> int:
     if cfg is None:
         return 2
     from agent.daemon import serve
+    from agent.sim.fake_nvml import simulated_nvml  # gpu.simulate: injected, not imported there
 
-    return serve(cfg, resolve_path(args.config))
+    return serve(cfg, resolve_path(args.config), simulated_nvml)
 
 
 def dispatch(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ import signal
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,12 +25,12 @@ from agent.config.web import WebConfig, load_web_config
 from agent.notify.notifier import Notifier
 from agent.notify.outbox import Outbox
 from agent.notify.silences import SilenceStore
+from agent.nvml import Loader
 from agent.runner import SamplerRunner
 from agent.samplers import Sampler, build_samplers, intervals
 from agent.shipping.job import LogShipping
 from agent.shipping.job import build as build_shipping
 from agent.shipping.sinks import credentials
-from agent.sim.fake_nvml import simulated_nvml
 from agent.store import MetricInfo, Sample, SeriesStore, sample
 from agent.supervise import SUPERVISOR
 from agent.web.admin_routes import Admin
@@ -39,6 +39,7 @@ from agent.web.connections import Connections
 from agent.web.server import WebServer
 from agent.workers.sampler import WorkerSampler
 
+NvmlFor = Callable[[Config], Loader | None]  # a configuration -> its NVML loader, or pynvml
 log = logging.getLogger(__name__)
 
 SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
@@ -103,9 +104,11 @@ def _view(cfg: Config, keys: set[str]) -> dict[str, Any]:
 class Daemon:
     """The running agent: one store, engine, trigger, notifier and server for its whole life."""
 
-    def __init__(self, loaded: Loaded, config_path: Path | None) -> None:
+    def __init__(self, loaded: Loaded, config_path: Path | None,
+                 nvml_for: NvmlFor = lambda cfg: None) -> None:  # fmt: skip
         cfg = self.cfg = loaded.cfg
         self.config_path = config_path
+        self.nvml_for = nvml_for  # the simulator's fake NVML for gpu.simulate; else pynvml
         state = cfg.agent.state_dir  # checked and locked by serve()
         state.mkdir(parents=True, exist_ok=True, mode=0o750)
         self.store = SeriesStore(cfg.agent.retention, cfg.agent.sample_interval)
@@ -153,7 +156,7 @@ class Daemon:
         self.runner.after_round = self.trigger.fallback
         self.runner.hold, self.runner.release = self.trigger.hold, self.trigger.release
         self._set_rules(loaded.groups)
-        self._set_samplers(build_samplers(cfg, simulated_nvml(cfg)))
+        self._set_samplers(build_samplers(cfg, self.nvml_for(cfg)))
         self._set_shipping(build_shipping(cfg))
         self.runner.start()
         self.server.serve_in_thread()
@@ -274,7 +277,7 @@ class Daemon:
         self.server.connections.head_timeout = new.http.request_head_timeout
         self._set_rules(loaded.groups)
         if _view(new, SAMPLER_KEYS) != _view(old, SAMPLER_KEYS):
-            self._set_samplers(build_samplers(new, simulated_nvml(new)))
+            self._set_samplers(build_samplers(new, self.nvml_for(new)))
         keys = credentials(new.elasticsearch)  # a rotated key file is a change too
         if _view(new, SHIPPING_KEYS) != _view(old, SHIPPING_KEYS) or keys != self._es_keys:
             self._set_shipping(build_shipping(new))
@@ -291,8 +294,12 @@ class Daemon:
         log.info("dsagent stopped")
 
 
-def serve(cfg: Config, config_path: Path | None) -> int:
-    """Run until SIGTERM or SIGINT; SIGHUP reloads. Returns the exit code."""
+def serve(cfg: Config, config_path: Path | None, nvml_for: NvmlFor = lambda cfg: None) -> int:
+    """Run until SIGTERM or SIGINT; SIGHUP reloads. Returns the exit code.
+
+    `nvml_for` gives the NVML loader a configuration asks for: the CLI passes the simulator's,
+    so that no module of the daemon imports the simulator.
+    """
     runtime.limit_arenas()  # before the first thread
     try:
         loaded = load_all(config_path, cfg)
@@ -311,7 +318,7 @@ def serve(cfg: Config, config_path: Path | None) -> int:
         return 2
     # Block the signals before any thread starts so only this loop receives them.
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
-    daemon = Daemon(loaded, config_path)
+    daemon = Daemon(loaded, config_path, nvml_for)
     try:
         daemon.start()
     except OSError as exc:

@@ -9,8 +9,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # What may be imported by whom, by package: everything points toward store and config.
 LEAVES = {"agent.store", "agent.ring", "agent.durations", "agent.targets", "agent.windows",
           "agent.files"}  # fmt: skip
-# The only places that may reach the simulator: the daemon injects fake NVML, the CLI runs it.
-SIM_USERS = {"agent.daemon", "agent.cli", "agent.sim"}
+# The only places that may reach the simulator: the CLI runs it, and injects its fake NVML.
+SIM_USERS = {"agent.cli", "agent.sim"}
 
 
 def modules() -> dict[str, Path]:
