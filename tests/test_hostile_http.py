@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import socket
@@ -252,3 +253,45 @@ def test_a_worker_that_drips_is_cut_at_the_probe_deadline() -> None:
         assert "deadline" in res.detail, res.detail
     finally:
         worker.server.shutdown()
+
+
+def _dripping(address: str, head: bytes, n: int) -> list[socket.socket]:
+    host, port = address.split(":")
+    out = []
+    for _ in range(n):
+        conn = socket.create_connection((host, int(port)), timeout=5)
+        conn.sendall(head)
+        out.append(conn)
+    return out
+
+
+@pytest.mark.integration  # real sockets held open for seconds, beside a scraper
+def test_slow_bodies_never_hold_a_place_a_scraper_needs(
+    server: tuple[str, WebServer, Path],
+) -> None:
+    address, web, _ = server
+    promised = b"Content-Length: 1000000\r\n\r\n"
+    # A route that takes no body answers at once and hangs up, body or not.
+    answer = raw(address, b"POST /metrics HTTP/1.1\r\nHost: x\r\n" + promised)
+    assert status(answer) == 405, answer[:80]
+    held = _dripping(address, b"POST /metrics HTTP/1.1\r\nHost: x\r\n" + promised, 20)
+    held += _dripping(address, b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + promised, 20)
+    held += _dripping(address, b"POST /api/v1/silences HTTP/1.1\r\nHost: x\r\n"
+                      b"Authorization: Bearer admin-token\r\n" + promised, 40)  # fmt: skip
+    took = []
+    try:
+        for _ in range(12):  # a scraper every quarter second, while they drip
+            for conn in held[40:]:
+                with contextlib.suppress(OSError):
+                    conn.send(b"{")
+            began = time.monotonic()
+            got = requests.get(f"http://{address}/metrics", headers=basic("prom", "pw"), timeout=5)
+            took.append(time.monotonic() - began)
+            assert got.status_code == 200
+            time.sleep(0.25)
+        assert max(took) < 1.0, took
+        wait_for(lambda: web.connections.closed["head_timeout"] >= 1, 5,
+                 "a dripped body cut at the head's deadline")  # fmt: skip
+    finally:
+        for conn in held:
+            conn.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -94,7 +95,6 @@ class Handler(BaseHTTPRequestHandler):
         except BadHead as bad:
             self.send_error(bad.code, bad.reason)
             return False
-        self.server.connections.busy(self.request.fileno())
         connection = self.headers.get("Connection", "").lower()
         self.close_connection = connection == "close" or (
             not line.keep_alive and connection != "keep-alive"
@@ -131,13 +131,23 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch()
 
     def _dispatch(self) -> None:
+        """Route the request; only the admin API reads a body, within the head's deadline.
+
+        Until its body is in, an admin request still counts as waiting: bounded by the head's
+        deadline as a whole and evictable at the limit, so a client that drips a body holds no
+        place a scraper needs. Every other route never reads one: a request that came with a
+        body is answered and its connection closed (what follows could not be framed).
+        """
         path = urlsplit(self.path).path
-        body = self._body()
-        if body is None:
-            return
         if path.startswith("/api/"):
-            self._admin(path, body)
+            body = self._body()
+            self.server.connections.busy(self.request.fileno())
+            if body is not None:
+                self._admin(path, body)
             return
+        self.server.connections.busy(self.request.fileno())
+        if (self.headers.get("Content-Length") or "0").strip() != "0":
+            self.close_connection = True  # its body is never read
         route = self.server.routes.get(path)
         if route is None:
             self._send(path, *json_response(404, {"error": f"no such endpoint: {path}"}))
@@ -150,7 +160,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(path, *route(self))
 
     def _body(self) -> bytes | None:
-        """Read a bounded body; None when the request was refused for its size."""
+        """Read a bounded body; None when it was refused (too large, or cut at the deadline)."""
         length = int((self.headers.get("Content-Length") or "0").strip())  # digits: checked
         if length > self.server.max_body:
             self.close_connection = True
@@ -158,7 +168,16 @@ class Handler(BaseHTTPRequestHandler):
                 "", *json_response(413, {"error": f"body over {self.server.max_body} bytes"})
             )
             return None
-        return self.rfile.read(length) if length else b""
+        try:
+            body = self.rfile.read(length) if length else b""
+        except OSError:  # the deadline hung it up, or the client went
+            body = b""
+        if len(body) < length:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self._send("", *json_response(408, {"error": "the body did not come in time"}))
+            return None
+        return body
 
     def _admin(self, path: str, body: bytes) -> None:
         api = self.server.admin
