@@ -61,12 +61,15 @@ class BasicAuth:
 
     A verified user and password is cached (as exporter-toolkit does), so a scrape pays bcrypt
     once. An unknown user costs the same bcrypt as a known one, so names cannot be found by
-    timing. A client with too many failures in a minute is refused without bcrypt for the
-    rest of that minute, and one bcrypt check runs at a time: wrong passwords cannot starve
-    the scrapes, which the cache answers first.
+    timing. One bcrypt check runs at a time, so wrong passwords cost at most one core. Every
+    credential is checked: the right password is never refused, whoever failed before from
+    the same address. A client past FAILURES_PER_MINUTE is slowed instead: its next failure
+    is answered only after `penalty()` seconds, doubling with each one, during which its
+    connection counts as waiting (evictable), so it holds no place a scraper needs.
     """
 
     FAILURES_PER_MINUTE = 10
+    MAX_PENALTY = 8.0  # seconds
 
     def __init__(self, users: Mapping[str, bytes]) -> None:
         import bcrypt  # only when web.yml has users
@@ -94,8 +97,6 @@ class BasicAuth:
         key = hashlib.sha256(f"{user}\0{password}".encode()).digest()
         if key in self._good:
             return True
-        if self._limited(client):
-            return False
         ok = self._verify(user, password)
         if ok and len(self._good) < 1000:
             self._good.add(key)
@@ -112,15 +113,17 @@ class BasicAuth:
                 ok = False
         return ok and hashed is not None
 
-    def _limited(self, client: str) -> bool:
+    def penalty(self, client: str) -> float:
+        """Return how long to hold a failed answer: 0 until the minute's allowance is spent."""
         now = time.monotonic()
         with self._lock:
             recent = self._failures.get(client)
             if recent is None:
-                return False
+                return 0.0
             while recent and now - recent[0] > 60:
                 recent.popleft()
-            return len(recent) >= self.FAILURES_PER_MINUTE
+            over = len(recent) - self.FAILURES_PER_MINUTE
+        return 0.0 if over <= 0 else min(0.25 * 2 ** min(over, 10), self.MAX_PENALTY)
 
     def _failed(self, client: str) -> None:
         with self._lock:

@@ -7,6 +7,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from http.server import ThreadingHTTPServer
@@ -110,8 +111,17 @@ class WebServer(AcceptLoop, ThreadingHTTPServer):
         self.response_headers = dict(headers or {})
 
     def scrape_allowed(self, req: Handler) -> bool:
-        """Require basic auth on /metrics when web.yml lists users."""
-        return self.basic is None or self.basic.check(req.header_map(), req.client_address[0])
+        """Require basic auth on /metrics when web.yml lists users; slow a guessing client."""
+        if self.basic is None:
+            return True
+        client = req.client_address[0]
+        if self.basic.check(req.header_map(), client):
+            return True
+        hold = self.basic.penalty(client)
+        if hold:  # waiting, not busy: at the limit a scraper evicts it
+            self.connections.waiting(req.request.fileno())
+            time.sleep(hold)
+        return False
 
     def count(self, handler: str, code: int) -> None:
         """Count one answered request."""
