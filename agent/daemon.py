@@ -137,7 +137,7 @@ class Daemon:
         self.notifier.configure(cfg)
         self.server = WebServer(
             cfg.http.listen, self.store, self.healthy, self.not_ready, admin=self.admin,
-            max_body=cfg.http.max_body_bytes,
+            max_body=cfg.http.max_body_bytes, max_head=cfg.http.max_head_bytes,
             connections=Connections(cfg.http.max_connections, cfg.http.request_head_timeout),
         )  # fmt: skip
         self._configure_server(loaded)  # TLS, users, SANs and headers, as a reload sets them

@@ -99,3 +99,14 @@ def test_what_this_server_does_not_take_is_refused(version: str, fields: bytes, 
     with pytest.raises(BadHead) as bad:
         refuse_unsupported(version, read)
     assert bad.value.code == code
+
+
+def test_the_head_is_capped_as_a_whole_not_per_line() -> None:
+    wide = b"".join(b"X%d: %s\r\n" % (i, b"v" * 190) for i in range(100)) + b"\r\n"  # ~20 KB
+    with pytest.raises(BadHead) as bad:  # 100 fields of 200 bytes: each line short, the head not
+        read_fields(io.BufferedReader(io.BytesIO(wide)))
+    assert bad.value.code == 431
+    fits = b"".join(b"X%d: %s\r\n" % (i, b"v" * 140) for i in range(100)) + b"\r\n"  # ~15 KB
+    assert len(read_fields(io.BufferedReader(io.BytesIO(fits)))) == 100
+    with pytest.raises(BadHead):  # a smaller budget, as http.max_head_bytes gives it
+        read_fields(io.BufferedReader(io.BytesIO(fits)), budget=8192)

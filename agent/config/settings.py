@@ -70,6 +70,7 @@ class HttpConfig(Section):
     web_config: Path | None = None  # exporter-toolkit web.yml: TLS, client certs, basic auth
     insecure: bool = False  # allow plain HTTP on a non-loopback address
     max_body_bytes: int = Field(default=1 << 20, gt=0)
+    max_head_bytes: int = Field(default=16384, ge=8192, le=65536)  # a request head as a whole
     max_connections: int = Field(default=64, ge=2, le=4096)  # Prometheus and a few humans
     request_head_timeout: Duration = Field(default=30.0, gt=0)  # a head, or an idle keep-alive
 

@@ -40,6 +40,7 @@ class Host(Protocol):
     routes: dict[str, Route]
     admin: AdminApi | None
     max_body: int
+    max_head: int
     response_headers: dict[str, str]
 
     def scrape_allowed(self, req: Handler) -> bool:
@@ -90,7 +91,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             line = request_line(words, self.default_request_version)
             self.command, self.path, self.request_version = line[:3]
-            self.headers = read_fields(self.rfile)
+            self.headers = read_fields(self.rfile, self.server.max_head - len(self.raw_requestline))
             refuse_unsupported(self.request_version, self.headers)
         except BadHead as bad:
             self.send_error(bad.code, bad.reason)

@@ -24,6 +24,7 @@ from agent.web.auth import BasicAuth
 from agent.web.connections import Connections
 from agent.web.exporter import ProcessMetrics, SelfMetrics
 from agent.web.handler import Handler, Response, Route, json_response
+from agent.web.head import MAX_HEAD
 from agent.web.render import Family, Renderer
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ class WebServer(AcceptLoop, ThreadingHTTPServer):
     def __init__(self, listen: str, store: SeriesStore, healthy: Callable[[], bool],
                  readiness: Callable[[], list[str]] | None = None, *,
                  tls: ssl.SSLContext | None = None, basic: BasicAuth | None = None,
-                 admin: AdminApi | None = None, max_body: int = 1 << 20,
+                 admin: AdminApi | None = None, max_body: int = 1 << 20, max_head: int = MAX_HEAD,
                  connections: Connections | None = None) -> None:  # fmt: skip
         host, port = split_listen(listen)
         if ":" in host:
@@ -47,6 +48,7 @@ class WebServer(AcceptLoop, ThreadingHTTPServer):
         self.tick = min(max(self.connections.head_timeout / 10, 0.1), 5.0)  # reaping's grain
         super().__init__((host, port), Handler)
         self.tls, self.basic, self.admin, self.max_body = tls, basic, admin, max_body
+        self.max_head = max_head
         self.allowed_sans: frozenset[str] = frozenset()
         self.response_headers: dict[str, str] = {}
         self.requests: Counter[tuple[str, int]] = Counter()
