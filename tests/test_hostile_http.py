@@ -26,6 +26,7 @@ from agent.web.auth import BasicAuth, load_tokens
 from agent.web.connections import Connections
 from agent.web.server import WebServer
 from tests.conftest import AgentProcess, free_port, wait_for
+from tests.test_security import certs  # noqa: F401  (a fixture)
 from tests.test_security import raw as security_raw
 
 
@@ -323,3 +324,38 @@ def test_a_guessing_neighbour_cannot_lock_out_the_scraper(
     assert scrape.status_code == 200, "the right password, never locked out"
     assert time.monotonic() - began < 2.0
     assert web.connections.closed["limit"] >= 1, "a held guess was evicted for the scraper"
+
+
+@pytest.mark.integration  # real sockets, a TLS listener, threads counted
+def test_silent_tls_handshakes_are_bounded_and_evicted(
+    tmp_path: Path,
+    certs: Path,  # noqa: F811
+) -> None:
+    import ssl
+    import threading
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certs / "server.pem", certs / "server.key")
+    port = free_port()
+    web = WebServer(f"127.0.0.1:{port}", SeriesStore(), lambda: True, tls=context,
+                    connections=Connections(limit=16, head_timeout=2.0))  # fmt: skip
+    web.serve_in_thread()
+    before = threading.active_count()
+    silent = []
+    try:
+        for _ in range(120):  # TCP connections that never send a ClientHello
+            silent.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            time.sleep(0.005)
+        time.sleep(0.3)
+        held = threading.active_count() - before
+        assert held <= 16 + 4, f"{held} threads: an evicted handshake must end, not wait 15 s"
+        began = time.monotonic()
+        scrape = requests.get(f"https://127.0.0.1:{port}/healthz", verify=str(certs / "ca.pem"),
+                              timeout=5)  # fmt: skip
+        assert scrape.ok and time.monotonic() - began < 1.0
+        assert web.connections.closed["limit"] >= 100
+    finally:
+        for conn in silent:
+            conn.close()
+        web.shutdown()
+        web.server_close()

@@ -88,14 +88,18 @@ class WebServer(AcceptLoop, ThreadingHTTPServer):
         fd = request.fileno()
         try:
             if self.tls is not None:
+                # The TLS socket is in the table before its handshake, which has the head's
+                # deadline: a silent or dripping handshake is evictable like a slow head.
+                request = self.tls.wrap_socket(request, server_side=True,
+                                               do_handshake_on_connect=False)  # fmt: skip
+                self.connections.wrapped(request)
                 try:
-                    request.settimeout(15)
-                    request = self.tls.wrap_socket(request, server_side=True)
+                    request.settimeout(self.connections.head_timeout)
+                    request.do_handshake()
                 except (OSError, ssl.SSLError) as exc:
                     self.count("tls", 400)
                     log.debug("TLS handshake with %s failed: %s", client_address, exc)
                     return
-                self.connections.wrapped(request)
                 if self.allowed_sans and not _san_allowed(request, self.allowed_sans):
                     self.count("tls", 403)
                     log.debug("client %s: certificate SAN not in client_allowed_sans",
