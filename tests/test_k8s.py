@@ -258,9 +258,10 @@ def test_auto_stays_off_without_the_socket(sockdir: Path) -> None:
     assert kubernetes.build(cfg) is None
 
 
-def test_agent_without_kubernetes_never_imports_grpc() -> None:
+def test_agent_without_kubernetes_never_imports_grpc_or_requests() -> None:
     code = ("import sys; from agent.config import Config; from agent.samplers import "
-            "build_samplers; build_samplers(Config()); print('grpc' in sys.modules)")  # fmt: skip
+            "build_samplers; build_samplers(Config()); "
+            "print('grpc' in sys.modules or 'requests' in sys.modules)")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True)  # fmt: skip
     assert out.stdout.strip() == "False"

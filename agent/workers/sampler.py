@@ -7,10 +7,10 @@ import logging
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from agent.config import Config, WorkerConfig
 from agent.config.settings import CostConfig
-from agent.k8s.pods import Found, PodFinder
 from agent.store import MetricInfo, Sample, sample
 from agent.windows import ranked
 from agent.workers import checks as probes
@@ -29,6 +29,9 @@ from agent.workers.engine_metrics import (
 )
 from agent.workers.generation import Generation
 from agent.workers.hung import REASONS, HangWatch
+
+if TYPE_CHECKING:  # requests, which the pod finder needs, loads only for pod workers
+    from agent.k8s.pods import Found, PodFinder
 
 log = logging.getLogger(__name__)
 MODELS_EVERY = 10.0  # seconds between /v1/models asks while a worker stays ready
@@ -267,6 +270,8 @@ def build_all(cfg: Config, book: EnergyBook | None = None) -> list[WorkerSampler
     by_pod, shared = [w for w in cfg.workers if w.pod_selector], Shared(Board(), book, cfg.cost)
     if not by_pod:
         return [WorkerSampler(w, shared=shared) for w in cfg.workers]
+    from agent.k8s.pods import PodFinder
+
     finder = PodFinder(cfg.kubernetes, by_pod)
     finder.start()
     out: list[WorkerSampler | PodFinder] = [finder]
