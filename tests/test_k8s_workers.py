@@ -73,63 +73,68 @@ def metric_line(text: str, name: str, *parts: str) -> str | None:
                  if x.startswith(name + "{") and all(p in x for p in parts)), None)  # fmt: skip
 
 
+@pytest.fixture
+def apiserver(certs: Path, tmp_path: Path) -> Iterator[tuple[ApiServer, Path]]:  # noqa: F811
+    """The API server stand-in and the token file it takes."""
+    token = tmp_path / "token"
+    token.write_text("sa-token-1\n")
+    server = ApiServer(certs / "server.pem", certs / "server.key", "sa-token-1")
+    yield server, token
+    server.close()
+
+
 @pytest.mark.integration
 def test_worker_follows_its_pod_when_rescheduled(
     agent_factory: Callable[..., AgentProcess],
     sims: list[SimServer],
+    apiserver: tuple[ApiServer, Path],
     certs: Path,  # noqa: F811
-    tmp_path: Path,
 ) -> None:
-    token = tmp_path / "token"
-    token.write_text("sa-token-1\n")
-    api = ApiServer(certs / "server.pem", certs / "server.key", "sa-token-1")
+    api, token = apiserver
     port = [s.server_address[1] for s in sims]
     api.pods = [pod("r1-a", port[0], R1), pod("r1-elsewhere", port[1], R1, node="gpu-node-2"),
                 pod("qwen", port[1], {"app": "vllm", "model": "qwen"})]  # fmt: skip
-    try:
-        agent = agent_factory(
-            f'[kubernetes]\npod_resources = false\nnode_name = "gpu-node-1"\n'
-            f'api_url = "{api.url}"\ntoken_file = "{token}"\nca_file = "{certs / "ca.pem"}"\n'
-            f'interval = "1s"\nmax_backoff = "2s"\n'
-            f'[[workers]]\nname = "r1"\npod_selector = "app=vllm,model=r1"\npod_port = "http"\n'
-            f'pod_namespace = "llm"\nmodel = "deepseek-r1"\ngeneration_interval = "0s"\n'
-        )
-        agent.wait_healthy()
+    agent = agent_factory(
+        f'[kubernetes]\npod_resources = false\nnode_name = "gpu-node-1"\n'
+        f'api_url = "{api.url}"\ntoken_file = "{token}"\nca_file = "{certs / "ca.pem"}"\n'
+        f'interval = "1s"\nmax_backoff = "2s"\n'
+        f'[[workers]]\nname = "r1"\npod_selector = "app=vllm,model=r1"\npod_port = "http"\n'
+        f'pod_namespace = "llm"\nmodel = "deepseek-r1"\ngeneration_interval = "0s"\n'
+    )
+    agent.wait_healthy()
 
-        def ready_at(name: str) -> bool:
-            text = agent.metrics()
-            return bool(metric_line(text, "worker_pod_info", f'pod="{name}"')
-                        and metric_line(text, "worker_ready", 'worker="r1"', "} 1.0"))  # fmt: skip
+    def ready_at(name: str) -> bool:
+        text = agent.metrics()
+        return bool(metric_line(text, "worker_pod_info", f'pod="{name}"')
+                    and metric_line(text, "worker_ready", 'worker="r1"', "} 1.0"))  # fmt: skip
 
-        wait_for(lambda: ready_at("r1-a"), 20, "the worker found in its pod")
-        assert f":{port[0]}" in (metric_line(agent.metrics(), "worker_pod_info") or "")
-        token.write_text("sa-token-2\n")  # the kubelet rotated the projected token
-        api.token = "sa-token-2"
-        api.pods = [pod("r1-b", port[1], R1)]  # rescheduled: a new pod at a new address
-        sims[0].shutdown()
-        wait_for(lambda: ready_at("r1-b"), 20, "the worker followed to its new pod")
-        api.token = "revoked"
-        wait_for(lambda: 'dsagent_k8s_api_errors_total{reason="http_401"}' in agent.metrics(),
-                 10, "the refused list counted")  # fmt: skip
-        text = agent.metrics()
-        assert "dsagent_k8s_api_up 0.0" in text
-        assert metric_line(text, "worker_ready", 'worker="r1"', "} 1.0"), "the last pod holds"
-        api.token, api.pods = "sa-token-2", []
-        wait_for(lambda: bool(metric_line(agent.metrics(), "worker_up", 'worker="r1"', "} 0.0")),
-                 20, "no pod: the worker is down")  # fmt: skip
-        text = agent.metrics()
-        assert metric_line(text, "dsagent_worker_probe_failures_total", 'reason="no_pod"')
-        assert not metric_line(text, "worker_pod_info")
-    finally:
-        api.close()
+    wait_for(lambda: ready_at("r1-a"), 20, "the worker found in its pod")
+    assert f":{port[0]}" in (metric_line(agent.metrics(), "worker_pod_info") or "")
+    token.write_text("sa-token-2\n")  # the kubelet rotated the projected token
+    api.token = "sa-token-2"
+    api.pods = [pod("r1-b", port[1], R1)]  # rescheduled: a new pod at a new address
+    sims[0].shutdown()
+    wait_for(lambda: ready_at("r1-b"), 20, "the worker followed to its new pod")
+    api.token = "revoked"
+    wait_for(lambda: 'dsagent_k8s_api_errors_total{reason="http_401"}' in agent.metrics(),
+             10, "the refused list counted")  # fmt: skip
+    text = agent.metrics()
+    assert "dsagent_k8s_api_up 0.0" in text
+    assert metric_line(text, "worker_ready", 'worker="r1"', "} 1.0"), "the last pod holds"
+    api.token, api.pods = "sa-token-2", []
+    wait_for(lambda: bool(metric_line(agent.metrics(), "worker_up", 'worker="r1"', "} 0.0")),
+             20, "no pod: the worker is down")  # fmt: skip
+    text = agent.metrics()
+    assert metric_line(text, "dsagent_worker_probe_failures_total", 'reason="no_pod"')
+    assert not metric_line(text, "worker_pod_info")
 
 
 @pytest.mark.integration
 def test_a_pod_worker_gets_joules_per_token_from_its_pods_gpus(
     agent_factory: Callable[..., AgentProcess],
     sims: list[SimServer],
+    apiserver: tuple[ApiServer, Path],
     certs: Path,  # noqa: F811
-    tmp_path: Path,
 ) -> None:
     import shutil
     import tempfile
@@ -139,9 +144,7 @@ def test_a_pod_worker_gets_joules_per_token_from_its_pods_gpus(
     from agent.sim.fake_nvml import FakeGpu
     from tests.kubelet import Kubelet
 
-    token = tmp_path / "token"
-    token.write_text("t\n")
-    api = ApiServer(certs / "server.pem", certs / "server.key", "t")
+    api, token = apiserver
     url = f"http://127.0.0.1:{sims[0].server_address[1]}"
     api.pods = [pod("r1-0", sims[0].server_address[1], R1)]
     sockdir = Path(tempfile.mkdtemp(prefix="k8s", dir="/tmp"))
@@ -168,5 +171,4 @@ def test_a_pod_worker_gets_joules_per_token_from_its_pods_gpus(
         wait_for(measured, 40, "joules per token through the pod's GPUs (no pids configured)")
     finally:
         kubelet.stop()
-        api.close()
         shutil.rmtree(sockdir, ignore_errors=True)
