@@ -46,8 +46,18 @@ SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 # Changing these needs a new store or listener: a reload says so and keeps the old value.
 RESTART_KEYS = (("http", "listen"), ("agent", "state_dir"), ("agent", "retention"))
 # The sections each rebuildable part is made from: a reload rebuilds a part only if they moved.
-SAMPLER_KEYS = {"agent", "host", "network", "gpu", "hardware", "textfile", "workers"}
-SHIPPING_KEYS = {"agent", "logs", "elasticsearch"}
+SAMPLER_KEYS = {
+    "agent",
+    "host",
+    "network",
+    "gpu",
+    "hardware",
+    "textfile",
+    "workers",
+    "kubernetes",
+    "cost",
+}
+SHIPPING_KEYS = {"agent", "logs", "elasticsearch", "events"}
 
 
 RELOAD_METRICS = {

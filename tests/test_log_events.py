@@ -142,3 +142,24 @@ def test_nccl_timeout_and_engine_crash_lines_alert(
 
     wanted = {"NcclTimeout", "InferenceEngineCrashed", "GpuXidInKernelLog"}
     wait_for(lambda: wanted <= firing(), 30, "the three alerts")
+
+
+@pytest.mark.integration
+def test_a_reload_applies_new_patterns(
+    agent_factory: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    import signal
+
+    log = tmp_path / "gw.log"
+    log.write_text("start\n")
+    agent = agent_factory(f'[[logs]]\nname = "gw"\npaths = ["{log}"]\nformat = "text"\n')
+    agent.wait_healthy()
+    wait_for(lambda: 'event="xid",input="gw"} 0.0' in agent.metrics(), 15, "the defaults")
+    agent.config.write_text(agent.config.read_text() + '\n[[events.patterns]]\n'
+                            'name = "rate_limited"\nregex = "HTTP 429"\n')  # fmt: skip
+    agent.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: 'event="rate_limited",input="gw"} 0.0' in agent.metrics(), 15,
+             "the new pattern after the reload")  # fmt: skip
+    with log.open("a") as f:
+        f.write("upstream said HTTP 429\n")
+    wait_for(lambda: 'event="rate_limited",input="gw"} 1.0' in agent.metrics(), 15, "counted")
