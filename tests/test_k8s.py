@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -278,3 +279,33 @@ def test_checked_in_stubs_match_the_proto(tmp_path: Path) -> None:
         assert (tmp_path / "agent/k8s" / name).read_text() == (
             ROOT / "agent/k8s" / name
         ).read_text()
+
+
+@pytest.mark.integration
+def test_a_reload_keeps_the_pod_labels_from_the_first_round(
+    agent_factory: Callable[..., AgentProcess], sink: Sink, sockdir: Path, tmp_path: Path
+) -> None:
+    import signal
+
+    sock = sockdir / "kubelet.sock"
+    kubelet = Kubelet(sock, {("llm", "r1-0", "vllm"): [("nvidia.com/gpu", [UUID[0]])]}).start()
+    try:
+        agent = k8s_agent(agent_factory, sock, tmp_path, sink, gpus=1)
+        agent.wait_healthy()
+        wait_for(lambda: 'pod="r1-0"' in agent.metrics(), 20, "pod labels")
+        kubelet.delay = 1.2  # a slow first answer: rounds would run before it without a wait
+        agent.config.write_text(
+            agent.config.read_text().replace('interval = "1s"', 'interval = "2s"')
+        )
+        agent.proc.send_signal(signal.SIGHUP)  # [kubernetes] changed: every sampler is new
+        end, seen = time.monotonic() + 4, 0
+        while time.monotonic() < end:
+            for line in agent.metrics().splitlines():
+                if line.startswith("gpu_utilization_ratio{"):
+                    seen += 1
+                    assert 'pod="r1-0"' in line, "a round without the pod: its alerts would flap"
+            time.sleep(0.05)
+        assert seen > 20
+        assert "configuration reloaded" in agent.log()
+    finally:
+        kubelet.stop()

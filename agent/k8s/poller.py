@@ -21,6 +21,7 @@ class Poller:
         self.errors: Counter[str] = Counter()
         self.last_seconds = 0.0  # how long the latest ask took
         self._backoff = interval
+        self._first = 0.0  # the wait after the ask start() makes
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=self.what, daemon=True)
 
@@ -56,11 +57,17 @@ class Poller:
         return self._backoff
 
     def start(self) -> None:
-        """Ask at once, then every interval."""
+        """Ask once now, on the caller's thread, then every interval on a thread of its own.
+
+        The first answer is in before the samplers' first round: a reload, which builds the
+        samplers anew, never shows a round of GPU series without their pod labels (a label set
+        that changes resolves and re-fires an alert).
+        """
+        self._first = self.refresh()
         self._thread.start()
 
     def _loop(self) -> None:
-        wait = 0.0
+        wait = self._first
         while not self._stop.wait(wait):
             wait = self.refresh()
 
