@@ -81,6 +81,11 @@ class PodResources(Poller):
         """Return no_socket, or the gRPC status code's name."""
         return "no_socket" if not self.socket.exists() else error_reason(exc)
 
+    def describe(self, exc: Exception) -> str:
+        """Return gRPC's details (its repr is a page), or the exception."""
+        details = getattr(exc, "details", None)
+        return str(details()) if callable(details) else str(exc)
+
     def _stub(self) -> Any:
         if self._channel is None:
             import grpc

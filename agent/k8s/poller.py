@@ -33,6 +33,10 @@ class Poller:
         """Return a short label for a failure."""
         return type(exc).__name__.lower()
 
+    def describe(self, exc: Exception) -> str:
+        """Return the failure in one line for the log."""
+        return str(exc)
+
     def refresh(self) -> float:
         """Ask once; return the wait before the next ask."""
         began = time.monotonic()
@@ -51,7 +55,8 @@ class Poller:
         reason = self.reason(exc)
         self.errors[reason] += 1
         if self.up or sum(self.errors.values()) == 1:  # once per outage, not once per try
-            log.warning("%s: %s (%s); keeping what it said last", self.what, reason, exc)
+            log.warning("%s: %s (%s); keeping what it said last", self.what, reason,
+                        self.describe(exc))  # fmt: skip
         self.up = False
         self._backoff = min(self._backoff * 2, self.max_backoff)
         return self._backoff
