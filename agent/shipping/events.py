@@ -67,9 +67,15 @@ class EventCounter:
 
     def scan(self, batch: bytes, lines: list[bytes]) -> None:
         """Count the events in a batch of lines (`batch` is the lines joined)."""
-        present: dict[bytes, bool] = {}
+        present: dict[bytes, bool] = {}  # each string searched for once per batch
+
+        def holds(s: bytes) -> bool:
+            if s not in present:
+                present[s] = s in batch
+            return present[s]
+
         for p in self.patterns:
-            if p.contains and not any(present.setdefault(s, s in batch) for s in p.contains):
+            if p.contains and not any(holds(s) for s in p.contains):
                 continue
             maybe = [x for x in lines if any(s in x for s in p.contains)] if p.contains else lines
             hits = [x for x in maybe if p.regex.search(x)]
