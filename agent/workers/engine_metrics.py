@@ -194,15 +194,14 @@ def engine_samples(worker: str, e: EngineMap, snap: Snapshot, old: Snapshot) -> 
     yield from _quantiles(worker, "inference_queue_time_seconds", e.queue_time, snap, old)
     yield from _counters(worker, e, snap, old, dt)
     for direction, names in (("input", e.tokens_in), ("output", e.tokens_out)):
-        # a counter born after the older scrape started from 0 then
-        new, prev = first(snap, names), first(old, names) or 0.0
-        if new is not None and new >= prev:
-            yield sample("inference_tokens_per_second", (new - prev) / dt, worker=worker,
+        tokens = grown(snap, old, names)
+        if tokens is not None:
+            yield sample("inference_tokens_per_second", tokens / dt, worker=worker,
                          direction=direction)  # fmt: skip
     for h in e.latency:  # finished requests: the latency histogram's count
-        new, prev = snap.values.get(f"{h}_count"), old.values.get(f"{h}_count", 0.0)
-        if new is not None and new >= prev:
-            yield sample("inference_requests_per_second", (new - prev) / dt, worker=worker)
+        finished = grown(snap, old, (f"{h}_count",))
+        if finished is not None:
+            yield sample("inference_requests_per_second", finished / dt, worker=worker)
             break
 
 
@@ -218,7 +217,7 @@ def _quantiles(worker: str, metric: str, hists: tuple[str, ...], snap: Snapshot,
             yield sample(metric, value, worker=worker, quantile=str(q))
 
 
-def _grown(snap: Snapshot, old: Snapshot, names: tuple[str, ...]) -> float | None:
+def grown(snap: Snapshot, old: Snapshot, names: tuple[str, ...]) -> float | None:
     """Return how much the first counter present grew; None if absent or it restarted."""
     new = first(snap, names)
     prev = first(old, names) or 0.0  # a counter born after the older scrape started from 0
@@ -228,9 +227,9 @@ def _grown(snap: Snapshot, old: Snapshot, names: tuple[str, ...]) -> float | Non
 def _counters(worker: str, e: EngineMap, snap: Snapshot, old: Snapshot,
               dt: float) -> Iterator[Sample]:  # fmt: skip
     """Preemptions per second and the prefix-cache hit ratio, from counters over the window."""
-    preempted = _grown(snap, old, e.preemptions)
+    preempted = grown(snap, old, e.preemptions)
     if preempted is not None:
         yield sample("inference_preemptions_per_second", preempted / dt, worker=worker)
-    hits, queries = _grown(snap, old, e.cache_hits), _grown(snap, old, e.cache_queries)
+    hits, queries = grown(snap, old, e.cache_hits), grown(snap, old, e.cache_queries)
     if hits is not None and queries:
         yield sample("inference_prefix_cache_hit_ratio", min(hits / queries, 1.0), worker=worker)

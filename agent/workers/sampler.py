@@ -23,7 +23,7 @@ from agent.workers.engine_metrics import (
     QUANTILES,
     Snapshot,
     engine_samples,
-    first,
+    grown,
     parse,
     wanted,
 )
@@ -227,13 +227,13 @@ class WorkerSampler:
         spent = book.spent(self.worker.name, old.ts, snap.ts) if book else None
         if spent is None and book and self.pod:  # no pids known: the GPUs its pod holds
             spent = book.spent(f"pod:{self.pod['namespace']}/{self.pod['pod']}", old.ts, snap.ts)
-        out_new, in_new = first(snap, self.engine.tokens_out), first(snap, self.engine.tokens_in)
-        if spent is None or out_new is None:
+        out, prompt = (
+            grown(snap, old, self.engine.tokens_out),
+            grown(snap, old, self.engine.tokens_in),
+        )
+        if spent is None or out is None:
             return
-        out = out_new - (first(old, self.engine.tokens_out) or 0.0)
-        tokens = {"output": out} if out >= 0 else {}
-        if tokens and in_new is not None and in_new >= (first(old, self.engine.tokens_in) or 0):
-            tokens["all"] = out + in_new - (first(old, self.engine.tokens_in) or 0.0)
+        tokens = {"output": out} if prompt is None else {"output": out, "all": out + prompt}
         yield from per_token(
             self.worker.name,
             joules=spent[0],
