@@ -40,6 +40,13 @@ from agent.web.server import WebServer
 from agent.workers.sampler import WorkerSampler
 
 NvmlFor = Callable[[Config], Loader | None]  # a configuration -> its NVML loader, or pynvml
+
+
+def real_nvml(cfg: Config) -> Loader | None:
+    """Give every configuration pynvml (None): what the daemon uses unless told otherwise."""
+    return None
+
+
 log = logging.getLogger(__name__)
 
 SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
@@ -115,7 +122,7 @@ class Daemon:
     """The running agent: one store, engine, trigger, notifier and server for its whole life."""
 
     def __init__(self, loaded: Loaded, config_path: Path | None,
-                 nvml_for: NvmlFor = lambda cfg: None) -> None:  # fmt: skip
+                 nvml_for: NvmlFor = real_nvml) -> None:  # fmt: skip
         cfg = self.cfg = loaded.cfg
         self.config_path = config_path
         self.nvml_for = nvml_for  # the simulator's fake NVML for gpu.simulate; else pynvml
@@ -304,7 +311,7 @@ class Daemon:
         log.info("dsagent stopped")
 
 
-def serve(cfg: Config, config_path: Path | None, nvml_for: NvmlFor = lambda cfg: None) -> int:
+def serve(cfg: Config, config_path: Path | None, nvml_for: NvmlFor = real_nvml) -> int:
     """Run until SIGTERM or SIGINT; SIGHUP reloads. Returns the exit code.
 
     `nvml_for` gives the NVML loader a configuration asks for: the CLI passes the simulator's,
