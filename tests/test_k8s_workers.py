@@ -74,12 +74,14 @@ def metric_line(text: str, name: str, *parts: str) -> str | None:
 
 
 @pytest.fixture
-def apiserver(certs: Path, tmp_path: Path) -> Iterator[tuple[ApiServer, Path]]:  # noqa: F811
-    """The API server stand-in and the token file it takes."""
+def apiserver(certs: Path, tmp_path: Path) -> Iterator[tuple[ApiServer, Path, str]]:  # noqa: F811
+    """The API server stand-in, the token file it takes, and the [kubernetes] keys to reach it."""
     token = tmp_path / "token"
     token.write_text("sa-token-1\n")
     server = ApiServer(certs / "server.pem", certs / "server.key", "sa-token-1")
-    yield server, token
+    keys = (f'node_name = "gpu-node-1"\napi_url = "{server.url}"\ntoken_file = "{token}"\n'
+            f'ca_file = "{certs / "ca.pem"}"\n')  # fmt: skip
+    yield server, token, keys
     server.close()
 
 
@@ -87,17 +89,14 @@ def apiserver(certs: Path, tmp_path: Path) -> Iterator[tuple[ApiServer, Path]]: 
 def test_worker_follows_its_pod_when_rescheduled(
     agent_factory: Callable[..., AgentProcess],
     sims: list[SimServer],
-    apiserver: tuple[ApiServer, Path],
-    certs: Path,  # noqa: F811
+    apiserver: tuple[ApiServer, Path, str],
 ) -> None:
-    api, token = apiserver
+    api, token, keys = apiserver
     port = [s.server_address[1] for s in sims]
     api.pods = [pod("r1-a", port[0], R1), pod("r1-elsewhere", port[1], R1, node="gpu-node-2"),
                 pod("qwen", port[1], {"app": "vllm", "model": "qwen"})]  # fmt: skip
     agent = agent_factory(
-        f'[kubernetes]\npod_resources = false\nnode_name = "gpu-node-1"\n'
-        f'api_url = "{api.url}"\ntoken_file = "{token}"\nca_file = "{certs / "ca.pem"}"\n'
-        f'interval = "1s"\nmax_backoff = "2s"\n'
+        f'[kubernetes]\npod_resources = false\n{keys}interval = "1s"\nmax_backoff = "2s"\n'
         f'[[workers]]\nname = "r1"\npod_selector = "app=vllm,model=r1"\npod_port = "http"\n'
         f'pod_namespace = "llm"\nmodel = "deepseek-r1"\ngeneration_interval = "0s"\n'
     )
@@ -133,8 +132,7 @@ def test_worker_follows_its_pod_when_rescheduled(
 def test_a_pod_worker_gets_joules_per_token_from_its_pods_gpus(
     agent_factory: Callable[..., AgentProcess],
     sims: list[SimServer],
-    apiserver: tuple[ApiServer, Path],
-    certs: Path,  # noqa: F811
+    apiserver: tuple[ApiServer, Path, str],
 ) -> None:
     import shutil
     import tempfile
@@ -144,7 +142,7 @@ def test_a_pod_worker_gets_joules_per_token_from_its_pods_gpus(
     from agent.sim.fake_nvml import FakeGpu
     from tests.kubelet import Kubelet
 
-    api, token = apiserver
+    api, _, keys = apiserver
     url = f"http://127.0.0.1:{sims[0].server_address[1]}"
     api.pods = [pod("r1-0", sims[0].server_address[1], R1)]
     sockdir = Path(tempfile.mkdtemp(prefix="k8s", dir="/tmp"))
@@ -155,8 +153,7 @@ def test_a_pod_worker_gets_joules_per_token_from_its_pods_gpus(
         agent = agent_factory(
             f"[gpu]\nsimulate = 2\n"
             f'[kubernetes]\npod_resources = true\nsocket = "{kubelet.socket}"\ninterval = "1s"\n'
-            f'node_name = "gpu-node-1"\napi_url = "{api.url}"\ntoken_file = "{token}"\n'
-            f'ca_file = "{certs / "ca.pem"}"\n'
+            f"{keys}"
             f'[[workers]]\nname = "r1"\npod_selector = "app=vllm,model=r1"\npod_port = "http"\n'
             f'model = "deepseek-r1"\ngeneration_interval = "0s"\nwindow = "5s"\n'
         )
