@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run demo test lint servers bench profile fuzz deps deb k8s-stubs clean
+.PHONY: run demo test lint servers bench profile fuzz deps deb k8s-stubs nvml-shim clean
 
 $(BIN)/dsagent: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ lint: deps
 	$(BIN)/ruff format --check agent tests bench
 	$(BIN)/mypy
 
-test: servers lint
+test: servers lint nvml-shim
 	$(BIN)/pytest --durations=15 $(PYTEST_ARGS)
 
 bench: deps servers
@@ -51,6 +51,22 @@ deb:
 # the kubelet pod-resources stubs, from agent/k8s/podresources.proto (checked in; a test compares)
 k8s-stubs: deps
 	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. agent/k8s/podresources.proto
+
+# the NVML stand-in (C, from NVIDIA's nvml.h in the nvidia-nvml-dev wheel): docs/gpu.md
+SHIM := build/nvml-shim/libnvidia-ml.so.1
+SHIM_SRC := $(wildcard agent/sim/nvml_shim/*.c agent/sim/nvml_shim/*.h)
+nvml-shim: $(SHIM)
+
+$(SHIM): $(SHIM_SRC) $(VENV)/.test-deps
+	@if [ ! -f /usr/include/cjson/cJSON.h ]; then \
+	  echo "nvml-shim: needs libcjson-dev (make servers installs it as root); its tests skip" >&2; \
+	else \
+	  mkdir -p $(dir $@) && \
+	  $(CC) -O2 -Wall -Wextra -Werror -Wno-deprecated-declarations -Wno-format-truncation \
+	    -fPIC -shared -Wl,-soname,libnvidia-ml.so.1 \
+	    -I"$$($(BIN)/python -c 'import nvidia; print(list(nvidia.__path__)[0])')/cu13/include" \
+	    -o $@ $(filter %.c,$(SHIM_SRC)) -lcjson -lpthread -lm; \
+	fi
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

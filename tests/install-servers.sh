@@ -14,6 +14,8 @@ command -v dpkg-deb >/dev/null 2>&1 || need="$need dpkg-dev"
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
 [ -x /usr/bin/python3 ] || need="$need python3 python3-venv"
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
+command -v cc >/dev/null 2>&1 || need="$need gcc libc6-dev"        # the NVML stand-in
+[ -f /usr/include/cjson/cJSON.h ] || need="$need libcjson-dev"
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then sudo=""; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else
   echo "install-servers: not root; missing Debian packages:$need" >&2

@@ -37,7 +37,8 @@ def test_our_engine_pages_at_the_new_level() -> None:
                                                        "for": "10m"}))  # fmt: skip
     store = SeriesStore(retention=3600, interval=60)
     for i in range(20):
-        store.ingest("gpu", [sample("gpu_utilization_ratio", 0.92, gpu="0")], T0 + i * 60)
+        store.ingest("gpu", [sample("gpu_saturation_ratio", 0.92, gpu="0", source="sm_active")],
+                     T0 + i * 60)  # fmt: skip
     engine = RuleEngine(store, groups, started_at=T0)
     gpu = next(g for g in groups if g.name == "gpu")
     for i in range(20):
@@ -76,13 +77,13 @@ evaluation_interval: 1m
 tests:
   - interval: 1m
     input_series:
-      - {{series: 'gpu_utilization_ratio{{gpu="0"}}', values: '0.92x30'}}
+      - {{series: 'gpu_saturation_ratio{{gpu="0",source="utilization"}}', values: '0.92x30'}}
     alert_rule_test:
       - {{eval_time: 9m, alertname: GpuUtilizationHigh, exp_alerts: []}}
       - eval_time: 11m
         alertname: GpuUtilizationHigh
         exp_alerts:
-          - exp_labels: {{readiness: block, gpu: "0", severity: warning}}
+          - exp_labels: {{readiness: block, gpu: "0", source: utilization, severity: warning}}
             exp_annotations: {{summary: "GPU 0 at 92% utilization for 5m"}}
 """)
     run = promtool("test", "rules", str(cases))

@@ -9,28 +9,19 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from agent.config import Config
-from agent.nvml import Device, GpuLost, Loader, NvmlDown, NvmlSession, ask, load_pynvml
-from agent.samplers.gpu_fields import METRICS, read_gpu
+from agent.nvml import Device, GpuLost, Loader, NvmlDown, NvmlSession, load_pynvml
+from agent.samplers.gpu_fields import METRICS
+from agent.samplers.gpu_gpm import METRICS as GPM_METRICS
+from agent.samplers.gpu_mig import METRICS as MIG_METRICS
 from agent.samplers.gpu_pods import METRICS as POD_METRICS
 from agent.samplers.gpu_pods import PodLabels
+from agent.samplers.gpu_read import GpuRead, GpuReader, Usage
 from agent.samplers.gpu_xid import XidWatcher
 from agent.store import Sample, sample
 from agent.workers.energy import EnergyBook
 from agent.workers.pids import WorkerMap
 
 log = logging.getLogger(__name__)
-
-GpuRead = tuple[list[Sample], list[tuple[int, float]]]  # fields, (pid, bytes)
-
-
-def _read(nvml: Any, dev: Device) -> GpuRead:
-    """Everything read from one GPU."""
-    readings = read_gpu(nvml, dev)
-    procs = ask(dev, "processes", nvml.nvmlDeviceGetComputeRunningProcesses, dev.handle)
-    usage = [
-        (int(p.pid), float(p.usedGpuMemory)) for p in procs or () if p.usedGpuMemory is not None
-    ]
-    return readings, usage
 
 
 def energy_by_holder(samples: list[Sample]) -> dict[str, tuple[float, int]]:
@@ -66,14 +57,14 @@ class Batch:
         self.began = time.monotonic()
         self.cancelled = False  # a later round read around it: stop at the next GPU
 
-    def run(self, nvml: Any) -> None:
+    def run(self, reader: GpuReader) -> None:
         """Read each GPU until done or cancelled, then drain XIDs; NvmlDown reaches the caller."""
         for dev in self.devices:
             if self.cancelled:
                 return
             self.current = dev.index
             try:
-                self.results[dev.index] = _read(nvml, dev)
+                self.results[dev.index] = reader.read(dev)
             except GpuLost as exc:
                 self.results[dev.index] = exc
         self.current = -1
@@ -100,7 +91,7 @@ class GpuSampler:
     """
 
     name = "gpu"
-    metrics: ClassVar = {**METRICS, **POD_METRICS}
+    metrics: ClassVar = {**METRICS, **GPM_METRICS, **MIG_METRICS, **POD_METRICS}
     reentrant = True  # a run starts even while an earlier one hangs
 
     def __init__(self, session: NvmlSession, timeout: float, workers: WorkerMap,
@@ -114,6 +105,7 @@ class GpuSampler:
         self._reading: list[Batch] = []  # runs in progress, the hung ones among them
         self._stuck: dict[int, Batch] = {}  # GPU index -> the run still stuck on it
         self._watching: Any = None
+        self._reader: GpuReader | None = None  # of the session being watched
         self._mix: list[Sample] = []
 
     def sample(self, now: float) -> list[Sample]:
@@ -123,6 +115,9 @@ class GpuSampler:
         with self._lock:
             if self._watching is not self.session.nvml:  # a new (or re-initialised) session
                 self._watching = self.session.nvml
+                if self._reader is not None:
+                    self._reader.close()
+                self._reader = GpuReader(self.session.nvml)
                 self._stuck.clear()
                 self._mix = mix_samples(self.session.devices)  # fixed for the session
                 self.xid.start(self.session.nvml, self.session.devices)
@@ -150,11 +145,12 @@ class GpuSampler:
 
     def _collect(self) -> dict[int, GpuRead | GpuLost] | None:
         """Read the GPUs no earlier run is stuck on (None if this one was read around)."""
-        batch = Batch(self._todo(), self.xid.drain)
+        batch, reader = Batch(self._todo(), self.xid.drain), self._reader
         with self._lock:
             self._reading.append(batch)
         try:
-            batch.run(self.session.nvml)
+            assert reader is not None  # set with the session, before the first batch
+            batch.run(reader)
         except NvmlDown:
             if batch.cancelled:
                 return None  # a late answer: the later run's own read says what NVML is
@@ -199,15 +195,15 @@ class GpuSampler:
         self.workers.forget_except(seen)
         return out
 
-    def _process_samples(self, dev: Device, usage: list[tuple[int, float]],
+    def _process_samples(self, dev: Device, usage: list[Usage],
                          seen: set[int]) -> Iterator[Sample]:  # fmt: skip
-        for pid, used in usage:
-            seen.add(pid)
-            name, worker = self.workers.describe(pid)
-            labels = {"gpu": str(dev.index), "pid": str(pid), "process": name}
+        for use in usage:
+            seen.add(use.pid)
+            name, worker = self.workers.describe(use.pid)
+            labels = {"gpu": str(dev.index), "pid": str(use.pid), "process": name, **dict(use.mig)}
             if worker:
                 labels["worker"] = worker
-            yield Sample("gpu_process_memory_bytes", used, tuple(sorted(labels.items())))
+            yield Sample("gpu_process_memory_bytes", use.used, tuple(sorted(labels.items())))
 
     def _xid_samples(self) -> Iterator[Sample]:
         by_index = {d.index: d.labels for d in self.session.devices}
@@ -225,6 +221,8 @@ class GpuSampler:
     def close(self) -> None:
         """Stop the XID watch and NVML."""
         self.xid.stop()
+        if self._reader is not None:
+            self._reader.close()
         self.session.close()
 
 

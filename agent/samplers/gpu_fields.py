@@ -95,7 +95,10 @@ def utilization_and_memory(nvml: Any, dev: Device) -> list[Sample]:
     if util is not None:
         out.append(Sample("gpu_utilization_ratio", util.gpu / 100, labels))
         out.append(Sample("gpu_memory_copy_utilization_ratio", util.memory / 100, labels))
-    mem = ask(dev, "memory", nvml.nvmlDeviceGetMemoryInfo, h)
+    # v2 leaves out what the driver reserves, as nvidia-smi does; drivers before 510 know only v1
+    mem = ask(dev, "memory_v2", nvml.nvmlDeviceGetMemoryInfo, h, nvml.nvmlMemory_v2)
+    if mem is None:
+        mem = ask(dev, "memory", nvml.nvmlDeviceGetMemoryInfo, h)
     if mem is not None and mem.total:
         out.append(Sample("gpu_memory_used_bytes", float(mem.used), labels))
         out.append(Sample("gpu_memory_total_bytes", float(mem.total), labels))

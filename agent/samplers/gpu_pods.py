@@ -10,11 +10,11 @@ from pynvml import NVMLError
 
 from agent.k8s.attribution import Attribution, Gpu, Mig, attribute
 from agent.k8s.podresources import PodResources
-from agent.nvml import Device
+from agent.nvml import Device, GpuLost, NvmlDown
+from agent.samplers.gpu_mig import mig_devices
 from agent.store import Labels, MetricInfo, Sample
 
 log = logging.getLogger(__name__)
-NOT_FOUND = 6  # NVML_ERROR_NOT_FOUND: an empty MIG slot
 
 METRICS = {
     "gpu_pod_info": MetricInfo(
@@ -26,28 +26,6 @@ METRICS = {
 }
 
 
-def mig_devices(nvml: Any, handle: Any) -> tuple[Mig, ...]:
-    """Return the MIG devices a GPU in MIG mode has now; none when MIG is off or unsupported."""
-    try:
-        current, _pending = nvml.nvmlDeviceGetMigMode(handle)
-        if not current:
-            return ()
-        slots = nvml.nvmlDeviceGetMaxMigDeviceCount(handle)
-    except NVMLError:
-        return ()
-    migs = []
-    for slot in range(slots):
-        try:
-            mig = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
-        except NVMLError as exc:
-            if exc.value != NOT_FOUND:
-                log.debug("MIG slot %d: %s", slot, exc)
-            continue
-        uuid = nvml.nvmlDeviceGetUUID(mig)
-        migs.append(Mig(slot, uuid.decode() if isinstance(uuid, bytes) else str(uuid)))
-    return tuple(migs)
-
-
 def describe(nvml: Any, dev: Device) -> Gpu:
     """Return what the join needs of one GPU: UUID, minor number and MIG devices."""
     try:
@@ -55,7 +33,11 @@ def describe(nvml: Any, dev: Device) -> Gpu:
     except NVMLError:
         minor = None
     labels = dict(dev.labels)
-    return Gpu(dev.index, labels["uuid"], dev.labels, minor, mig_devices(nvml, dev.handle))
+    try:
+        migs = tuple(Mig(m.slot, m.uuid) for m in mig_devices(nvml, dev.handle))
+    except (GpuLost, NvmlDown):
+        migs = ()  # the GPU read says so on its own series
+    return Gpu(dev.index, labels["uuid"], dev.labels, minor, migs)
 
 
 class PodLabels:

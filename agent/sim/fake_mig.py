@@ -49,6 +49,14 @@ class MigCalls:
             raise NVMLError(NOT_FOUND)
         return FakeMig(g.index, slot, g.mig[slot])
 
+    def nvmlDeviceGetGpuInstanceId(self, h: FakeMig) -> int:
+        """GPU instance id: the slot plus one."""
+        return h.slot + 1
+
+    def nvmlDeviceGetComputeInstanceId(self, h: FakeMig) -> int:
+        """Compute instance id: one per GPU instance here."""
+        return 0
+
     def nvmlDeviceGetMinorNumber(self, h: Any) -> int:
         """Return the /dev/nvidiaN number: the index here."""
         return int(self._dev(h).index)

@@ -141,8 +141,10 @@ class FakeNvml(MigCalls):
         """Index of a handle."""
         return self._dev(h).index
 
-    def nvmlDeviceGetName(self, h: FakeGpu) -> str:
-        """Model name."""
+    def nvmlDeviceGetName(self, h: FakeGpu | FakeMig) -> str:
+        """Model name; a MIG device's ends in its profile."""
+        if isinstance(h, FakeMig):
+            return f"{self.gpus[h.parent_index].model} MIG {h.profile}"
         return self._dev(h).model
 
     def nvmlDeviceGetArchitecture(self, h: FakeGpu) -> int:
@@ -166,11 +168,18 @@ class FakeNvml(MigCalls):
         util = min(1.0, max(0.0, g.util + self._wave(g, 30, 0.15)))
         return SimpleNamespace(gpu=round(100 * util), memory=round(60 * util))
 
-    def nvmlDeviceGetMemoryInfo(self, h: FakeGpu) -> SimpleNamespace:
-        """Framebuffer memory, bytes."""
+    def nvmlDeviceGetMemoryInfo(self, h: FakeGpu | FakeMig, version: int = 0) -> SimpleNamespace:
+        """Framebuffer memory, bytes, of a GPU or a MIG device (v2 if `version`)."""
+        if isinstance(h, FakeMig):
+            return SimpleNamespace(total=10 * GIB, used=GIB, free=9 * GIB, reserved=0)
         g = self._dev(h)
         used = sum(b for _, b in g.processes) + GIB // 2
-        return SimpleNamespace(total=g.memory_total, used=used, free=g.memory_total - used)
+        return SimpleNamespace(total=g.memory_total, used=used, free=g.memory_total - used,
+                               reserved=0)  # fmt: skip
+
+    def nvmlGpmQueryDeviceSupport(self, h: FakeGpu) -> None:
+        """No GPM here (the NVML stand-in, `make nvml-shim`, has it)."""
+        raise NVMLError(FUNCTION_NOT_FOUND)
 
     def nvmlDeviceGetTemperature(self, h: FakeGpu, sensor: int) -> int:
         """Die temperature, Celsius."""
