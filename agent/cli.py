@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     if cfg is None:
         return 2
     from agent.daemon import serve
-    from agent.sim.fake_nvml import simulated_nvml  # gpu.simulate: injected, not imported there
+    from agent.sim.simulate import simulated_nvml  # gpu.simulate: injected, not imported there
 
     return serve(cfg, resolve_path(args.config), simulated_nvml)
 

@@ -17,7 +17,8 @@ from agent.config import Config, WorkerConfig
 from agent.nvml import NvmlSession
 from agent.samplers import gpu as gpu_mod
 from agent.samplers.gpu import GpuSampler
-from agent.sim.fake_nvml import GIB, FakeGpu, FakeNvml, simulated_nvml
+from agent.sim.fake_nvml import GIB, FakeGpu, FakeNvml
+from agent.sim.simulate import simulated_nvml
 from agent.store import Sample
 from agent.workers.pids import WorkerMap, unit_of
 from tests.conftest import wait_for

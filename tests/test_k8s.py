@@ -231,8 +231,8 @@ def test_mig_pods_and_a_restarting_kubelet_end_to_end(
         wait_for(lambda: agent.metrics().count("gpu_pod_info{") == 2, 20, "MIG holders")
         text = agent.metrics()
         assert f'mig_uuid="{mig[1]}"' in text and 'mig_profile="3g.40gb"' in text
-        util = next(x for x in text.splitlines() if x.startswith("gpu_utilization_ratio{"))
-        assert "pod=" not in util, "two pods on the GPU's MIG devices: none on the GPU's series"
+        temp = next(x for x in text.splitlines() if x.startswith("gpu_temperature_celsius{"))
+        assert "pod=" not in temp, "two pods on the GPU's MIG devices: none on the GPU's series"
         kubelet.stop()
         wait_for(lambda: "dsagent_k8s_podresources_up 0.0" in agent.metrics(), 10, "down")
         text = agent.metrics()
@@ -241,9 +241,9 @@ def test_mig_pods_and_a_restarting_kubelet_end_to_end(
         kubelet.pods = {("llm", "distill-0", "vllm"): [("nvidia.com/mig-3g.40gb", [mig[0]])]}
         kubelet.start()
         wait_for(lambda: agent.metrics().count("gpu_pod_info{") == 1, 20, "the new list")
-        util = next(x for x in agent.metrics().splitlines()
-                    if x.startswith("gpu_utilization_ratio{"))  # fmt: skip
-        assert 'pod="distill-0"' in util, "one container holds all of it now"
+        temp = next(x for x in agent.metrics().splitlines()
+                    if x.startswith("gpu_temperature_celsius{"))  # fmt: skip
+        assert 'pod="distill-0"' in temp, "one container holds all of it now"
         status = dsagent("status", "--url", agent.url).stdout
         assert "pod llm/distill-0 container vllm (MIG 3g.40gb)" in status
         assert "distill-1" not in status, "a pod that has gone is not listed"

@@ -251,3 +251,24 @@ def test_no_driver_then_nvml_down_and_the_agent_runs(tmp_path: Path) -> None:
         assert requests.get(agent.url + "/healthz", timeout=5).status_code == 200
     finally:
         agent.stop()
+
+
+@pytest.mark.parametrize("backend", ["stand-in", "fake"])
+def test_simulate_runs_on_the_stand_in_where_built(tmp_path: Path, backend: str) -> None:
+    need(SHIM.exists(), f"{SHIM} is not built")
+    env = {} if backend == "stand-in" else {"NVML_SHIM_LIBRARY": str(tmp_path / "none.so")}
+    agent = AgentProcess(tmp_path, "[gpu]\nsimulate = 2\n", env)
+    try:
+        agent.wait_healthy()
+        wait_for(lambda: "gpu_saturation_ratio{" in agent.metrics(), 10, "a GPU reading")
+        v = parse(agent.metrics())
+        # one scenario, either backend: the same GPUs, memory and process
+        assert value(v, "gpu_memory_used_bytes", gpu="1") == 60 * GIB + GIB // 2
+        assert value(v, "gpu_memory_total_bytes", gpu="0") == 80 * GIB
+        assert value(v, "gpu_info", gpu="1", model="NVIDIA H100 80GB HBM3") == 1
+        on_shim = backend == "stand-in"
+        assert value(v, "gpu_gpm_supported", gpu="0") == float(on_shim)
+        assert (value(v, "gpu_sm_active_ratio", gpu="0") is not None) == on_shim
+        assert (agent.state / "simulated-gpus.json").exists() == on_shim
+    finally:
+        agent.stop()

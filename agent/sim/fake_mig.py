@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from pynvml import NVMLError
+
+from agent.sim.scenarios import mig_uuid
 
 NOT_FOUND = 6  # NVML_ERROR_NOT_FOUND: an empty MIG slot
 MIG_SLOTS = 7  # an A100/H100 holds at most seven MIG devices
@@ -23,8 +24,7 @@ class FakeMig:
     @property
     def uuid(self) -> str:
         """A stable MIG UUID per GPU and slot."""
-        seed = f"dsagent-fake-{self.parent_index}-mig-{self.slot}"
-        return "MIG-" + str(uuid.uuid5(uuid.NAMESPACE_OID, seed))
+        return mig_uuid(self.parent_index, self.slot)
 
 
 class MigCalls:

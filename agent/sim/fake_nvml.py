@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import math
-import os
 import queue
 import random
 import time
-import uuid
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -15,16 +13,20 @@ from typing import Any
 import pynvml
 from pynvml import NVMLError
 
-from agent.config import Config
 from agent.nvml import (
     FUNCTION_NOT_FOUND,
     GPU_IS_LOST,
     NOT_SUPPORTED,
     TIMEOUT,
     UNINITIALIZED,
-    Loader,
 )
 from agent.sim.fake_mig import FakeMig, MigCalls
+from agent.sim.scenarios import gpu_uuid, scenario
+
+# The stand-in scenario's refused calls, as the features this fake refuses
+FEATURES = {"nvmlDeviceGetFanSpeed": "fan", "nvmlDeviceGetTotalEnergyConsumption": "energy",
+            "nvmlDeviceGetTotalEccErrors": "ecc", "nvmlDeviceGetRemappedRows": "remap",
+            "nvmlDeviceGetClockInfo": "clocks"}  # fmt: skip
 
 GIB = 1024**3
 
@@ -54,7 +56,7 @@ class FakeGpu:
     @property
     def uuid(self) -> str:
         """A stable UUID per index."""
-        return "GPU-" + str(uuid.uuid5(uuid.NAMESPACE_OID, f"dsagent-fake-{self.index}"))
+        return gpu_uuid(self.index)
 
 
 class FakeNvml(MigCalls):
@@ -77,23 +79,27 @@ class FakeNvml(MigCalls):
 
     @classmethod
     def scenario(cls, count: int, name: str = "normal") -> FakeNvml:
-        """Build one of the named scenarios with `count` GPUs."""
-        gpus = [FakeGpu(i, processes=[(os.getpid(), 60 * GIB)]) for i in range(count)]
-        fake = cls(gpus)
-        if name == "throttle":
-            for g in gpus:
-                g.temp, g.util, g.throttle = 88.0, 0.97, 0x4 | 0x20
-        elif name == "unsupported":
-            for g in gpus:
-                g.unsupported |= {"memory_temp", "energy", "nvlink", "ecc", "remap", "clocks"}
-                g.nvlinks = 0
-        elif name == "lost" and count > 1:
-            gpus[1].lost_at = fake._start + 10.0
-        elif name == "xid_burst":
-            fake.pending_xids = [(0, 79), (0, 79), (0, 48)]
-        elif name == "mig":  # every GPU split in two halves, as pods of 3g.40gb ask for
-            for g in gpus:
-                g.mig = ["3g.40gb", "3g.40gb"]
+        """Build one of the named scenarios with `count` GPUs (defined in scenarios.py)."""
+        return cls.from_spec(scenario(count, name))
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> FakeNvml:
+        """Take the GPUs of a stand-in scenario: their levels, refusals, processes and MIG."""
+        fake = cls([])
+        for i, g in enumerate(spec["gpus"]):
+            refused = {FEATURES[c] for c in g.get("fail", {}) if c in FEATURES}
+            fields = g.get("fields", {})
+            fake.gpus.append(FakeGpu(
+                i, model=g["name"], memory_total=g["memory_total"],
+                util=g["utilization"]["base"] / 100, temp=g["temperature"]["base"],
+                power_limit_mw=g["power_limit_mw"], throttle=g.get("throttle", 0),
+                unsupported=refused | ({"memory_temp"} if "82" not in fields else set()),
+                nvlinks=18 if "38" in fields else 0,
+                processes=[(p["pid"], p["used"]) for p in g["processes"]],
+                lost_at=fake._start + g["lost_after"] if "lost_after" in g else None,
+                mig=[m["profile"] for m in g.get("mig", [])],
+            ))  # fmt: skip
+        fake.pending_xids = [(x["gpu"], x["xid"]) for x in spec.get("xid_events", [])]
         return fake
 
     # --- lifecycle -----------------------------------------------------------------
@@ -295,11 +301,3 @@ class FakeNvml(MigCalls):
         data = SimpleNamespace(device=g, eventType=0x8, eventData=xid)
         for event_set in g.events:
             event_set.put(data)
-
-
-def simulated_nvml(cfg: Config) -> Loader | None:
-    """Return the loader of simulated GPUs when gpu.simulate asks for them, else None (NVML)."""
-    gpu = cfg.gpu
-    if not gpu.simulate:
-        return None
-    return lambda: FakeNvml.scenario(gpu.simulate, gpu.scenario)

@@ -142,6 +142,7 @@ static void gpu(const cJSON *obj, int index, gpu_t *g) {
     g->arch = (unsigned)num(obj, "architecture", NVML_DEVICE_ARCH_HOPPER);
     g->minor = (unsigned)num(obj, "minor", index);
     g->lost = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, "lost"));
+    g->lost_after = num(obj, "lost_after", -1);
     g->gpm_supported = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, "gpm_supported"));
     g->util = wave(obj, "utilization", 0), g->temp = wave(obj, "temperature", 40);
     g->power = wave(obj, "power_mw", 100000);
@@ -230,6 +231,10 @@ static nvmlReturn_t apply(const call_rule_t *rule) {
 
 extern int shim_initialised;
 
+int shim_lost(const gpu_t *g) {
+    return g->lost || (g->lost_after >= 0 && shim_now() - shim.t0 >= g->lost_after);
+}
+
 nvmlReturn_t shim_call(const char *name) {
     pthread_mutex_lock(&shim_mu);
     shim_refresh();
@@ -249,7 +254,7 @@ nvmlReturn_t shim_enter(nvmlDevice_t dev, const char *name, int mig_ok, gpu_t **
     if (rc == NVML_SUCCESS) {
         gpu_t *g = &shim.gpu[dev->gpu];
         *gpu = g, *mig = dev->slot >= 0 ? &g->mig[dev->slot] : NULL;
-        if (g->lost) rc = NVML_ERROR_GPU_IS_LOST;
+        if (shim_lost(g)) rc = NVML_ERROR_GPU_IS_LOST;
         else if (dev->slot >= 0 && !(*mig)->present) rc = NVML_ERROR_INVALID_ARGUMENT;
         else if (dev->slot >= 0 && !mig_ok) rc = NVML_ERROR_NOT_SUPPORTED;
         else rc = apply(rule_for(g->call, g->ncall, name));

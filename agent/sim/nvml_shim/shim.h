@@ -48,6 +48,7 @@ typedef struct {
     gpm_t gpm;
     call_rule_t call[MAX_CALLS];
     double energy_mj, energy_at;            /* integrated from the power draw */
+    double lost_after;                      /* seconds after load it falls off the bus (<0: never) */
 } gpu_t;
 
 typedef struct {
@@ -70,6 +71,7 @@ extern struct nvmlDevice_st gpu_handle[MAX_GPUS], mig_handle[MAX_GPUS][MAX_MIG];
 double shim_now(void);
 void shim_refresh(void);                       /* re-read the scenario if its file changed */
 double wave_at(const wave_t *w, int index);
+int shim_lost(const gpu_t *g);                 /* fallen off the bus, now or after a while */
 nvmlReturn_t shim_call(const char *name);      /* a call with no device: init state and rules */
 /* Enter a device call: locks shim_mu on success (release with UNLOCK); returns the GPU. */
 nvmlReturn_t shim_enter(nvmlDevice_t dev, const char *name, int mig_ok, gpu_t **gpu, mig_t **mig);

@@ -68,7 +68,7 @@ nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *dev
     if (rc != NVML_SUCCESS) return rc;
     if (!dev || index >= (unsigned)shim.ngpu) return NVML_ERROR_INVALID_ARGUMENT;
     *dev = &gpu_handle[index];
-    return shim.gpu[index].lost ? NVML_ERROR_GPU_IS_LOST : NVML_SUCCESS;
+    return shim_lost(&shim.gpu[index]) ? NVML_ERROR_GPU_IS_LOST : NVML_SUCCESS;
 }
 
 /* --- XID events: the scenario's list only grows; each set reads it from a cursor. ---------- */
