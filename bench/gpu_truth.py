@@ -1,8 +1,9 @@
 """Truth check on real hardware: the agent's GPU readings against nvidia-smi, same moments.
 
 Runs `dsagent run` with [gpu] enabled = true for --duration seconds; every second it scrapes
-/metrics and runs `nvidia-smi --query-gpu=... --format=csv`, then prints per field and GPU the
-mean and largest difference, and which fields one side has and the other lacks.
+/metrics and runs `nvidia-smi --query-gpu=... --format=csv` (and, where installed, `dcgmi dmon`
+for the GPM fields), then prints per field and GPU the mean and largest difference, and which
+fields one side has and the other lacks.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from pathlib import Path
 import requests
 
 from bench.common import free_port, wait_until
+from bench.gpu_truth_dcgm import DCGM_FIELDS, Table, dmon, parse_dmon
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # nvidia-smi field -> (our metric, extra labels, factor from ours to nvidia-smi's unit)
-FIELDS: dict[str, tuple[str, dict[str, str], float]] = {
+FIELDS: Table = {
     "utilization.gpu": ("gpu_utilization_ratio", {}, 100),
     "utilization.memory": ("gpu_memory_copy_utilization_ratio", {}, 100),
     "memory.used": ("gpu_memory_used_bytes", {}, 1 / 2**20),
@@ -100,9 +102,9 @@ def parse_metrics(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], flo
 
 
 def ours(metrics: dict[tuple[str, frozenset[tuple[str, str]]], float], gpu: str,
-         field: str) -> float | None:  # fmt: skip
-    """Return our value for an nvidia-smi field on one GPU, in nvidia-smi's unit."""
-    name, extra, factor = FIELDS[field]
+         field: str, table: Table = FIELDS) -> float | None:  # fmt: skip
+    """Return our value for a field of the other tool on one GPU, in its unit."""
+    name, extra, factor = table[field]
     for (metric, labels), value in metrics.items():
         lab = dict(labels)
         if metric == name and lab.get("gpu") == gpu and extra.items() <= lab.items():
@@ -110,15 +112,18 @@ def ours(metrics: dict[tuple[str, frozenset[tuple[str, str]]], float], gpu: str,
     return None
 
 
-def compare(pairs: list[tuple[str, str]], fields: Sequence[str] = tuple(FIELDS)) -> list[str]:
-    """Compare (metrics text, nvidia-smi csv) pairs; return the report lines."""
+def compare(pairs: list[tuple[str, str]], fields: Sequence[str] = tuple(FIELDS),
+            dcgm: bool = False) -> list[str]:  # fmt: skip
+    """Compare (metrics text, nvidia-smi csv or dcgmi dmon) pairs; return the report lines."""
     diffs: dict[tuple[str, str], list[float]] = defaultdict(list)
     presence: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for metrics_text, smi_text in pairs:
+    table = DCGM_FIELDS if dcgm else FIELDS
+    for metrics_text, their_text in pairs:
         metrics = parse_metrics(metrics_text)
-        for gpu, row in parse_smi(smi_text, fields).items():
+        rows = parse_dmon(their_text, list(fields)) if dcgm else parse_smi(their_text, fields)
+        for gpu, row in rows.items():
             for field, theirs in row.items():
-                mine = ours(metrics, gpu, field)
+                mine = ours(metrics, gpu, field, table)
                 if theirs is None or mine is None:
                     presence[(field, gpu)].add(
                         f"smi {theirs is not None}, agent {mine is not None}"
@@ -145,8 +150,19 @@ def smi_fields(smi: str) -> dict[str, str]:
     return names
 
 
-def collect(duration: int, smi: str, names: Sequence[str]) -> list[tuple[str, str]]:
-    """Run the agent and sample both sides once a second."""
+def query_smi(smi: str, names: Sequence[str]) -> str:
+    """One nvidia-smi reading of the fields."""
+    cmd = [smi, f"--query-gpu=index,{','.join(names)}", "--format=csv,noheader,nounits"]
+    return subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=30).stdout
+
+
+Pairs = list[tuple[str, str]]  # (the agent's /metrics, the other tool's output) at one moment
+
+
+def collect(
+    duration: int, smi: str, names: Sequence[str], dcgmi: str | None
+) -> tuple[Pairs, Pairs]:
+    """Run the agent and sample it, nvidia-smi and dcgmi (if given) once a second."""
     port = free_port()
     with tempfile.TemporaryDirectory() as state:
         env = {
@@ -157,25 +173,20 @@ def collect(duration: int, smi: str, names: Sequence[str]) -> list[tuple[str, st
         }
         agent = subprocess.Popen([sys.executable, "-m", "agent", "run"], cwd=ROOT, env=env)
         url = f"http://127.0.0.1:{port}/metrics"
-        query = f"--query-gpu=index,{','.join(names)}"
-        pairs = []
+        with_smi: Pairs = []
+        with_dcgm: Pairs = []
         try:
             wait_until(lambda: "gpu_up{" in requests.get(url, timeout=2).text, 30, "GPU metrics")
             for _ in range(duration):
                 metrics = requests.get(url, timeout=5).text
-                out = subprocess.run(
-                    [smi, query, "--format=csv,noheader,nounits"],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                    timeout=30,
-                )
-                pairs.append((metrics, out.stdout))
+                with_smi.append((metrics, query_smi(smi, names)))
+                if dcgmi is not None:
+                    with_dcgm.append((metrics, dmon(dcgmi, list(DCGM_FIELDS))))
                 time.sleep(1)
         finally:
             agent.terminate()
             agent.wait(timeout=10)
-    return pairs
+    return with_smi, with_dcgm
 
 
 def main() -> None:
@@ -187,8 +198,15 @@ def main() -> None:
     if smi is None:
         raise SystemExit("gpu_truth: nvidia-smi not found: run this on a machine with a GPU")
     names = smi_fields(smi)
-    pairs = collect(args.duration, smi, list(names))
-    print("\n".join(compare(pairs, list(names.values()))))
+    dcgmi = shutil.which("dcgmi")
+    with_smi, with_dcgm = collect(args.duration, smi, list(names), dcgmi)
+    print("nvidia-smi --query-gpu:")
+    print("\n".join(compare(with_smi, list(names.values()))))
+    if dcgmi is None:
+        print("dcgmi not found: GPM fields not compared")
+    else:
+        print("dcgmi dmon (GPM against DCGM's profiling fields):")
+        print("\n".join(compare(with_dcgm, list(DCGM_FIELDS), dcgm=True)))
 
 
 if __name__ == "__main__":

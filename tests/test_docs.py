@@ -18,7 +18,7 @@ from agent.store import MetricInfo
 from tests.conftest import ROOT
 
 DOCS = ROOT / "docs"
-METRIC_PAGES = ("metrics.md", "hardware.md", "kubernetes.md", "inference.md")
+METRIC_PAGES = ("metrics.md", "gpu.md", "hardware.md", "kubernetes.md", "inference.md")
 SUFFIX = {"counter": "_total", "info": "_info"}
 # A backticked name in the docs that is a metric of ours: these prefixes, then a snake name.
 METRIC = re.compile(r"`((?:gpu|host|disk|net|node|inference|worker|dsagent|process)_[a-z0-9_]+)`")

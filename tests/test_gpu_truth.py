@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.gpu_truth import FIELDS, compare, parse_smi, query_names
+from bench.gpu_truth_dcgm import DCGM_FIELDS, parse_dmon
 
 
 def smi_line(index: int, values: dict[str, str]) -> str:
@@ -67,3 +68,25 @@ def test_compare_reads_the_columns_of_the_fields_queried() -> None:
     assert set(rows) == set(fields)
     assert rows["utilization.gpu"][3] == "0.000"
     assert rows["clocks_throttle_reasons.sw_power_cap"][3] == "0.000"
+
+
+DMON = """#Entity GRACT SMACT SMOCC TENSO DRAMA FP64A FP32A FP16A PCITX PCIRX NVLTX NVLRX
+ID
+GPU 0     0.500  0.420  0.300  0.125  0.550  N/A    0.010  0.200  1073741824  0  0  0
+"""
+GPM = """gpu_sm_active_ratio{gpu="0",uuid="GPU-1"} 0.425
+gpu_sm_occupancy_ratio{gpu="0",uuid="GPU-1"} 0.3
+gpu_fp64_active_ratio{gpu="0",uuid="GPU-1"} 0.0
+gpu_pcie_transmit_bytes_per_second{gpu="0",uuid="GPU-1"} 1073741824.0
+"""
+
+
+def test_gpm_fields_compare_with_dcgmi_dmon() -> None:
+    fields = list(DCGM_FIELDS)
+    assert parse_dmon(DMON, fields)["0"]["1006"] is None  # N/A
+    report = compare([(GPM, DMON)], fields, dcgm=True)
+    rows = {line.split()[0]: line.split() for line in report[1:]}
+    assert rows["1002"][3] == "0.005"  # SM activity: ours 0.425, DCGM 0.420
+    assert rows["1003"][3] == "0.000" and rows["1009"][3] == "0.000"
+    assert "smi True, agent False" in " ".join(rows["1004"])  # we lack tensor activity here
+    assert "smi False, agent True" in " ".join(rows["1006"])

@@ -80,7 +80,11 @@ class Shimmed:
         self.write()
         env = {"LD_LIBRARY_PATH": str(SHIM.parent), "NVML_SHIM_CONFIG": str(self.file)}
         self.agent = AgentProcess(tmp, "[gpu]\nenabled = true\ntimeout = 0.5\n" + config, env)
-        self.agent.wait_healthy()
+        try:
+            self.agent.wait_healthy()
+        except BaseException:
+            self.agent.stop()
+            raise
 
     def write(self) -> None:
         """Write the scenario so the stand-in re-reads it (a new mtime and size)."""
@@ -108,9 +112,11 @@ class Shimmed:
 def shimmed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shimmed]:
     """One agent on the stand-in for the value tests."""
     running = Shimmed(tmp_path_factory.mktemp("shim"))
-    running.until("gpu_sm_active_ratio", 0.425, gpu="0")  # GPM reads from the second round
-    yield running
-    running.agent.stop()
+    try:
+        running.until("gpu_sm_active_ratio", 0.425, gpu="0")  # GPM reads from the second round
+        yield running
+    finally:
+        running.agent.stop()
 
 
 def test_every_field_family_through_the_real_binding(shimmed: Shimmed) -> None:
@@ -210,8 +216,15 @@ def test_gpustat_reads_the_same_values(shimmed: Shimmed) -> None:
         assert len(gpu["processes"]) == 1
 
 
-def test_changes_while_running(tmp_path: Path) -> None:
-    run = Shimmed(tmp_path)
+@pytest.fixture
+def run(tmp_path: Path) -> Iterator[Shimmed]:
+    """An agent on the stand-in for one test, stopped after it."""
+    running = Shimmed(tmp_path)
+    yield running
+    running.agent.stop()
+
+
+def test_changes_while_running(run: Shimmed) -> None:
     run.until("gpu_power_watts", 412.345, gpu="0")
     run.spec["gpus"][0]["fail"]["nvmlDeviceGetPowerUsage"] = 3  # NotSupported from now on
     run.spec["xid_events"] = [{"gpu": 0, "xid": 79}, {"gpu": 0, "xid": 79}, {"gpu": 1, "xid": 48}]
@@ -235,7 +248,6 @@ def test_changes_while_running(tmp_path: Path) -> None:
     run.write()
     v = run.until("gpu_up", 0, gpu="1")
     run.until("gpu_up", 1, gpu="0")  # answers again once its hung call returns
-    run.agent.stop()
 
 
 def test_no_driver_then_nvml_down_and_the_agent_runs(tmp_path: Path) -> None:

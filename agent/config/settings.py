@@ -112,7 +112,8 @@ class GpuConfig(Section):
 
     enabled: Literal["auto"] | bool = "auto"
     simulate: int = Field(default=0, ge=0, le=64)
-    scenario: Literal["normal", "throttle", "xid_burst", "lost", "unsupported", "mig"] = "normal"
+    scenario: Literal["normal", "throttle", "xid_burst", "lost", "unsupported", "mig",
+                      "mig7"] = "normal"  # fmt: skip
     timeout: Duration = Field(default=0.8, gt=0)
 
 

@@ -21,6 +21,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                      help="whose metric names it speaks (default vllm: V1 names)")  # fmt: skip
     demo = sub.add_parser("demo", help="a 90-second tour: simulator, agent, alerts, webhook")
     demo.add_argument("--keep", action="store_true", help="keep the demo's files afterwards")
+    demo.add_argument("--pace", type=float, default=1.0,
+                      help="scale every step and window (0.5: in half the time)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,5 +39,5 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from agent.sim.demo import run_demo
 
-    code: int = run_demo(keep=args.keep)
+    code: int = run_demo(keep=args.keep, pace=args.pace)
     return code

@@ -25,14 +25,14 @@ RULES = """groups:
       - alert: DemoLatencyHigh
         expr: inference_request_latency_seconds{quantile="0.95"}
         thresholds: {warning: 0.25, critical: 0.4}
-        for: 3s
+        for: HOLD_LATENCYs
         annotations:
           summary: "p95 latency {{ $value | humanizeDuration }} on {{ $labels.worker }}"
       - alert: DemoWorkerNotReady
         expr: worker_ready
         op: "=="
         thresholds: {critical: 0}
-        for: 2s
+        for: HOLD_READYs
         annotations: {summary: "{{ $labels.worker }} is not ready"}
 """
 
@@ -126,22 +126,23 @@ def _wait_up(url: str, agent: subprocess.Popen[bytes]) -> None:
         time.sleep(0.2)
 
 
-def _config(work: Path, sim: str, sink: str, port: int) -> Path:
-    (work / "demo.yml").write_text(RULES)
+def _config(work: Path, sim: str, sink: str, port: int, pace: float) -> Path:
+    rules = RULES.replace("HOLD_LATENCY", f"{3 * pace:g}")
+    (work / "demo.yml").write_text(rules.replace("HOLD_READY", f"{2 * pace:g}"))
     config = work / "agent.toml"
     config.write_text(
         f'[agent]\nstate_dir = "{work / "state"}"\n[http]\nlisten = "127.0.0.1:{port}"\n'
         f'[rules]\ndefaults = false\npaths = ["{work / "demo.yml"}"]\n'
-        f'[[workers]]\nname = "sim-0"\nurl = "{sim}"\nmodel = "deepseek-v3"\nwindow = "8s"\n'
-        'generation_interval = "5s"\n'
+        f'[[workers]]\nname = "sim-0"\nurl = "{sim}"\nmodel = "deepseek-v3"\n'
+        f'window = "{8 * pace:g}s"\ngeneration_interval = "{5 * pace:g}s"\n'
         f'[[receivers]]\nname = "sink"\ntype = "webhook"\nurl = "{sink}"\n'
         '[[routes]]\nreceiver = "sink"\ngroup_interval = "1s"\n'
     )
     return config
 
 
-def run_demo(keep: bool = False) -> int:
-    """Run the tour; return 0."""
+def run_demo(keep: bool = False, pace: float = 1.0) -> int:
+    """Run the tour, every step and window scaled by `pace`; return 0."""
     work = Path(tempfile.mkdtemp(prefix="dsagent-demo-"))
     start = time.time()
     sim = SimServer(0, "deepseek-v3", work / "requests.log")
@@ -149,7 +150,7 @@ def run_demo(keep: bool = False) -> int:
     sim_url = f"http://127.0.0.1:{sim.server_address[1]}"
     sink = _sink(start)
     port = _free_port()
-    config = _config(work, sim_url, f"http://127.0.0.1:{sink.server_address[1]}/", port)
+    config = _config(work, sim_url, f"http://127.0.0.1:{sink.server_address[1]}/", port, pace)
     agent = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(config)],
                              stderr=(work / "agent.log").open("w"))  # fmt: skip
     stop = threading.Event()
@@ -159,7 +160,7 @@ def run_demo(keep: bool = False) -> int:
     try:
         _wait_up(f"http://127.0.0.1:{port}", agent)
         _load(sim_url, stop)
-        _run_script(start, sim_url, f"http://127.0.0.1:{port}")
+        _run_script(start, sim_url, f"http://127.0.0.1:{port}", pace)
     finally:
         stop.set()
         agent.send_signal(signal.SIGTERM)
@@ -172,11 +173,11 @@ def run_demo(keep: bool = False) -> int:
     return 0
 
 
-def _run_script(start: float, sim_url: str, agent_url: str) -> None:
+def _run_script(start: float, sim_url: str, agent_url: str, pace: float) -> None:
     steps = list(SCRIPT)
     last_ready = ""
-    while (now := time.time() - start) < DURATION:
-        while steps and steps[0][0] <= now:
+    while (now := time.time() - start) < DURATION * pace:
+        while steps and steps[0][0] * pace <= now:
             _, text, settings = steps.pop(0)
             _say(start, text)
             _post(sim_url + "/control", settings)

@@ -69,6 +69,7 @@ class FakeNvml(MigCalls):
         self.driver_loaded = True
         self.old_driver = False  # before 535: no clock event reasons, only throttle reasons
         self._start = clock()
+        self.spec: dict[str, Any] = {}  # the scenario it was built from, if any
         self._rng = random.Random(7)
         self.pending_xids: list[
             tuple[int, int]
@@ -86,6 +87,7 @@ class FakeNvml(MigCalls):
     def from_spec(cls, spec: dict[str, Any]) -> FakeNvml:
         """Take the GPUs of a stand-in scenario: their levels, refusals, processes and MIG."""
         fake = cls([])
+        fake.spec = spec
         for i, g in enumerate(spec["gpus"]):
             refused = {FEATURES[c] for c in g.get("fail", {}) if c in FEATURES}
             fields = g.get("fields", {})
@@ -177,7 +179,9 @@ class FakeNvml(MigCalls):
     def nvmlDeviceGetMemoryInfo(self, h: FakeGpu | FakeMig, version: int = 0) -> SimpleNamespace:
         """Framebuffer memory, bytes, of a GPU or a MIG device (v2 if `version`)."""
         if isinstance(h, FakeMig):
-            return SimpleNamespace(total=10 * GIB, used=GIB, free=9 * GIB, reserved=0)
+            mig = self.spec["gpus"][h.parent_index]["mig"][h.slot] if self.spec else {}
+            total, used = mig.get("memory_total", 10 * GIB), mig.get("memory_used", 0)
+            return SimpleNamespace(total=total, used=used, free=total - used, reserved=0)
         g = self._dev(h)
         used = sum(b for _, b in g.processes) + GIB // 2
         return SimpleNamespace(total=g.memory_total, used=used, free=g.memory_total - used,

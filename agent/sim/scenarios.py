@@ -57,13 +57,16 @@ def busy_gpu(index: int, pid: int, util: float = 75, temp: float = 62) -> dict[s
     }  # fmt: skip
 
 
-def _split(gpu: dict[str, Any], index: int) -> None:
-    """Split a GPU in two 3g.40gb MIG instances, its process in the first."""
-    gpu["mig"] = [{"profile": "3g.40gb", "gi": gi, "ci": 0, "uuid": mig_uuid(index, gi - 1),
-                   "memory_total": 40 * GIB, "memory_used": 30 * GIB if gi == 1 else 0,
-                   "gpm": {"2": wave(50, 10, 30)}} for gi in (1, 2)]  # fmt: skip
+def _split(gpu: dict[str, Any], index: int, parts: int) -> None:
+    """Split a GPU in MIG instances (two 3g.40gb, or seven 1g.10gb), its process in the first."""
+    profile, size = ("3g.40gb", 40 * GIB) if parts == 2 else ("1g.10gb", 10 * GIB)
+    gpu["mig"] = [{"profile": profile, "gi": gi, "ci": 0, "uuid": mig_uuid(index, gi - 1),
+                   "memory_total": size, "memory_used": size * 3 // 4 if gi == 1 else 0,
+                   "gpm": {"2": wave(50, 10, 30), "3": wave(30, 5, 30), "5": wave(25, 5, 30),
+                           "10": wave(40, 10, 30)}}
+                  for gi in range(1, parts + 1)]  # fmt: skip
     for proc in gpu["processes"]:
-        proc.update(gi=1, ci=0, used=30 * GIB)
+        proc.update(gi=1, ci=0, used=size * 3 // 4)
 
 
 def scenario(count: int, name: str = "normal", pid: int | None = None) -> dict[str, Any]:
@@ -78,8 +81,8 @@ def scenario(count: int, name: str = "normal", pid: int | None = None) -> dict[s
         elif name == "unsupported":
             g["fail"].update({call: 3 for call in UNSUPPORTED})
             g["fields"], g["gpm_supported"] = {}, False
-        elif name == "mig":
-            _split(g, i)
+        elif name in ("mig", "mig7"):
+            _split(g, i, 2 if name == "mig" else 7)
         elif name == "lost" and i == 1:
             g["lost_after"] = 10.0  # seconds after the driver loads
     if name == "xid_burst" and gpus:
