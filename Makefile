@@ -35,10 +35,10 @@ lint: deps
 test: servers lint nvml-shim
 	$(BIN)/pytest --durations=15 $(PYTEST_ARGS)
 
-bench: deps servers
+bench: deps servers nvml-shim
 	$(BIN)/python -m bench.overhead $(ARGS)
 
-profile: deps
+profile: deps nvml-shim
 	$(BIN)/pip install -q -e '.[profile]'
 	$(BIN)/python -m bench.profile $(ARGS)
 

@@ -5,9 +5,11 @@ phase opens a new connection for every scrape, as curl-style clients and health 
 CPU comes from a cpuacct (cgroup v1) or cgroup v2 group per process, in ns, threads that
 ended included; where no group can be made it falls back to the process's ticks, and says so.
 
-Rows: dsagent on its defaults (0 GPUs); dsagent with 8 simulated GPUs, 2 simulated workers and
-the default rules; the same with a new connection per scrape. Each against node_exporter 1.5
-in the same run. `--runs N` repeats it all and prints the median ratio of each row.
+Rows: dsagent on its defaults (0 GPUs); dsagent with 8 simulated GPUs (GPM on), 2 simulated
+workers and the default rules; the same with a new connection per scrape; dsagent with 2 GPUs in
+7 MIG instances each. Each against node_exporter 1.5 in the same run. The simulated GPUs run on
+the NVML stand-in (make nvml-shim) through the real nvidia-ml-py. `--runs N` repeats it all and
+prints the median ratio of each row.
 """
 
 from __future__ import annotations
@@ -63,12 +65,13 @@ def start(name: str, cmd: list[str], port: int) -> Subject:
     return Subject(name, port, proc, group)
 
 
-def start_agent(work: Path, name: str, gpus: int, workers: list[int]) -> Subject:
+def start_agent(work: Path, name: str, gpus: int, workers: list[int],
+                scenario: str = "normal") -> Subject:  # fmt: skip
     """Start dsagent on its defaults, plus simulated GPUs and workers."""
     port = free_port()
     text = f'[agent]\nstate_dir = "{work / name}"\n[http]\nlisten = "127.0.0.1:{port}"\n'
     if gpus:
-        text += f"[gpu]\nsimulate = {gpus}\n"
+        text += f'[gpu]\nsimulate = {gpus}\nscenario = "{scenario}"\n'
     for i, wport in enumerate(workers):
         text += f'[[workers]]\nname = "sim-{i}"\nurl = "http://127.0.0.1:{wport}"\n'
     (work / f"{name}.toml").write_text(text)
@@ -202,11 +205,12 @@ def run_once(gpus: int, warmup: float, seconds: float) -> dict[str, tuple[Row, R
         subjects = [
             start_agent(work, "dsagent-0", 0, []),
             start_agent(work, "dsagent-gpus", gpus, ports),
+            start_agent(work, "dsagent-mig", 2, [], "mig7"),
             start_node_exporter(),
         ]
         try:
             keep = keep_alive_phase(work, subjects, warmup, seconds)
-            fresh = new_connection_phase(subjects[1:], warmup / 2, seconds)
+            fresh = new_connection_phase([subjects[1], subjects[3]], warmup / 2, seconds)
         finally:
             for p in [*(s.proc for s in subjects), *sims]:
                 p.terminate()
@@ -218,6 +222,7 @@ def run_once(gpus: int, warmup: float, seconds: float) -> dict[str, tuple[Row, R
         "keep-alive, 0 GPUs": (keep["dsagent-0"], keep[peer]),
         f"keep-alive, {gpus} GPUs + 2 workers": (keep["dsagent-gpus"], keep[peer]),
         f"new connection, {gpus} GPUs + 2 workers": (fresh["dsagent-gpus"], fresh[peer]),
+        "keep-alive, 2 GPUs x 7 MIG": (keep["dsagent-mig"], keep[peer]),
     }
 
 

@@ -202,8 +202,8 @@ class Notifier:
         }, now)  # fmt: skip
 
     def _flush(self, now: float) -> None:
-        """Queue the notifications that are due."""
-        if self.alerts is None:
+        """Queue the notifications that are due (none without a receiver to send them to)."""
+        if self.alerts is None or not self.dispatcher.receivers:
             return
         shown = [a for a in self.alerts if a.state != "pending"]
         dicts = [alert_dict(a, self.node, self.external_url) for a in shown]

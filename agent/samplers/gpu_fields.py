@@ -63,24 +63,27 @@ FIELD_IDS: dict[int, tuple[str, tuple[tuple[str, str], ...]]] = {
 _FIELD_LIST = list(FIELD_IDS)
 _VALUE_ATTR = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
 
+Scalar = tuple[str, str, tuple[int, ...], float]
 # name, NVML function, its arguments after the handle, scale to base units
-SCALARS: list[tuple[str, str, tuple[int, ...], float]] = [
+SCALARS: list[Scalar] = [
     ("gpu_temperature_celsius", "nvmlDeviceGetTemperature", (NVML_TEMPERATURE_GPU,), 1.0),
     ("gpu_power_watts", "nvmlDeviceGetPowerUsage", (), 1e-3),
-    ("gpu_power_limit_watts", "nvmlDeviceGetEnforcedPowerLimit", (), 1e-3),
     ("gpu_energy_joules_total", "nvmlDeviceGetTotalEnergyConsumption", (), 1e-3),
     ("gpu_sm_clock_hertz", "nvmlDeviceGetClockInfo", (NVML_CLOCK_SM,), 1e6),
     ("gpu_memory_clock_hertz", "nvmlDeviceGetClockInfo", (NVML_CLOCK_MEM,), 1e6),
-    ("gpu_pcie_replay_errors_total", "nvmlDeviceGetPcieReplayCounter", (), 1.0),
     ("gpu_fan_speed_ratio", "nvmlDeviceGetFanSpeed", (), 0.01),
+]
+SLOW_SCALARS: list[Scalar] = [
+    ("gpu_power_limit_watts", "nvmlDeviceGetEnforcedPowerLimit", (), 1e-3),
+    ("gpu_pcie_replay_errors_total", "nvmlDeviceGetPcieReplayCounter", (), 1.0),
 ]
 
 
-def scalars(nvml: Any, dev: Device) -> list[Sample]:
+def scalars(nvml: Any, dev: Device, table: list[Scalar] = SCALARS) -> list[Sample]:
     """Single-number fields."""
     h, labels = dev.handle, dev.labels
     out = []
-    for name, func, args, scale in SCALARS:
+    for name, func, args, scale in table:
         value = ask(dev, name, getattr(nvml, func), h, *args)
         if value is not None:
             out.append(Sample(name, float(value) * scale, labels))
@@ -173,12 +176,21 @@ def memory_errors(nvml: Any, dev: Device) -> list[Sample]:
     return out
 
 
-READERS: list[Reader] = [utilization_and_memory, scalars, field_values, throttle, memory_errors]
+def slow_scalars(nvml: Any, dev: Device) -> list[Sample]:
+    """Read the power limit and PCIe replays."""
+    return scalars(nvml, dev, SLOW_SCALARS)
 
 
-def read_gpu(nvml: Any, dev: Device) -> list[Sample]:
-    """Read every field of one GPU; raises GpuLost or NvmlDown, never for one absent field."""
+READERS: list[Reader] = [utilization_and_memory, scalars, throttle]
+# Error counters, limits and the HBM temperature: they change seldom (a rule on them looks at
+# minutes), and each is a driver call per GPU; read every SLOW_EVERY seconds.
+SLOW_READERS: list[Reader] = [slow_scalars, field_values, memory_errors]
+SLOW_EVERY = 10.0
+
+
+def read_gpu(nvml: Any, dev: Device, readers: list[Reader] = READERS) -> list[Sample]:
+    """Read fields of one GPU; raises GpuLost or NvmlDown, never for one absent field."""
     out: list[Sample] = []
-    for reader in READERS:
+    for reader in readers:
         out += reader(nvml, dev)
     return out

@@ -8,6 +8,8 @@ takes one sample and reads the metrics against the round before's.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import time
 from typing import Any
 
@@ -58,6 +60,16 @@ METRICS = {
 }
 
 
+@functools.cache
+def _plain(struct: Any) -> Any:
+    """Return pynvml's metric struct as a plain ctypes one, over the same fields.
+
+    pynvml's structs turn every attribute read through a Python __getattribute__ (for bytes
+    fields); the results are read for every GPU every round, and hold no bytes.
+    """
+    return type("GpmMetric", (ctypes.Structure,), {"_fields_": struct._fields_})
+
+
 class GpmPair:
     """Two sample buffers of one GPU or GPU instance, taken in turn, and the metrics request."""
 
@@ -71,6 +83,9 @@ class GpmPair:
         self.request.numMetrics = len(GPM_METRICS)
         for i, (metric_id, *_rest) in enumerate(GPM_METRICS):
             self.request.metrics[i].metricId = metric_id
+        metrics = self.request.metrics
+        self.results = (_plain(nvml.c_nvmlGpmMetric_t) * len(GPM_METRICS)).from_address(
+            ctypes.addressof(metrics))  # fmt: skip
 
     def read(self, handle: Any, instance: int | None) -> list[tuple[str, float]]:
         """Take a sample; return each supported metric against the previous one, if far enough."""
@@ -86,8 +101,7 @@ class GpmPair:
         self.request.sample1, self.request.sample2 = self.samples[other], self.samples[mine]
         self.nvml.nvmlGpmMetricsGet(self.request)
         out = []
-        for i, (_id, name, scale, _dcgm) in enumerate(GPM_METRICS):
-            metric = self.request.metrics[i]
+        for metric, (_id, name, scale, _dcgm) in zip(self.results, GPM_METRICS, strict=True):
             if metric.nvmlReturn == 0:
                 out.append((name, metric.value * scale))
         return out

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from agent.nvml import Device, ask
-from agent.samplers.gpu_fields import read_gpu
+from agent.samplers.gpu_fields import SLOW_EVERY, SLOW_READERS, read_gpu
 from agent.samplers.gpu_gpm import Gpm
 from agent.samplers.gpu_mig import NO_INSTANCE, MigReader
 from agent.store import Labels, Sample
@@ -47,10 +48,12 @@ class GpuReader:
         self.nvml = nvml
         self.gpm = Gpm(nvml)
         self.mig = MigReader(nvml, self.gpm)
+        self.slow: dict[int, tuple[float, list[Sample]]] = {}  # GPU -> (when read, samples)
 
     def read(self, dev: Device) -> GpuRead:
         """Everything read from one GPU; raises GpuLost or NvmlDown, never for an absent field."""
         readings = read_gpu(self.nvml, dev)
+        readings += self._slow(dev)
         readings += self.mig.read(dev)
         readings += self.gpm.gpu(dev, split=bool(self.mig.instances(dev)))
         readings += saturation(readings, dev, self.gpm.supported.get(dev.index, False))
@@ -61,6 +64,15 @@ class GpuReader:
             for p in procs or () if p.usedGpuMemory is not None
         ]  # fmt: skip
         return readings, usage
+
+    def _slow(self, dev: Device) -> list[Sample]:
+        """Return the seldom-changing fields: read every SLOW_EVERY seconds, else the last read."""
+        read_at, last = self.slow.get(dev.index, (-SLOW_EVERY, []))
+        now = time.monotonic()
+        if now - read_at >= SLOW_EVERY:
+            last = read_gpu(self.nvml, dev, SLOW_READERS)
+            self.slow[dev.index] = (now, last)
+        return last
 
     def close(self) -> None:
         """Free what NVML allocated for this session."""
