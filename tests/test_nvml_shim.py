@@ -15,6 +15,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent.samplers.gpu_gpm import GPM_METRICS
 from tests.conftest import ROOT, AgentProcess, need, wait_for
 
 SHIM = ROOT / "build" / "nvml-shim" / "libnvidia-ml.so.1"
@@ -52,9 +53,15 @@ def scenario() -> dict[str, Any]:
         ],
         "processes": [{"pid": me, "used": 2 * GIB, "gi": 2, "ci": 0}],
     }  # fmt: skip
-    return {"driver_version": "580.95.05", "gpus": [h100, a100], "xid_events": []}
+    l40s = {
+        "name": "NVIDIA L40S", "uuid": "GPU-0a0a0a0a-0000-0000-0000-000000000003",
+        "architecture": 8, "utilization": 64, "temperature": 50, "power_mw": 300000,
+        "memory_total": 48 * GIB, "memory_used": 8 * GIB, "fan": 35,
+    }  # fmt: skip
+    return {"driver_version": "580.95.05", "gpus": [h100, a100, l40s], "xid_events": []}
 
 
+GPM_NAMES = {name for _id, name, _scale, _dcgm in GPM_METRICS}
 Values = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -163,6 +170,11 @@ def test_gpm_in_base_units(shimmed: Shimmed) -> None:
     assert value(v, "gpu_dram_active_ratio", gpu="0") == 0.55
     assert value(v, "gpu_fp16_active_ratio", gpu="0") == 0.20
     assert value(v, "gpu_fp64_active_ratio", gpu="0") is None  # the GPU does not give it
+    assert value(v, "gpu_saturation_ratio", gpu="0", source="sm_active") == 0.425
+    # an Ada GPU: no GPM, so none of its metrics (not zeros), and saturation is utilization
+    assert value(v, "gpu_gpm_supported", gpu="2") == 0
+    assert not [n for n, ls in v if ("gpu", "2") in ls and n in GPM_NAMES]
+    assert value(v, "gpu_saturation_ratio", gpu="2", source="utilization") == 0.64
     assert value(v, "gpu_pcie_transmit_bytes_per_second", gpu="0") == 1024 * 2**20
     assert value(v, "gpu_nvlink_transmit_bytes_per_second", gpu="0") == 2048 * 2**20
 
@@ -198,7 +210,7 @@ def test_gpustat_reads_the_same_values(shimmed: Shimmed) -> None:
     theirs = run_gpustat(env)
     ours = shimmed.values()
     assert theirs["driver_version"] == "580.95.05"
-    assert [g["index"] for g in theirs["gpus"]] == [0, 1]
+    assert [g["index"] for g in theirs["gpus"]] == [0, 1, 2]
     mib = 2**20
     for gpu in theirs["gpus"]:
         labels = {"gpu": str(gpu["index"]), "uuid": gpu["uuid"], "model": gpu["name"]}
@@ -209,11 +221,13 @@ def test_gpustat_reads_the_same_values(shimmed: Shimmed) -> None:
         assert gpu["temperature.gpu"] == value(ours, "gpu_temperature_celsius", **labels)
         assert gpu["power.draw"] == int(value(ours, "gpu_power_watts", **labels) or -1)
         assert gpu["enforced.power.limit"] == value(ours, "gpu_power_limit_watts", **labels)
-        assert gpu["fan.speed"] is None and value(ours, "gpu_fan_speed_ratio", **labels) is None
+        fan = value(ours, "gpu_fan_speed_ratio", **labels)
+        assert gpu["fan.speed"] == (None if fan is None else round(fan * 100))
         for proc in gpu["processes"]:
             mine = value(ours, "gpu_process_memory_bytes", gpu=labels["gpu"], pid=str(proc["pid"]))
             assert proc["gpu_memory_usage"] == (mine or -1) // mib
-        assert len(gpu["processes"]) == 1
+        assert len(gpu["processes"]) == (0 if gpu["index"] == 2 else 1)
+    assert theirs["gpus"][2]["fan.speed"] == 35
 
 
 @pytest.fixture
@@ -233,11 +247,17 @@ def test_changes_while_running(run: Shimmed) -> None:
     v = run.until("gpu_xid_errors_total", 2, gpu="0", xid="79")
     assert value(v, "gpu_xid_errors_total", gpu="1", xid="48") == 1
     assert value(v, "gpu_xid_events_total", gpu="0") == 2
+    layout = run.spec["gpus"][1]["mig"]
     run.spec["gpus"][1]["mig"] = []  # MIG mode off: the GPU reads whole again
     run.write()
     v = run.until("gpu_mig_mode", 0, gpu="1")
     v = run.until("gpu_utilization_ratio", 0.50, gpu="1")
     assert not [n for n, _ in v if n.startswith("gpu_mig_") and n != "gpu_mig_mode"]
+    run.spec["gpus"][1]["mig"] = layout[:1]  # on again, with one instance
+    run.write()
+    v = run.until("gpu_mig_memory_used_bytes", 10 * GIB, gpu="1", mig_gi="1")
+    assert value(v, "gpu_mig_memory_used_bytes", gpu="1", mig_gi="2") is None
+    assert value(v, "gpu_utilization_ratio", gpu="1") is None
     run.spec["gpus"][0]["hang"] = {"nvmlDeviceGetTemperature": 4}
     run.write()
     v = run.until("gpu_up", 0, gpu="0")  # the hung GPU alone goes down
