@@ -68,3 +68,22 @@ def test_never_fires_before_for_has_held(pattern: str, hold_steps: int, keep_ste
             assert pattern[max(0, i - hold_steps) : i + 1] == "1" * min(i + 1, hold_steps + 1)
         if pattern[i] == "0":
             assert state != "p", "an inactive evaluation never leaves a pending alert"
+
+
+def test_a_resolved_alert_that_comes_back_is_pending_anew_with_no_old_times() -> None:
+    timing = Timing(30)
+    alert = step(Alert("g/r", (("alertname", "r"),), "pending", T0), True, T0 + 30, timing)
+    assert alert is not None and alert.state == "firing" and alert.fired_at == T0 + 30
+    alert = step(alert, False, T0 + 40, timing)
+    assert alert is not None and alert.state == "resolved" and alert.resolved_at == T0 + 40
+    alert = step(alert, True, T0 + 50, timing)
+    assert alert is not None and alert.state == "pending" and alert.active_at == T0 + 50
+    assert alert.fired_at is None and alert.resolved_at is None
+
+
+def test_a_copy_is_equal_and_independent() -> None:
+    alert = Alert("g/r", (("alertname", "r"),), "firing", T0, fired_at=T0 + 1)
+    copied = alert.copy()
+    assert copied == alert and copied is not alert and type(copied) is Alert
+    copied.state = "resolved"
+    assert alert.state == "firing"

@@ -126,8 +126,24 @@ def test_grouping_timers_as_alertmanager(tmp_path: Path) -> None:
     (update,) = rows(outbox, "hook#0")
     assert sorted(a["status"] for a in update["alerts"]) == ["firing", "resolved"]
     assert d.flush([gpu0, resolved], T0 + 300) == 0, "the resolve is not sent again"
-    assert d.flush([gpu0, resolved], T0 + 341) == 1, "repeat_interval re-sends the firing"
+    assert d.flush([gpu0, resolved], T0 + 340) == 1, "repeat_interval (to the second) re-sends"
     assert [a["status"] for a in rows(outbox, "hook#0")[0]["alerts"]] == ["firing"]
+
+
+def test_a_restart_keeps_each_group_and_counts_damaged_ones(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    outbox = Outbox(tmp_path / "o.db")
+    d = dispatcher(outbox, [route("hook", group_wait=0)], receivers("hook"))
+    assert d.flush([alert_dict(alert("Hot", gpu="0"), "n", "")], T0) == 1
+    assert d.flush([alert_dict(alert("Cold", gpu="0"), "n", "")], T0) == 1
+    with outbox._db() as db:
+        db.execute("INSERT INTO nflog (key, state, updated) VALUES ('x', '{\"route\": 1}', 0)")
+        db.execute("INSERT INTO nflog (key, state, updated) VALUES ('y', 'not json', 0)")
+    again = Dispatcher(outbox)
+    assert sorted(again.groups) == sorted(d.groups) and len(again.groups) == 2
+    assert all(state.key == key for key, state in again.groups.items())
+    assert "2 damaged group(s) skipped" in caplog.text
 
 
 def test_no_resolve_for_an_alert_never_notified_as_firing(tmp_path: Path) -> None:
