@@ -40,29 +40,14 @@ nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t dev, nvmlPciInfo_t *pci) {
     return NVML_SUCCESS;
 }
 
-nvmlReturn_t nvmlDeviceGetArchitecture(nvmlDevice_t dev, nvmlDeviceArchitecture_t *arch) {
-    ENTER(dev, 0);
-    OUT(arch);
-    *arch = g->arch;
-    UNLOCK();
-    return NVML_SUCCESS;
-}
-
-nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t dev, unsigned int *index) {
-    ENTER(dev, 0);
-    OUT(index);
-    *index = (unsigned)dev->gpu;
-    UNLOCK();
-    return NVML_SUCCESS;
-}
-
-nvmlReturn_t nvmlDeviceGetMinorNumber(nvmlDevice_t dev, unsigned int *minor) {
-    ENTER(dev, 0);
-    OUT(minor);
-    *minor = g->minor;
-    UNLOCK();
-    return NVML_SUCCESS;
-}
+GETTER(nvmlDeviceGetArchitecture, nvmlDeviceArchitecture_t, 0, g->arch)
+GETTER(nvmlDeviceGetIndex, unsigned int, 0, (unsigned)dev->gpu)
+GETTER(nvmlDeviceGetMinorNumber, unsigned int, 0, g->minor)
+GETTER(nvmlDeviceGetPowerUsage, unsigned int, 0, (unsigned)wave_at(&g->power, dev->gpu))
+GETTER(nvmlDeviceGetEnforcedPowerLimit, unsigned int, 0, (unsigned)g->power_limit)
+GETTER(nvmlDeviceGetCurrentClocksEventReasons, unsigned long long, 0, g->throttle)
+GETTER(nvmlDeviceGetPcieReplayCounter, unsigned int, 0, g->pcie_replay)
+GETTER(nvmlDeviceGetFanSpeed, unsigned int, 0, g->fan)
 
 static unsigned clamp_percent(double v) {
     return v < 0 ? 0 : v > 100 ? 100 : (unsigned)(v + 0.5);
@@ -123,22 +108,6 @@ nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t dev, nvmlTemperatureSensors_t
     return rc;
 }
 
-nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t dev, unsigned int *power) {
-    ENTER(dev, 0);
-    OUT(power);
-    *power = (unsigned)wave_at(&g->power, dev->gpu);
-    UNLOCK();
-    return NVML_SUCCESS;
-}
-
-nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(nvmlDevice_t dev, unsigned int *limit) {
-    ENTER(dev, 0);
-    OUT(limit);
-    *limit = (unsigned)g->power_limit;
-    UNLOCK();
-    return NVML_SUCCESS;
-}
-
 nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(nvmlDevice_t dev, unsigned long long *energy) {
     ENTER(dev, 0);
     OUT(energy);
@@ -161,32 +130,8 @@ nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t dev, nvmlClockType_t type, unsi
     return rc;
 }
 
-nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t dev, unsigned long long *mask) {
-    ENTER(dev, 0);
-    OUT(mask);
-    *mask = g->throttle;
-    UNLOCK();
-    return NVML_SUCCESS;
-}
-
 nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(nvmlDevice_t dev, unsigned long long *mask) {
     return nvmlDeviceGetCurrentClocksEventReasons(dev, mask);
-}
-
-nvmlReturn_t nvmlDeviceGetPcieReplayCounter(nvmlDevice_t dev, unsigned int *count) {
-    ENTER(dev, 0);
-    OUT(count);
-    *count = g->pcie_replay;
-    UNLOCK();
-    return NVML_SUCCESS;
-}
-
-nvmlReturn_t nvmlDeviceGetFanSpeed(nvmlDevice_t dev, unsigned int *speed) {
-    ENTER(dev, 0);
-    OUT(speed);
-    *speed = g->fan;
-    UNLOCK();
-    return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t dev, int count, nvmlFieldValue_t *values) {

@@ -82,6 +82,16 @@ nvmlReturn_t shim_enter(nvmlDevice_t dev, const char *name, int mig_ok, gpu_t **
     nvmlReturn_t rc_ = shim_enter(dev, __func__, mig_ok, &g, &m);        \
     if (rc_ != NVML_SUCCESS) return rc_;                                 \
     (void)m
+/* A call that answers one value of the device (a MIG device too if mig_ok); the prototype in
+ * nvml.h checks the type. */
+#define GETTER(name, type, mig_ok, value)               \
+    nvmlReturn_t name(nvmlDevice_t dev, type *out) {    \
+        ENTER(dev, mig_ok);                             \
+        OUT(out);                                       \
+        *out = (value);                                 \
+        UNLOCK();                                       \
+        return NVML_SUCCESS;                            \
+    }
 #define OUT(ptr) do { if (!(ptr)) { UNLOCK(); return NVML_ERROR_INVALID_ARGUMENT; } } while (0)
 
 #endif

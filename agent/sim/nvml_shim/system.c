@@ -135,13 +135,8 @@ nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t dev, unsigned int *current, unsig
     return NVML_SUCCESS;
 }
 
-nvmlReturn_t nvmlDeviceGetMaxMigDeviceCount(nvmlDevice_t dev, unsigned int *count) {
-    ENTER(dev, 0);
-    OUT(count);
-    *count = g->nmig > 0 ? MAX_MIG : 0;
-    UNLOCK();
-    return NVML_SUCCESS;
-}
+GETTER(nvmlDeviceGetMaxMigDeviceCount, unsigned int, 0, g->nmig > 0 ? MAX_MIG : 0)
+GETTER(nvmlDeviceIsMigDeviceHandle, unsigned int, 1, m != NULL)
 
 nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(nvmlDevice_t dev, unsigned int index,
                                                  nvmlDevice_t *mig) {
@@ -156,31 +151,19 @@ nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(nvmlDevice_t dev, unsigned int 
     return rc;
 }
 
-nvmlReturn_t nvmlDeviceIsMigDeviceHandle(nvmlDevice_t dev, unsigned int *is_mig) {
-    ENTER(dev, 1);
-    OUT(is_mig);
-    *is_mig = m != NULL;
-    UNLOCK();
-    return NVML_SUCCESS;
-}
+/* An id of a MIG device; InvalidArgument on a whole GPU, as NVML answers. */
+#define MIG_ID(name, field)                                                 \
+    nvmlReturn_t name(nvmlDevice_t dev, unsigned int *id) {                \
+        ENTER(dev, 1);                                                      \
+        OUT(id);                                                            \
+        nvmlReturn_t rc = m ? NVML_SUCCESS : NVML_ERROR_INVALID_ARGUMENT;   \
+        if (m) *id = m->field;                                              \
+        UNLOCK();                                                           \
+        return rc;                                                          \
+    }
 
-nvmlReturn_t nvmlDeviceGetGpuInstanceId(nvmlDevice_t dev, unsigned int *id) {
-    ENTER(dev, 1);
-    OUT(id);
-    nvmlReturn_t rc = m ? NVML_SUCCESS : NVML_ERROR_INVALID_ARGUMENT;
-    if (m) *id = m->gi;
-    UNLOCK();
-    return rc;
-}
-
-nvmlReturn_t nvmlDeviceGetComputeInstanceId(nvmlDevice_t dev, unsigned int *id) {
-    ENTER(dev, 1);
-    OUT(id);
-    nvmlReturn_t rc = m ? NVML_SUCCESS : NVML_ERROR_INVALID_ARGUMENT;
-    if (m) *id = m->ci;
-    UNLOCK();
-    return rc;
-}
+MIG_ID(nvmlDeviceGetGpuInstanceId, gi)
+MIG_ID(nvmlDeviceGetComputeInstanceId, ci)
 
 nvmlReturn_t nvmlDeviceGetDeviceHandleFromMigDeviceHandle(nvmlDevice_t mig, nvmlDevice_t *dev) {
     ENTER(mig, 1);
