@@ -20,7 +20,8 @@ from agent.status.view import render
 DEFAULT_URL = "http://127.0.0.1:9840"
 RANGE, POINTS = "15m", 20
 METRICS = (
-    "gpu_up", "gpu_pod_info", "gpu_utilization_ratio", "gpu_memory_used_bytes",
+    "gpu_up", "gpu_pod_info", "gpu_saturation_ratio", "gpu_utilization_ratio",
+    "gpu_memory_used_bytes",
     "gpu_memory_total_bytes",
     "gpu_temperature_celsius", "gpu_power_watts", "gpu_xid_errors_total",
     "worker_up", "worker_ready", "worker_loading", "inference_request_latency_seconds",

@@ -53,7 +53,9 @@ def _gpu_row(series: Sequence[Series], up: Series, style: Style) -> str:
     def value(name: str) -> float | None:
         return latest(one(series, name, gpu=gpu))
 
-    util = one(series, "gpu_utilization_ratio", gpu=gpu)
+    # SM activity where GPM gives it, else utilization (and utilization from an older agent)
+    util = one(series, "gpu_saturation_ratio", gpu=gpu) or one(series, "gpu_utilization_ratio",
+                                                               gpu=gpu)  # fmt: skip
     used, total = value("gpu_memory_used_bytes"), value("gpu_memory_total_bytes")
     mem = f"{fmt(used, 'GiB')}/{fmt(total, 'GiB')}"
     xid = sum(grown(s) for s in find(series, "gpu_xid_errors_total", gpu=gpu))
@@ -82,8 +84,8 @@ def _pods(series: Sequence[Series], gpu: str) -> list[str]:
 
 def gpus(series: Sequence[Series], style: Style) -> list[str]:
     """Return the GPUs section: a row each, with a utilisation sparkline."""
-    rows = [GPU_ROW.format("GPU", "MODEL", "UTIL", "MEM GiB", "TEMP", "POWER", "XID", "UP  ",
-                           "UTIL 15m")]  # fmt: skip
+    rows = [GPU_ROW.format("GPU", "MODEL", "BUSY", "MEM GiB", "TEMP", "POWER", "XID", "UP  ",
+                           "BUSY 15m")]  # fmt: skip
     for up in sorted(find(series, "gpu_up"), key=lambda s: int(s["labels"].get("gpu", 0))):
         rows.append(_gpu_row(series, up, style))
         rows.extend(_pods(series, up["labels"].get("gpu", "?")))
