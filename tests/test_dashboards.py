@@ -102,7 +102,8 @@ def exported_metrics() -> set[str]:
     from agent.daemon import RELOAD_METRICS
     from agent.notify.notifier import METRICS as NOTIFY
     from agent.runner import METRICS as RUNNER
-    from agent.samplers import disk, gpu_fields, host, netprobe, network
+    from agent.samplers import disk, host, netprobe, network
+    from agent.samplers.gpu import GpuSampler
     from agent.shipping.job import METRICS as SHIPPING
     from agent.workers import sampler as worker
 
@@ -112,7 +113,7 @@ def exported_metrics() -> set[str]:
         NOTIFY,
         RUNNER,
         disk.METRICS,
-        gpu_fields.METRICS,
+        GpuSampler.metrics,
         host.METRICS,
         netprobe.METRICS,
         network.METRICS,
