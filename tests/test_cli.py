@@ -183,6 +183,8 @@ def test_cli_mistakes_are_one_line_and_exit_2(tmp_path: Path) -> None:
         out = dsagent("sim-worker", "--port", str(port))
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert f"cannot serve on 127.0.0.1:{port}" in out.stderr
+    out = dsagent("demo", "--pace", "0")
+    assert out.returncode == 2 and "give a factor from 0.1 to 10" in out.stderr
     for args in (("rules", "check", str(tmp_path / "none.yml")),
                  ("check-config", "--config", str(tmp_path)),
                  ("status", "--token-file", str(tmp_path / "none"))):  # fmt: skip

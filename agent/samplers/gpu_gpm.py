@@ -15,7 +15,7 @@ from typing import Any
 
 from pynvml import NVMLError
 
-from agent.nvml import Device, GpuLost, classify
+from agent.nvml import Device, classify
 from agent.store import Labels, MetricInfo, Sample
 
 MIB = 1 << 20
@@ -36,6 +36,7 @@ GPM_METRICS: list[tuple[int, str, float, str]] = [
     (61, "gpu_nvlink_transmit_bytes_per_second", MIB, "DCGM_FI_PROF_NVLINK_TX_BYTES"),
     (60, "gpu_nvlink_receive_bytes_per_second", MIB, "DCGM_FI_PROF_NVLINK_RX_BYTES"),
 ]
+MIG_NAMES = {name: name.replace("gpu_", "gpu_mig_", 1) for _id, name, _scale, _dcgm in GPM_METRICS}
 _HELP = {
     "graphics_engine_active_ratio": "Share of time the graphics or compute engine was active.",
     "sm_active_ratio": "Share of SMs busy: the saturation signal GPU utilization is not.",
@@ -137,8 +138,7 @@ class Gpm:
         """Return one MIG GPU instance's GPM metrics (gpu_mig_*), where supported."""
         if not self._supported(dev):
             return []
-        return [Sample(name.replace("gpu_", "gpu_mig_", 1), value, labels)
-                for name, value in self._read(dev, gi)]  # fmt: skip
+        return [Sample(MIG_NAMES[name], value, labels) for name, value in self._read(dev, gi)]
 
     def _supported(self, dev: Device) -> bool:
         known = self.supported.get(dev.index)
@@ -146,8 +146,9 @@ class Gpm:
             try:
                 known = bool(self.nvml.nvmlGpmQueryDeviceSupport(dev.handle).isSupportedDevice)
             except NVMLError as exc:
-                if isinstance(classify(exc), GpuLost):
-                    raise classify(exc) from exc
+                mapped = classify(exc)
+                if not isinstance(mapped, LookupError):
+                    raise mapped from exc  # the GPU or NVML itself is gone
                 known = False  # an older driver or binding: FunctionNotFound, NotSupported
             self.supported[dev.index] = known
         return known

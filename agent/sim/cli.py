@@ -39,5 +39,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from agent.sim.demo import run_demo
 
+    if not 0.1 <= args.pace <= 10:
+        print(f"dsagent demo: --pace {args.pace:g}: give a factor from 0.1 to 10",
+              file=sys.stderr)  # fmt: skip
+        return 2
     code: int = run_demo(keep=args.keep, pace=args.pace)
     return code
