@@ -20,7 +20,7 @@ from agent.store import Labels
 log = logging.getLogger(__name__)
 
 # pynvml error codes (stable in NVML's ABI); named here so the fake and the real module agree.
-NOT_SUPPORTED, FUNCTION_NOT_FOUND = 3, 13
+NOT_SUPPORTED, NOT_FOUND, FUNCTION_NOT_FOUND = 3, 6, 13  # NOT_FOUND: an empty MIG slot
 UNINITIALIZED, DRIVER_NOT_LOADED, TIMEOUT, LIBRARY_NOT_FOUND = 1, 9, 10, 12
 GPU_IS_LOST, RM_VERSION_MISMATCH = 15, 18
 SESSION_DOWN = {UNINITIALIZED, DRIVER_NOT_LOADED, LIBRARY_NOT_FOUND, RM_VERSION_MISMATCH}
@@ -71,7 +71,8 @@ def architecture_names() -> dict[int, str]:
             if n.startswith(prefix) and isinstance(getattr(pynvml, n), int)}  # fmt: skip
 
 
-def _text(value: object) -> str:
+def text(value: object) -> str:
+    """Return an NVML string as str (older bindings answer bytes)."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
@@ -118,9 +119,9 @@ class NvmlSession:
         handle = nvml.nvmlDeviceGetHandleByIndex(index)
         labels = {
             "gpu": str(index),
-            "uuid": _text(nvml.nvmlDeviceGetUUID(handle)),
-            "model": _text(nvml.nvmlDeviceGetName(handle)),
-            "pci_bus_id": _text(nvml.nvmlDeviceGetPciInfo(handle).busId).lower(),
+            "uuid": text(nvml.nvmlDeviceGetUUID(handle)),
+            "model": text(nvml.nvmlDeviceGetName(handle)),
+            "pci_bus_id": text(nvml.nvmlDeviceGetPciInfo(handle).busId).lower(),
         }
         try:
             arch = architecture_names().get(nvml.nvmlDeviceGetArchitecture(handle), "unknown")

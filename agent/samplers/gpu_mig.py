@@ -14,12 +14,11 @@ from typing import Any
 
 from pynvml import NVMLError
 
-from agent.nvml import Device, ask, classify
+from agent.nvml import NOT_FOUND, Device, ask, classify, text
 from agent.samplers.gpu_gpm import Gpm
 from agent.store import Labels, MetricInfo, Sample
 
 log = logging.getLogger(__name__)
-NOT_FOUND = 6  # NVML_ERROR_NOT_FOUND: an empty MIG slot
 NO_INSTANCE = 0xFFFFFFFF  # a process's gpuInstanceId with MIG off
 REFRESH = 30.0
 
@@ -50,10 +49,6 @@ class MigDevice:
                 ("mig_profile", self.profile))  # fmt: skip
 
 
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def profile_of(name: str) -> str:
     """Return the profile from a MIG device's name ("NVIDIA H100 80GB HBM3 MIG 3g.40gb")."""
     head, sep, profile = name.rpartition(" MIG ")
@@ -71,10 +66,10 @@ def mig_devices(nvml: Any, handle: Any) -> tuple[MigDevice, ...]:
     for slot in range(slots):
         try:
             mig = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
-            found.append(MigDevice(slot, mig, _text(nvml.nvmlDeviceGetUUID(mig)),
+            found.append(MigDevice(slot, mig, text(nvml.nvmlDeviceGetUUID(mig)),
                                    int(nvml.nvmlDeviceGetGpuInstanceId(mig)),
                                    int(nvml.nvmlDeviceGetComputeInstanceId(mig)),
-                                   profile_of(_text(nvml.nvmlDeviceGetName(mig)))))  # fmt: skip
+                                   profile_of(text(nvml.nvmlDeviceGetName(mig)))))  # fmt: skip
         except NVMLError as exc:
             if exc.value != NOT_FOUND and not isinstance(classify(exc), LookupError):
                 raise classify(exc) from exc

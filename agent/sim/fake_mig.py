@@ -7,9 +7,9 @@ from typing import Any
 
 from pynvml import NVMLError
 
+from agent.nvml import NOT_FOUND
 from agent.sim.scenarios import mig_uuid
 
-NOT_FOUND = 6  # NVML_ERROR_NOT_FOUND: an empty MIG slot
 MIG_SLOTS = 7  # an A100/H100 holds at most seven MIG devices
 
 

@@ -21,14 +21,12 @@ from agent.nvml import (
     UNINITIALIZED,
 )
 from agent.sim.fake_mig import FakeMig, MigCalls
-from agent.sim.scenarios import gpu_uuid, scenario
+from agent.sim.scenarios import GIB, gpu_uuid, scenario
 
 # The stand-in scenario's refused calls, as the features this fake refuses
 FEATURES = {"nvmlDeviceGetFanSpeed": "fan", "nvmlDeviceGetTotalEnergyConsumption": "energy",
             "nvmlDeviceGetTotalEccErrors": "ecc", "nvmlDeviceGetRemappedRows": "remap",
             "nvmlDeviceGetClockInfo": "clocks"}  # fmt: skip
-
-GIB = 1024**3
 
 
 @dataclass
