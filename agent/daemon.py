@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import signal
 import ssl
@@ -15,18 +16,18 @@ from typing import Any
 
 from agent import runtime, sdnotify, statedir
 from agent.alerting import persist
-from agent.alerting.engine import RuleEngine, RuleGroupJob
+from agent.alerting.engine import METRICS as ALERT_METRICS
+from agent.alerting.engine import RuleEngine
 from agent.alerting.model import Group, RuleProblems
 from agent.alerting.rules import load_configured
-from agent.alerting.trigger import RuleTrigger
 from agent.backends import BACKENDS
 from agent.config import Config, ConfigError, load_config
 from agent.config.web import WebConfig, load_web_config
+from agent.loop import Job, RoundLoop
 from agent.notify.notifier import Notifier
 from agent.notify.outbox import Outbox
 from agent.notify.silences import SilenceStore
 from agent.nvml import Loader
-from agent.runner import SamplerRunner
 from agent.samplers import Sampler, build_samplers, intervals
 from agent.shipping.job import LogShipping
 from agent.shipping.job import build as build_shipping
@@ -119,7 +120,7 @@ def _view(cfg: Config, keys: set[str]) -> dict[str, Any]:
 
 
 class Daemon:
-    """The running agent: one store, engine, trigger, notifier and server for its whole life."""
+    """The running agent: one store, round loop, engine, notifier and server for its whole life."""
 
     def __init__(self, loaded: Loaded, config_path: Path | None,
                  nvml_for: NvmlFor = real_nvml) -> None:  # fmt: skip
@@ -129,14 +130,13 @@ class Daemon:
         state = cfg.agent.state_dir  # checked and locked by serve()
         state.mkdir(parents=True, exist_ok=True, mode=0o750)
         self.store = SeriesStore(cfg.agent.retention, cfg.agent.sample_interval)
-        self.runner = SamplerRunner(self.store, self._on_run, self._on_ingest)
+        self.rounds = RoundLoop(self.store, cfg.agent.sample_interval, self._on_round)
         self.notifier = Notifier(Outbox(state / "outbox.db"), SilenceStore(state))
         self.engine = RuleEngine(
             self.store, loaded.groups, time.time(), resolved_retention=cfg.rules.resolved_retention,
             state_path=state / "alerts.json", warmup=max(5.0, 3 * cfg.agent.sample_interval),
             notify=self.notifier.deliver,
         )  # fmt: skip
-        self.trigger = RuleTrigger(self.store, self.runner.run_once, self.runner.count_skip)
         self.reloads = ReloadStatus(time.time())
         self.admin = Admin(cfg, loaded.tokens, self.engine, self.notifier, self.reload,
                            store=self.store)  # fmt: skip
@@ -164,18 +164,13 @@ class Daemon:
                                             time.time(), rules.outage_tolerance,
                                             rules.grace_period))  # fmt: skip
         interval = cfg.agent.sample_interval
-        jobs: list[Sampler] = [self.notifier, self.reloads, SUPERVISOR, BACKENDS]
-        every = {}
+        self.rounds.add([self.notifier, self.reloads, SUPERVISOR, BACKENDS])
         if (watchdog := sdnotify.watchdog_interval()) is not None:
-            jobs.append(sdnotify.Watchdog())  # runs on the scheduler: a stuck one goes quiet
-            every["watchdog"] = watchdog
-        self.runner.schedule(jobs, interval, every)
-        self.runner.after_round = self.trigger.fallback
-        self.runner.hold, self.runner.release = self.trigger.hold, self.trigger.release
+            self.rounds.every("watchdog", watchdog, sdnotify.keep_alive)  # a stuck loop goes quiet
         self._set_rules(loaded.groups)
         self._set_samplers(build_samplers(cfg, self.nvml_for(cfg)))
         self._set_shipping(build_shipping(cfg))
-        self.runner.start()
+        self.rounds.start()
         self.server.serve_in_thread()
         log.info(
             "dsagent started: node %s, listening on %s, %d samplers (%s), %d rules, every %gs",
@@ -190,39 +185,40 @@ class Daemon:
         self.server.configure(loaded.tls, loaded.basic, web.allowed_sans if web else frozenset(),
                               web.headers if web else {})  # fmt: skip
 
-    def _on_run(self, name: str) -> None:
-        """Tell systemd we are ready once the first sampler has reported."""
-        if not self._ready_sent and name != "watchdog":
+    def _on_round(self, tick: float) -> None:
+        """Tell systemd we are ready once the first round has run."""
+        if not self._ready_sent:
             self._ready_sent = True
             sdnotify.notify("READY=1", f"STATUS=sampling every {self.cfg.agent.sample_interval:g}s")
 
-    def _on_ingest(self, source: str, tick: float) -> None:
-        self.trigger.ingested(source, tick)
-
     def _set_rules(self, groups: list[Group]) -> None:
         self.engine.replace_groups(groups)
-        jobs = [RuleGroupJob(self.engine, g) for g in groups]
-        self.trigger.set_jobs(jobs, self.cfg.agent.sample_interval)
+        interval = self.cfg.agent.sample_interval
+        self.rounds.set_groups([
+            Job(f"rules:{g.name}", functools.partial(self.engine.run_group, g), ALERT_METRICS,
+                g.interval or interval, on_tick=True)
+            for g in groups
+        ])  # fmt: skip
 
     def _set_samplers(self, samplers: list[Sampler]) -> None:
-        self.runner.remove(self.samplers)
+        self.rounds.remove(self.samplers)
         self.samplers = samplers
-        self.runner.add(samplers, self.cfg.agent.sample_interval, intervals(samplers))
+        self.rounds.add(samplers, intervals(samplers))
 
     def _set_shipping(self, shipping: LogShipping | None) -> None:
         """Replace log shipping; the old shippers commit and stop first (offsets are durable)."""
         self._es_keys = credentials(self.cfg.elasticsearch)
         if self.shipping is not None:
-            self.runner.remove([self.shipping])
+            self.rounds.remove([self.shipping])
         self.shipping = shipping
         if shipping is not None:
-            self.runner.add([shipping], self.cfg.agent.sample_interval)
+            self.rounds.add([shipping])
             shipping.start()
 
     def healthy(self) -> bool:
-        """Return True while the clock runs and has run something lately."""
+        """Return True while the round loop runs and has finished a round lately."""
         limit = max(5.0, 3 * self.cfg.agent.sample_interval)
-        return self.runner.clock.running and time.monotonic() - self.runner.last_run < limit
+        return self.rounds.running and time.monotonic() - self.rounds.last_round < limit
 
     def not_ready(self) -> list[str]:
         """Why a load balancer should not send traffic here (empty: ready).
@@ -305,8 +301,7 @@ class Daemon:
         if self.server:
             self.server.shutdown()
             self.server.server_close()
-        self.runner.stop()
-        self.trigger.close()
+        self.rounds.stop()
         self.engine.save(time.time(), force=True)
         log.info("dsagent stopped")
 

@@ -5,10 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Mapping
-from types import MappingProxyType
-
-from agent.store import MetricInfo, Sample
 
 
 def _address() -> str | None:
@@ -50,13 +46,6 @@ def watchdog_interval() -> float | None:
         return None
 
 
-class Watchdog:
-    """A scheduler job: if the scheduler stalls, WATCHDOG=1 stops and systemd restarts us."""
-
-    name = "watchdog"
-    metrics: Mapping[str, MetricInfo] = MappingProxyType({})
-
-    def sample(self, now: float) -> list[Sample]:
-        """Send one keep-alive."""
-        notify("WATCHDOG=1")
-        return []
+def keep_alive(now: float) -> None:
+    """Send one WATCHDOG=1: the round loop's task, so a stalled loop stops it and systemd acts."""
+    notify("WATCHDOG=1")

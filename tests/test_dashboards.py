@@ -100,8 +100,8 @@ def exported_metrics() -> set[str]:
     from agent.alerting.engine import METRICS as ALERTS
     from agent.backends import METRICS as BACKENDS
     from agent.daemon import RELOAD_METRICS
+    from agent.loop import METRICS as RUNNER
     from agent.notify.notifier import METRICS as NOTIFY
-    from agent.runner import METRICS as RUNNER
     from agent.samplers import disk, host, netprobe, network
     from agent.samplers.gpu import GpuSampler
     from agent.shipping.job import METRICS as SHIPPING

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from agent import sdnotify
-from agent.runner import SamplerRunner
-from agent.store import SeriesStore
+from agent.loop import RoundLoop
+from agent.store import Sample, SeriesStore
 from tests.conftest import ROOT, AgentProcess, need_binary, wait_for
 
 
@@ -113,19 +113,28 @@ def test_ready_watchdog_reload_and_stopping(
     wait_for(lambda: bool(notify_socket.seen("STOPPING=1")), 5, "STOPPING=1")
 
 
-def test_a_stalled_clock_stops_the_watchdog(
+def test_a_stalled_loop_stops_the_watchdog(
     notify_socket: NotifySocket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
-    runner = SamplerRunner(SeriesStore())
-    runner.schedule([sdnotify.Watchdog()], 1.0, {"watchdog": 0.2})
     going = threading.Event()
     going.set()
-    runner.clock.add("stall", 0.1, time.time(), lambda: going.wait(30))  # holds the clock's thread
-    runner.start()
+
+    class Stall:  # a sampler that holds the loop's thread while `going` is clear
+        name, metrics = "stall", {}
+
+        def sample(self, now: float) -> list[Sample]:
+            while not going.is_set():
+                time.sleep(0.05)
+            return []
+
+    loop = RoundLoop(SeriesStore(), 0.2)
+    loop.add([Stall()])
+    loop.every("watchdog", 0.2, sdnotify.keep_alive)
+    loop.start()
     try:
         wait_for(lambda: len(notify_socket.seen("WATCHDOG=1")) >= 3, 5, "beats")
-        going.clear()  # the clock's loop stops on its next run of "stall"
+        going.clear()
         time.sleep(0.3)
         before = len(notify_socket.seen("WATCHDOG=1"))
         time.sleep(1.5)
@@ -134,7 +143,7 @@ def test_a_stalled_clock_stops_the_watchdog(
         wait_for(lambda: len(notify_socket.seen("WATCHDOG=1")) > before, 5, "beats again")
     finally:
         going.set()
-        runner.stop()
+        loop.stop()
 
 
 def test_notify_is_a_no_op_outside_systemd(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -235,6 +235,12 @@ class RuleEngine:
             full = self._labels[key] = tuple(sorted(labels.items()))
         return full
 
+    def run_group(self, group: Group, ts: float) -> list[Sample]:
+        """Evaluate a group at `ts`, save the state if it changed, return its ALERTS series."""
+        self.evaluate_group(group, ts)
+        self.save(ts)
+        return list(self.samples(group))
+
     def samples(self, group: Group) -> Iterator[Sample]:
         """Yield ALERTS and ALERTS_FOR_STATE for the group's pending and firing instances."""
         with self._lock:
@@ -252,31 +258,6 @@ class RuleEngine:
             return [a for per_rule in self.alerts.values() for a in per_rule.values()]
 
 
-def _reads(rule: Rule) -> list[str]:
-    """Return the metric names a rule reads."""
-    names = [rule.expr.selector.name]
-    if rule.only_if is not None:
-        names.append(rule.only_if.expr.selector.name)
-    return names
-
-
 def _identity(rule: Rule) -> Mapping[str, str]:
     """Return what must be equal, beside the rule id, for a rule's instances to be kept."""
     return rule.labels
-
-
-class RuleGroupJob:
-    """Runs one group on the scheduler like a sampler: evaluate, then yield ALERTS."""
-
-    metrics = METRICS
-
-    def __init__(self, engine: RuleEngine, group: Group) -> None:
-        self.engine, self.group = engine, group
-        self.name = f"rules:{group.name}"
-        self.families = frozenset(name for rule in group.rules for name in _reads(rule))
-
-    def sample(self, now: float) -> Iterator[Sample]:
-        """Evaluate the group at `now` and yield its ALERTS series."""
-        self.engine.evaluate_group(self.group, now)
-        self.engine.save(now)
-        yield from self.engine.samples(self.group)

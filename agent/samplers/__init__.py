@@ -1,4 +1,8 @@
-"""Samplers: each measures one thing and yields Samples; SAMPLERS lists them all."""
+"""Samplers: each measures one thing and yields Samples; `factories()` lists them in order.
+
+A sampler that waits on the network says `blocking = True`: the round loop starts it on a
+thread of its own at the round's start and collects it in its turn (agent/loop.py).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ if TYPE_CHECKING:
 
 
 class Sampler(Protocol):
-    """What the scheduler runs every sample interval."""
+    """What the round loop runs every sample interval (or its own, see `Periodic`)."""
 
     @property
     def name(self) -> str:

@@ -18,6 +18,7 @@ from agent.samplers.gpu_pods import PodLabels
 from agent.samplers.gpu_read import GpuRead, GpuReader, Usage
 from agent.samplers.gpu_xid import XidWatcher
 from agent.store import Sample, sample
+from agent.tether import Tether
 from agent.workers.energy import EnergyBook
 from agent.workers.pids import WorkerMap
 
@@ -56,19 +57,26 @@ class Batch:
         self.current = -1  # the GPU being read; -1 before, between and after
         self.began = time.monotonic()
         self.cancelled = False  # a later round read around it: stop at the next GPU
+        self.down: NvmlDown | None = None  # the driver went away while it read
+        self.done = threading.Event()
 
     def run(self, reader: GpuReader) -> None:
-        """Read each GPU until done or cancelled, then drain XIDs; NvmlDown reaches the caller."""
-        for dev in self.devices:
-            if self.cancelled:
-                return
-            self.current = dev.index
-            try:
-                self.results[dev.index] = reader.read(dev)
-            except GpuLost as exc:
-                self.results[dev.index] = exc
-        self.current = -1
-        self.then()
+        """Read each GPU until done or cancelled, then drain XIDs; keep NvmlDown in `down`."""
+        try:
+            for dev in self.devices:
+                if self.cancelled:
+                    return
+                self.current = dev.index
+                try:
+                    self.results[dev.index] = reader.read(dev)
+                except GpuLost as exc:
+                    self.results[dev.index] = exc
+            self.current = -1
+            self.then()
+        except NvmlDown as exc:
+            self.down = exc
+        finally:
+            self.done.set()
 
 
 def mix_samples(devices: list[Device]) -> list[Sample]:
@@ -82,17 +90,15 @@ def mix_samples(devices: list[Device]) -> list[Sample]:
 
 
 class GpuSampler:
-    """Owns the NVML session and the XID event set; reads the GPUs on the round's own thread.
+    """Owns the NVML session and the XID event set; reads the GPUs on a thread of its own.
 
-    A thread of its own, woken every round, cost more CPU than reading eight GPUs. A read that
-    hangs keeps the round's thread (the relay goes on without it); the next round's run finds
-    it still going past the timeout, reports that GPU down, reads the others, and skips it until
-    its call returns. The hung run's own answer comes too late and is dropped by the runner.
+    Each run hands the read to its thread and waits up to the timeout. A GPU whose call hangs
+    keeps that thread: the run reports that GPU down (and what it read before it), and later
+    runs read the others on another thread, skipping the stuck GPU until its call returns.
     """
 
     name = "gpu"
     metrics: ClassVar = {**METRICS, **GPM_METRICS, **MIG_METRICS, **POD_METRICS}
-    reentrant = True  # a run starts even while an earlier one hangs
 
     def __init__(self, session: NvmlSession, timeout: float, workers: WorkerMap,
                  pods: PodLabels | None = None,
@@ -107,6 +113,7 @@ class GpuSampler:
         self._watching: Any = None
         self._reader: GpuReader | None = None  # of the session being watched
         self._mix: list[Sample] = []
+        self._tether = Tether("nvml")
 
     def sample(self, now: float) -> list[Sample]:
         """Read every GPU not stuck; a lost or hung GPU reports gpu_up 0."""
@@ -121,15 +128,12 @@ class GpuSampler:
                 self._stuck.clear()
                 self._mix = mix_samples(self.session.devices)  # fixed for the session
                 self.xid.start(self.session.nvml, self.session.devices)
-        try:
-            results = self._collect()
-        except NvmlDown as exc:
+        results = self._collect()
+        if isinstance(results, NvmlDown):
             self.xid.stop()
             self._watching = None
-            self.session.lost_driver(exc)
+            self.session.lost_driver(results)
             return [Sample("dsagent_nvml_up", 0.0)]
-        if results is None:
-            return []  # this run hung and a later one read around it: the runner drops it
         if self.pods is not None:
             self.pods.refresh(self.session.nvml, self.session.devices)
         out = self._samples(results)
@@ -143,31 +147,50 @@ class GpuSampler:
         out.extend(self._xid_samples())
         return out
 
-    def _collect(self) -> dict[int, GpuRead | GpuLost] | None:
-        """Read the GPUs no earlier run is stuck on (None if this one was read around)."""
-        batch, reader = Batch(self._todo(), self.xid.drain), self._reader
+    def _collect(self) -> dict[int, GpuRead | GpuLost] | NvmlDown:
+        """Read the GPUs no earlier run is stuck on; past the timeout, read the rest again.
+
+        A GPU that hangs this run holds up the GPUs after it: a second pass reads those on
+        another thread, waiting a quarter of the timeout, so only the hung GPU misses the round.
+        """
+        todo = self._todo()
+        batch = self._start(todo)
+        if batch.done.wait(self.timeout) or batch.current < 0:
+            return batch.down if batch.down is not None else dict(batch.results)
+        self._todo(time.monotonic())  # still going now: hung, noted this round
+        results = dict(batch.results)
+        rest = [d for d in todo if d.index not in results and d.index not in self._stuck]
+        if rest:
+            again = self._start(rest)
+            again.done.wait(self.timeout / 4)  # a slow pass is judged by the next round
+            results.update(again.results)
+        return results
+
+    def _start(self, devices: list[Device]) -> Batch:
+        """Hand a batch of reads to a thread of this sampler's tether."""
+        batch, reader = Batch(devices, self.xid.drain), self._reader
+        assert reader is not None  # set with the session, before the first batch
         with self._lock:
             self._reading.append(batch)
+        self._tether.submit(lambda: self._read(batch, reader))
+        return batch
+
+    def _read(self, batch: Batch, reader: GpuReader) -> None:
         try:
-            assert reader is not None  # set with the session, before the first batch
             batch.run(reader)
-        except NvmlDown:
-            if batch.cancelled:
-                return None  # a late answer: the later run's own read says what NVML is
-            raise
         finally:
             with self._lock:
                 self._reading.remove(batch)
-        return None if batch.cancelled else batch.results
 
-    def _todo(self) -> list[Device]:
-        """Note the runs hung past the timeout; return the GPUs not stuck."""
+    def _todo(self, hung_since: float | None = None) -> list[Device]:
+        """Note the runs begun before `hung_since` (a timeout ago); return the GPUs not stuck."""
+        hung_since = time.monotonic() - self.timeout if hung_since is None else hung_since
         with self._lock:
             for index in [i for i, b in self._stuck.items() if b not in self._reading]:
                 del self._stuck[index]
                 log.info("GPU %d: NVML answers again", index)
             for batch in self._reading:
-                if batch.cancelled or time.monotonic() - batch.began <= self.timeout:
+                if batch.cancelled or batch.began > hung_since:
                     continue
                 batch.cancelled = True
                 if batch.current < 0:  # every GPU answered; the XID poll is what hangs
@@ -185,6 +208,8 @@ class GpuSampler:
         seen: set[int] = set()
         for dev in self.session.devices:
             got = results.get(dev.index)
+            if got is None and dev.index not in self._stuck:
+                continue  # not read yet when the run stopped waiting: no news, not down
             up = Sample("gpu_up", float(got is not None and not isinstance(got, GpuLost)),
                         dev.labels)  # fmt: skip
             mine = [up]
@@ -224,6 +249,7 @@ class GpuSampler:
         if self._reader is not None:
             self._reader.close()
         self.session.close()
+        self._tether.close()
 
 
 def build(cfg: Config, nvml: Loader | None = None, pods: PodLabels | None = None,

@@ -71,6 +71,7 @@ class NetProbeSampler:
     """Sends a few probes per target every run and keeps a loss window for each."""
 
     name = "netprobe"
+    blocking = True  # waits on the network: the round starts it first, on a thread of its own
     metrics = METRICS
 
     def __init__(self, targets: Sequence[Target], count: int, timeout: float, window: float):

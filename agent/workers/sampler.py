@@ -73,6 +73,7 @@ class WorkerSampler:
     """Liveness and readiness every run, engine metrics, and the latest generation probe."""
 
     metrics = METRICS
+    blocking = True  # waits on the network: the round starts it first, on a thread of its own
 
     def __init__(self, worker: WorkerConfig, locate: Callable[[], Found | None] | None = None,
                  shared: Shared | None = None) -> None:  # fmt: skip

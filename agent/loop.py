@@ -1,0 +1,295 @@
+"""The round loop: on each point of a fixed grid, the due samplers in order, then the rule groups.
+
+One thread runs each round top to bottom:
+
+1. the samplers due this round, in order; every sample is stamped with the round's grid time,
+   as Prometheus stamps evaluations with their scheduled time. A sampler that waits on the
+   network (`blocking`: workers, probes) is started on a thread of its own when the round
+   begins and collected in its turn, up to the round's deadline; one still running then is
+   counted as a timeout and its answer, when it comes, is stored with the round it began in.
+   A sampler that can hang inside a call (NVML) bounds its own calls (`agent.tether`).
+2. every rule group due this round, in order, on what the samplers just stored; the engine
+   hands its transitions to the notifier's queue and returns.
+3. the loop's tasks (the systemd watchdog).
+
+A round still running at the next grid point makes the loop skip the points it missed; each
+is counted as a skipped run of every sampler it would have run. Rounds never overlap.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from agent.samplers import Sampler, close_all
+from agent.store import MetricInfo, Sample, SeriesStore
+from agent.supervise import SUPERVISOR
+from agent.tether import Call, Tether
+
+log = logging.getLogger(__name__)
+
+METRICS = {
+    "dsagent_sampler_success": MetricInfo("gauge", "1 if the sampler's last run succeeded."),
+    "dsagent_sampler_duration_seconds": MetricInfo("gauge", "How long the last run took."),
+    "dsagent_sampler_lateness_seconds": MetricInfo(
+        "gauge", "How long after its round's grid time the last run started."
+    ),
+    "dsagent_sampler_errors_total": MetricInfo("counter", "Runs that raised an error."),
+    "dsagent_sampler_skipped_total": MetricInfo(
+        "counter", "Runs not started: the previous run was still going, or the round was missed."
+    ),
+    "dsagent_sampler_timeouts_total": MetricInfo(
+        "counter", "Runs of a blocking sampler not done by the round's deadline."
+    ),
+}
+DEADLINE = 0.9  # of an interval: when a round stops waiting for its blocking samplers
+
+
+def grid_start(now: float, interval: float) -> float:
+    """Return the next multiple of the interval, so rounds land on a fixed grid."""
+    return math.ceil(now / interval) * interval
+
+
+@dataclass(eq=False)
+class Job:
+    """One sampler or rule group on the loop: what it runs, how often, and how it went."""
+
+    name: str
+    run: Callable[[float], Iterable[Sample]]
+    metrics: Mapping[str, MetricInfo]
+    every: float
+    on_tick: bool = False  # run at the round's grid time (a rule group), else the wall clock
+    blocking: bool = False
+    due: float = 0.0  # the first grid time it may run at
+    skipped: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    failing: bool = False
+    call: Call[list[Sample]] | None = None  # a blocking job's run in flight
+    began: tuple[float, float] = (0.0, 0.0)  # that run's round and wall-clock start
+    owner: object = field(default=None, repr=False)  # the sampler, closed when removed
+
+    def is_due(self, tick: float) -> bool:
+        """Return True if the job runs in the round at `tick`."""
+        return tick >= self.due - 1e-6
+
+    def ran(self, tick: float) -> None:
+        """Move its due time to the next point of its own interval after `tick`."""
+        self.due = (math.floor(tick / self.every + 1e-6) + 1) * self.every
+
+
+@dataclass(eq=False)
+class Task:
+    """Something the loop does after its rounds' rules (the watchdog), on its own interval."""
+
+    name: str
+    every: float
+    run: Callable[[float], None]
+    due: float = 0.0
+
+
+class RoundLoop:
+    """Runs the rounds on one thread; samplers and groups are swapped whole by reloads."""
+
+    def __init__(self, store: SeriesStore, interval: float,
+                 on_round: Callable[[float], None] | None = None) -> None:  # fmt: skip
+        self.store, self.interval, self.on_round = store, interval, on_round
+        self.samplers: list[Job] = []
+        self.groups: list[Job] = []
+        self.tasks: list[Task] = []
+        self.running = False
+        self.last_round = time.monotonic()
+        self.thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._retired: list[object] = []  # removed samplers, closed by the loop between rounds
+        self._tether = Tether("blocking")
+        store.describe(METRICS)
+
+    def add(self, samplers: Sequence[Sampler],
+            intervals: Mapping[str, float] | None = None) -> None:  # fmt: skip
+        """Run these samplers too, after the others, each on its interval (default: the round)."""
+        jobs = []
+        for s in samplers:
+            self.store.describe(s.metrics)
+            every = (intervals or {}).get(s.name, self.interval)
+            jobs.append(Job(s.name, s.sample, s.metrics, every,
+                            blocking=getattr(s, "blocking", False), owner=s))  # fmt: skip
+        self.samplers = [*self.samplers, *jobs]
+
+    def remove(self, samplers: Sequence[Sampler]) -> None:
+        """Stop running these samplers; they are closed once no round uses them."""
+        gone = {id(s) for s in samplers}
+        self.samplers = [j for j in self.samplers if id(j.owner) not in gone]
+        if self.running:
+            self._retired = [*self._retired, *samplers]
+        else:
+            close_all(samplers)
+
+    def set_groups(self, groups: Sequence[Job]) -> None:
+        """Take a new list of rule groups; a group kept by name keeps its due time."""
+        due = {g.name: g.due for g in self.groups}
+        for g in groups:
+            g.due = due.get(g.name, 0.0)
+            self.store.describe(g.metrics)
+        self.groups = list(groups)
+
+    def every(self, name: str, every: float, run: Callable[[float], None]) -> None:
+        """Add a task run after the rules of every round `every` seconds apart."""
+        self.tasks = [*self.tasks, Task(name, every, run)]
+
+    def start(self) -> None:
+        """Start the loop's thread on the next grid point."""
+        self.running = True
+        self.thread = threading.Thread(target=SUPERVISOR.run, name="rounds", daemon=True,
+                                       args=("rounds", self._loop, self._stop))  # fmt: skip
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stop after the round in progress; close every sampler."""
+        self.running = False
+        self._stop.set()
+        if self.thread is not None and self.thread is not threading.current_thread():
+            self.thread.join(timeout=5)
+        close_all([*self._retired, *(j.owner for j in self.samplers)])
+        self._retired, self.samplers = [], []
+        self._tether.close()
+
+    def _loop(self) -> None:
+        tick = grid_start(time.time(), self.interval)
+        while not self._stop.wait(
+            max(0.0, min([tick, *(t.due for t in self.tasks)]) - time.time())
+        ):
+            now = time.time()
+            if now < tick:  # a task due between rounds (a watchdog shorter than the round)
+                self._tasks(now)
+                continue
+            if tick - now > self.interval:  # the wall clock was set back: re-align
+                tick = grid_start(now, self.interval)
+                continue
+            missed = math.floor((now - tick) / self.interval + 1e-4)
+            if missed > 0:  # held up for whole intervals: those points are skipped, not run late
+                tick += missed * self.interval
+                for job in self.samplers:
+                    job.skipped += missed
+            try:
+                self.run_round(tick)
+            except Exception:  # a bug of the loop itself: counted, logged once, the loop goes on
+                if SUPERVISOR.count("rounds") == 1:
+                    log.exception("round at %.3f failed", tick)
+            self.last_round = time.monotonic()
+            tick += self.interval
+
+    def run_round(self, tick: float) -> None:
+        """Run one round: the due samplers, then the due rule groups, then the due tasks."""
+        self._sample(tick)
+        for job in self.groups:
+            if job.is_due(tick):
+                self._run(job, tick)
+                job.ran(tick)
+        self._tasks(time.time())
+        if self._retired:
+            retired, self._retired = self._retired, []
+            close_all(retired)
+        if self.on_round is not None:
+            self.on_round(tick)
+
+    def _tasks(self, now: float) -> None:
+        """Run the tasks that are due."""
+        for task in self.tasks:
+            if now >= task.due - 1e-3:
+                task.due = now + task.every
+                task.run(now)
+
+    def _sample(self, tick: float) -> None:
+        """Run the samplers due at `tick` in order; the blocking ones were started first."""
+        due = [j for j in self.samplers if j.is_due(tick)]
+        for job in due:
+            if job.blocking:
+                self._start(job, tick)
+        for job in due:
+            if job.blocking:
+                self._collect(job, tick)
+            else:
+                self._run(job, tick)
+            job.ran(tick)
+
+    def _run(self, job: Job, tick: float) -> None:
+        """Run a job on this thread and store what it reports."""
+        start, began = time.time(), time.perf_counter()
+        try:
+            samples, error = list(job.run(tick if job.on_tick else start)), None
+        except Exception as exc:  # the scheduler's boundary: counted and logged, it runs again
+            samples, error = [], exc
+        self._store(job, tick, samples, error, (start, time.perf_counter() - began))
+
+    def _start(self, job: Job, tick: float) -> None:
+        """Start a blocking job's run on a thread of its own (not while one is in flight)."""
+        call = job.call
+        if call is not None and call.done.is_set():
+            self._finish(job, call, job.began[0])  # late, but its answer is stored
+        elif call is not None:  # still going: skipped, and said so while it hangs
+            job.skipped += 1
+            self._health(job, tick, False, (job.began[1], time.time() - job.began[1]))
+            return
+        start = time.time()
+        job.began = (tick, start)
+        job.call = self._tether.submit(lambda: list(job.run(start)))
+
+    def _collect(self, job: Job, tick: float) -> None:
+        """Wait for a blocking job's run of this round, up to the round's deadline."""
+        call = job.call
+        if call is None or job.began[0] != tick:
+            return  # not started this round: the last one is still going
+        if call.wait(tick + DEADLINE * self.interval - time.time()):
+            self._finish(job, call, tick)
+        else:  # not a success (yet): its series stay as they were until the answer comes
+            job.timeouts += 1
+            start = job.began[1]
+            self._health(job, tick, False, (start, time.time() - start))
+
+    def _finish(self, job: Job, call: Call[list[Sample]], tick: float) -> None:
+        job.call = None
+        duration = time.time() - job.began[1]
+        error = call.error if isinstance(call.error, Exception) else None
+        self._store(job, tick, call.result or [], error, (job.began[1], duration))
+
+    def _store(self, job: Job, tick: float, samples: list[Sample], error: Exception | None,
+               timing: tuple[float, float]) -> None:  # fmt: skip
+        """Put a run's samples and its health (from its start and duration) into the store."""
+        self._note(job, error)
+        self.store.describe(job.metrics)  # some samplers learn their metrics as they read
+        self.store.ingest(job.name, samples, tick)
+        self._health(job, tick, error is None, timing)
+
+    def _health(self, job: Job, tick: float, ok: bool, timing: tuple[float, float]) -> None:
+        """Store how a job's run went: success, duration, lateness and its counters."""
+        start, duration = timing
+        labels = (("sampler", job.name),)
+        health = [
+            Sample("dsagent_sampler_success", 1.0 if ok else 0.0, labels),
+            Sample("dsagent_sampler_duration_seconds", duration, labels),
+            Sample("dsagent_sampler_lateness_seconds", max(0.0, start - tick), labels),
+            Sample("dsagent_sampler_errors_total", float(job.errors), labels),
+            Sample("dsagent_sampler_skipped_total", float(job.skipped), labels),
+        ]
+        if job.blocking:
+            health.append(Sample("dsagent_sampler_timeouts_total", float(job.timeouts), labels))
+        self.store.ingest(f"self:{job.name}", health, tick)
+
+    def _note(self, job: Job, error: Exception | None) -> None:
+        """One log line when a job breaks and one when it recovers: no flood every round."""
+        if error is None:
+            if job.failing:
+                job.failing = False
+                log.info("%s recovered", job.name)
+            return
+        SUPERVISOR.count(f"job:{job.name}")
+        job.errors += 1
+        if not job.failing:
+            job.failing = True
+            log.error("%s failed; its series are missing until it recovers", job.name,
+                      exc_info=error)  # fmt: skip

@@ -1,0 +1,189 @@
+"""The round loop: samplers in order, then rule groups, then tasks; failures, overruns, timeouts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import ClassVar
+
+import pytest
+
+from agent.loop import DEADLINE, Job, RoundLoop, grid_start
+from agent.store import MetricInfo, Sample, SeriesStore, sample
+from agent.supervise import SUPERVISOR
+from tests.conftest import wait_for
+
+
+class Fake:
+    metrics: ClassVar[dict[str, MetricInfo]] = {}
+
+    def __init__(self, name: str, fail: bool = False, sleep: float = 0.0,
+                 blocking: bool = False, log: list[str] | None = None) -> None:  # fmt: skip
+        self.name, self.fail, self.sleep, self.blocking = name, fail, sleep, blocking
+        self.log = log if log is not None else []
+        self.runs: list[float] = []
+        self.active = self.max_active = 0
+        self.closed = False
+        self._lock = threading.Lock()
+
+    def sample(self, now: float) -> Iterator[Sample]:
+        with self._lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        self.runs.append(now)
+        self.log.append(self.name)
+        try:
+            time.sleep(self.sleep)
+            if self.fail:
+                raise OSError("device vanished")
+            yield sample(f"{self.name}_value", float(len(self.runs)))
+        finally:
+            with self._lock:
+                self.active -= 1
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def current(store: SeriesStore) -> dict[tuple[str, str], float]:
+    return {(n, dict(lab).get("sampler", "")): v for n, lab, v in store.current()}
+
+
+def test_one_failing_sampler_never_stops_the_others() -> None:
+    store = SeriesStore()
+    good, bad = Fake("good"), Fake("bad", fail=True)
+    loop = RoundLoop(store, 1.0)
+    loop.add([bad, good])
+    before = SUPERVISOR.failures["job:bad"]
+    loop.run_round(1.0)
+    loop.run_round(2.0)
+    assert SUPERVISOR.failures["job:bad"] == before + 2, "counted as component failures too"
+    got = current(store)
+    assert got[("good_value", "")] == 2.0
+    assert ("bad_value", "") not in got
+    assert got[("dsagent_sampler_success", "good")] == 1.0
+    assert got[("dsagent_sampler_success", "bad")] == 0.0
+    assert got[("dsagent_sampler_errors_total", "bad")] == 2.0
+
+
+def test_a_round_runs_its_samplers_in_order_then_the_groups_then_the_tasks() -> None:
+    store, log = SeriesStore(), []
+    loop = RoundLoop(store, 1.0)
+    loop.add([Fake("a", log=log), Fake("b", log=log)])
+    seen: list[float | None] = []
+
+    def group(ts: float) -> list[Sample]:
+        log.append("rules")
+        newest = store.newest(store.select("b_value")[0], 0.0, ts)
+        seen.append(newest[0] if newest else None)
+        return [sample("ALERTS", 1.0, alertname="x")]
+
+    loop.set_groups([Job("rules:g", group, {}, 1.0, on_tick=True)])
+    loop.every("task", 1.0, lambda now: log.append("task"))
+    loop.run_round(5.0)
+    assert log == ["a", "b", "rules", "task"]
+    assert seen == [5.0], "the group reads what this round's samplers stored, at the round's time"
+    assert current(store)[("dsagent_sampler_success", "rules:g")] == 1.0
+
+
+def test_a_group_on_a_longer_interval_runs_on_its_own_grid_and_keeps_it_on_reload() -> None:
+    loop, runs = RoundLoop(SeriesStore(), 1.0), []
+    slow = Job("rules:slow", lambda ts: runs.append(ts) or [], {}, 5.0, on_tick=True)
+    loop.set_groups([slow])
+    for tick in range(100, 107):
+        loop.run_round(float(tick))
+        if tick == 102:  # a reload with the same group: its next run stays at 105
+            loop.set_groups([Job("rules:slow", lambda ts: runs.append(ts) or [], {}, 5.0,
+                                 on_tick=True)])  # fmt: skip
+    assert runs == [100.0, 105.0]
+
+
+def test_lateness_is_the_time_since_the_round_was_due() -> None:
+    store = SeriesStore()
+    loop = RoundLoop(store, 1.0)
+    loop.add([Fake("slow", sleep=0.3), Fake("after")])
+    tick = time.time()
+    loop.run_round(tick)
+    got = current(store)
+    assert got[("dsagent_sampler_lateness_seconds", "slow")] < 0.1
+    late = got[("dsagent_sampler_lateness_seconds", "after")]
+    assert 0.3 <= late < 0.6, f"started after the slow one: 0.3 s late, not {late}"
+    loop.run_round(time.time() + 5)  # a round not due yet: never negative
+    assert current(store)[("dsagent_sampler_lateness_seconds", "slow")] == 0.0
+
+
+def test_a_blocking_sampler_past_the_deadline_is_counted_and_stored_late() -> None:
+    store = SeriesStore()
+    loop = RoundLoop(store, 0.5)
+    hung, quick = Fake("hung", sleep=0.7, blocking=True), Fake("quick")
+    loop.add([hung, quick])
+    tick = time.time()
+    began = time.monotonic()
+    loop.run_round(tick)
+    assert time.monotonic() - began < DEADLINE * 0.5 + 0.1, "it stops waiting at its deadline"
+    got = current(store)
+    assert got[("dsagent_sampler_timeouts_total", "hung")] == 1.0
+    assert got[("quick_value", "")] == 1.0
+    assert ("hung_value", "") not in got
+    loop.run_round(tick + 0.5)  # still going: skipped, not stacked
+    assert hung.max_active == 1
+    assert current(store)[("dsagent_sampler_skipped_total", "hung")] == 1.0
+    time.sleep(0.4)
+    loop.run_round(tick + 1.0)  # done now: its late answer is stored, and a new run starts
+    newest = store.newest(store.select("hung_value")[0], 0.0, tick + 2)
+    assert newest is not None and newest[0] == tick, "stored with the round it began in"
+    assert len(hung.runs) == 2
+    loop.stop()
+
+
+def test_a_removed_sampler_is_not_run_again_and_is_closed() -> None:
+    loop = RoundLoop(SeriesStore(), 1.0)
+    keep, gone = Fake("keep"), Fake("gone")
+    loop.add([keep, gone])
+    loop.run_round(1.0)
+    loop.remove([gone])
+    assert gone.closed, "not running: closed at once"
+    loop.run_round(2.0)
+    assert len(gone.runs) == 1 and len(keep.runs) == 2
+
+
+@pytest.mark.integration  # the real loop, on the real clock
+def test_real_rounds_land_on_the_grid_without_drift() -> None:
+    tick = Fake("tick")
+    loop = RoundLoop(SeriesStore(), 1.0)
+    loop.add([tick])
+    loop.start()
+    try:
+        wait_for(lambda: len(tick.runs) >= 4, timeout=10, what="four runs")
+    finally:
+        loop.stop()
+    assert tick.closed, "stop closes the samplers"
+    first = tick.runs[0]
+    offsets = [run - first - i for i, run in enumerate(tick.runs[:4])]
+    assert all(abs(o) < 0.25 for o in offsets), offsets
+    assert all(abs(r - round(r)) < 0.25 for r in tick.runs), "runs sit on whole seconds"
+
+
+@pytest.mark.integration
+def test_an_overrunning_round_skips_the_points_it_missed_and_counts_them() -> None:
+    store = SeriesStore()
+    slow = Fake("slow", sleep=1.2)
+    loop = RoundLoop(store, 0.5)
+    loop.add([slow])
+    loop.start()
+    try:
+        wait_for(lambda: current(store).get(("dsagent_sampler_skipped_total", "slow"), 0) >= 4,
+                 timeout=10, what="skips")  # fmt: skip
+    finally:
+        loop.stop()
+    assert slow.max_active == 1, "rounds never overlap"
+    gaps = [b - a for a, b in zip(slow.runs, slow.runs[1:], strict=False)]
+    assert all(g >= 1.2 for g in gaps), gaps
+
+
+@pytest.mark.parametrize("every", [1.0, 0.2, 7.5])
+def test_grid_points_are_multiples_of_the_interval(every: float) -> None:
+    start = grid_start(1_765_000_000.123, every)
+    assert start >= 1_765_000_000.123
+    assert abs(start / every - round(start / every)) < 1e-6
