@@ -135,7 +135,7 @@ class Daemon:
         self.engine = RuleEngine(
             self.store, loaded.groups, time.time(), resolved_retention=cfg.rules.resolved_retention,
             state_path=state / "alerts.json", warmup=max(5.0, 3 * cfg.agent.sample_interval),
-            notify=self.notifier.deliver,
+            notify=self.notifier.submit,
         )  # fmt: skip
         self.reloads = ReloadStatus(time.time())
         self.admin = Admin(cfg, loaded.tokens, self.engine, self.notifier, self.reload,
@@ -152,6 +152,7 @@ class Daemon:
         """Restore alert state, start sampling, evaluating, delivering and serving."""
         cfg, loaded = self.cfg, self._loaded
         self.notifier.configure(cfg)
+        self.notifier.start()
         self.server = WebServer(
             cfg.http.listen, self.store, self.healthy, self.not_ready, admin=self.admin,
             max_body=cfg.http.max_body_bytes, max_head=cfg.http.max_head_bytes,

@@ -22,11 +22,12 @@ from agent.config import Config
 from agent.notify.channels import build
 from agent.notify.notifier import Notifier
 from agent.notify.outbox import Outbox
-from agent.notify.sender import Sender
+from agent.notify.sender import Sender, Target
 from agent.notify.silences import SilenceStore
 
 T0 = 1_800_000_000.0
 HOOK = "http://127.0.0.1:9/hook"
+HOOK0 = Target("hook", 0)
 
 
 class Transport:
@@ -81,7 +82,7 @@ def notifier(tmp: Path, config: Config | None = None) -> Notifier:
 def drain(tmp: Path, transport: Transport, now: float = T0 + 1e4) -> None:
     """Deliver everything queued for the hook through a Sender on the fake transport."""
     c = cfg(tmp)
-    sender = Sender(Outbox(tmp / "outbox.db"), "hook#0", build(c.receivers[0], HOOK), 1.0,
+    sender = Sender(Outbox(tmp / "outbox.db"), Target("hook", 0), build(c.receivers[0], HOOK), 1.0,
                     Counter(), post=transport)  # fmt: skip
     while sender.outbox.head("hook#0") is not None and sender.step(now) == 0.0:
         pass
@@ -93,7 +94,7 @@ def test_an_http_500_keeps_the_notification_and_backs_off(tmp_path: Path) -> Non
     outbox = Outbox(tmp_path / "outbox.db")
     counts: Counter[tuple[str, str]] = Counter()
     failing = Transport(status=500)
-    sender = Sender(outbox, "hook#0", build(cfg(tmp_path).receivers[0], HOOK), 1.0, counts,
+    sender = Sender(outbox, Target("hook", 0), build(cfg(tmp_path).receivers[0], HOOK), 1.0, counts,
                     post=failing)  # fmt: skip
     wait = sender.step(T0 + 10)
     item = outbox.head("hook#0")
@@ -117,7 +118,7 @@ def test_a_3xx_or_unreachable_receiver_is_a_failure_not_a_delivery(tmp_path: Pat
 
     channel = build(cfg(tmp_path).receivers[0], HOOK)
     for i, post in enumerate((Transport(status=307), refused)):
-        sender = Sender(outbox, "hook#0", channel, 1.0, Counter(), post=post)
+        sender = Sender(outbox, Target("hook", 0), channel, 1.0, Counter(), post=post)
         sender.step(T0 + (i + 1) * 1e3)
     item = outbox.head("hook#0")
     assert item is not None and item.attempts == 2
@@ -157,7 +158,7 @@ def test_a_silence_mutes_and_its_end_lets_the_alert_through(tmp_path: Path) -> N
     assert sent.posts == [] and n.muted[alert().labels].startswith("silenced by ")
     n.silences.expire(silence.id)
     n.deliver([alert()], [], silence.starts_at + 1)  # the engine's snapshot: nothing changed
-    list(n.sample(silence.starts_at + 1))  # the round's flush sees the silence gone
+    n.tick(silence.starts_at + 1)  # the round's flush sees the silence gone
     drain(tmp_path, sent)
     assert sent.statuses() == ["firing"]
 
@@ -173,7 +174,7 @@ def test_a_reload_mid_group_neither_doubles_nor_drops(tmp_path: Path) -> None:
     drain(tmp_path, sent)
     assert sent.posts == [], "group_wait runs on from the first sight, not from the reload"
     n.deliver([alert()], [], T0 + 10)
-    list(n.sample(T0 + 10))  # the round's flush: group_wait is over
+    n.tick(T0 + 10)  # the round's flush: group_wait is over
     n.configure(slow)
     n.close()
     n.deliver([alert()], [], T0 + 11)
@@ -233,7 +234,7 @@ def test_a_channel_that_cannot_build_its_request_is_a_retry_not_a_dead_sender(
             return True
 
     counts: Counter[tuple[str, str]] = Counter()
-    sender = Sender(outbox, "hook#0", Broken(), 1.0, counts, post=Transport())
+    sender = Sender(outbox, Target("hook", 0), Broken(), 1.0, counts, post=Transport())
     assert sender.step(T0 + 1e3) > 0
     item = outbox.head("hook#0")
     assert item is not None and item.attempts == 1 and counts[("hook#0", "failed")] == 1
@@ -271,7 +272,7 @@ def test_after_a_restart_the_timer_waits_for_the_engine_before_judging_alerts_go
     sent = Transport()
     drain(tmp_path, sent)
     again = notifier(tmp_path)
-    list(again.sample(T0 + 100))  # the notifier's timer runs before the first evaluation
+    again.tick(T0 + 100)  # the notifier's timer runs before the first evaluation
     again.deliver([alert()], [], T0 + 101)  # the restored instance, still firing
     drain(tmp_path, sent)
     assert sent.statuses() == ["firing"], "no false resolve, no second firing"
@@ -285,7 +286,7 @@ def test_a_bounded_queue_drops_the_oldest_and_counts_them(tmp_path: Path) -> Non
         outbox.put("hook#0", f"k{i}", {"version": "4", "status": "firing", "alerts": [], "n": i})
     counts: Counter[tuple[str, str]] = Counter()
     ok = Transport()
-    sender = Sender(outbox, "hook#0", build(cfg(tmp_path).receivers[0], HOOK), 1.0, counts,
+    sender = Sender(outbox, Target("hook", 0), build(cfg(tmp_path).receivers[0], HOOK), 1.0, counts,
                     post=ok, policy=Policy(keep=3))  # fmt: skip
     while sender.step(T0) == 0.0 and outbox.head("hook#0") is not None:
         pass
@@ -306,7 +307,7 @@ def test_a_late_notification_says_it_is_late(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "outbox.db")
     slack = build(ReceiverConfig(name="chat", type="slack", url=HOOK), HOOK)
     ok = Transport()
-    sender = Sender(outbox, "hook#0", slack, 1.0, Counter(), post=ok,
+    sender = Sender(outbox, Target("hook", 0), slack, 1.0, Counter(), post=ok,
                     policy=Policy(stale_after=300.0))  # fmt: skip
     sender.step(T0 + 1800)
     text = ok.posts[0][1]["text"]
@@ -321,7 +322,7 @@ def test_a_failing_receiver_is_logged_once_and_its_recovery_once(
     outbox = Outbox(tmp_path / "outbox.db")
     outbox.put("hook#0", "k", {"version": "4", "status": "firing", "alerts": []})
     failing = Transport(status=503)
-    sender = Sender(outbox, "hook#0", build(cfg(tmp_path).receivers[0], HOOK), 1.0, Counter(),
+    sender = Sender(outbox, HOOK0, build(cfg(tmp_path).receivers[0], HOOK), 1.0, Counter(),
                     post=failing)  # fmt: skip
     now = T0
     for _ in range(4):
@@ -373,15 +374,15 @@ def test_mutes_are_worked_out_again_only_when_something_they_follow_changed(
     hot = alert(worker="w1")
     n.deliver([hot], [], now)
     for second in range(1, 4):  # rounds that change nothing: the mutes are the last ones
-        list(n.sample(now + second))
+        n.tick(now + second)
     assert len(worked) == 1 and hot.labels not in n.muted
     n.silences.add(['alertname="Hot"'], 3600, "me", "maintenance")
-    list(n.sample(now + 5))
+    n.tick(now + 5)
     assert len(worked) == 2 and n.muted[hot.labels].startswith("silenced by ")
     rule = {"source_matchers": ['alertname="Cold"'], "target_matchers": ['alertname="Hot"']}
     n.configure(cfg(tmp_path, inhibit_rules=[rule]))
     n.close()
-    list(n.sample(now + 6))
+    n.tick(now + 6)
     assert len(worked) == 3, "new inhibit rules: worked out again"
     n.deliver([hot, alert("Cold", worker="w1")], [], now + 7)  # an instance more
     assert len(worked) == 4 and n.muted[hot.labels] == "inhibited"
@@ -432,19 +433,20 @@ def test_a_failed_outbox_write_loses_nothing_and_sends_nothing_twice(tmp_path: P
     assert sent.statuses() == ["firing"]
     locked = Locked(tmp_path / "outbox.db", n.outbox)
     n.deliver([alert("A", state="resolved"), alert("C")], [], T0 + 100)
-    list(n.sample(T0 + 101))  # the notify sampler's flush, still refused
+    n.tick(T0 + 101)  # the notify sampler's flush, still refused
     failures = n.outbox.write_failures
     assert failures >= 2, "each refused write is counted"
+    n.tick(T0 + 102)
     written = {s.name: s.value for s in n.sample(T0 + 102)}
     assert written["dsagent_outbox_write_failures_total"] >= failures
     locked.release()
-    list(n.sample(T0 + 131))  # space back: the owed change is queued on the next flush
-    list(n.sample(T0 + 132))
+    n.tick(T0 + 131)  # space back: the owed change is queued on the next flush
+    n.tick(T0 + 132)
     drain(tmp_path, sent)
     posted = sorted((a["labels"]["alertname"], a["status"]) for _, body, _ in sent.posts
                     for a in body["alerts"])  # fmt: skip
     assert posted == [("A", "firing"), ("A", "resolved"), ("C", "firing")]
-    list(n.sample(T0 + 500))
+    n.tick(T0 + 500)
     drain(tmp_path, sent)
     assert len(sent.posts) == 3, "and none is sent again"
 
@@ -462,7 +464,7 @@ def test_a_delivered_notification_the_outbox_cannot_remove_is_not_resent(tmp_pat
         return sent(url, body, headers, timeout)
 
     sent = Transport()
-    sender = Sender(outbox, "hook#0", build(cfg(tmp_path).receivers[0], HOOK), 1.0, Counter(),
+    sender = Sender(outbox, HOOK0, build(cfg(tmp_path).receivers[0], HOOK), 1.0, Counter(),
                     post=post_then_lock)  # fmt: skip
     assert sender.step(T0 + 10) == 1.0, "the removal failed: wait, do not resend"
     assert sender.step(T0 + 11) == 1.0 and len(sent.posts) == 1

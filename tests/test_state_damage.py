@@ -18,7 +18,7 @@ from agent.alerting import persist
 from agent.notify.channels import build
 from agent.notify.dispatch import Dispatcher
 from agent.notify.outbox import Outbox
-from agent.notify.sender import Sender
+from agent.notify.sender import Sender, Target
 from agent.notify.silences import SilenceStore
 from agent.shipping.registry import Registry, parse_entries
 from agent.statedir import StateDirError, check, lock
@@ -90,8 +90,8 @@ def test_a_damaged_payload_row_does_not_stop_its_receiver(tmp_path: Path) -> Non
     db.commit()
     sent = Transport()
     outbox = Outbox(tmp_path / "outbox.db")
-    sender = Sender(outbox, "hook#0", build(cfg(tmp_path).receivers[0], HOOK), 1.0, Counter(),
-                    post=sent)  # fmt: skip
+    channel = build(cfg(tmp_path).receivers[0], HOOK)
+    sender = Sender(outbox, Target("hook", 0), channel, 1.0, Counter(), post=sent)
     while sender.step(time.time() + 10) == 0.0:  # the rows carry the real clock here
         pass
     names = [a["labels"]["alertname"] for _, body, _ in sent.posts for a in body["alerts"]]

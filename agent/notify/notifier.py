@@ -1,11 +1,20 @@
-"""Delivery for the life of the process: alert log, muting, dispatcher, outbox, senders."""
+"""Delivery for the life of the process: alert log, muting, dispatcher, outbox, senders.
+
+Everything here that writes (the alert log, the outbox, the nflog) runs on the notifier's own
+thread: the engine only puts its snapshots on the notifier's queue, and a reload hands over its
+new senders the same way, so neither ever waits for a disk or a receiver.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
+import queue
+import sqlite3
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from agent.alerting.engine import Transition
@@ -20,10 +29,11 @@ from agent.notify.dispatch import Dispatcher, Route, build_routes
 from agent.notify.inhibit import DEFAULTS, InhibitRule, inhibited, outranked
 from agent.notify.outbox import Outbox, OutboxWriteError
 from agent.notify.payload import alert_dict
-from agent.notify.sender import Policy, Sender
+from agent.notify.sender import Policy, Sender, Target
 from agent.notify.silences import Silence, SilenceStore
 from agent.secrets import SECRETS, url_secrets
 from agent.store import Labels, MetricInfo, Sample, sample
+from agent.supervise import SUPERVISOR
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +68,15 @@ def patience(routes: list[Route], receivers: list[ReceiverConfig]) -> dict[str, 
     return {name: value or 60.0 for name, value in allowed.items()}
 
 
+Work = Callable[[], None]
+
+
 class Notifier:
-    """The engine's one delivery callback (`deliver`), and a scheduler job for the timers."""
+    """The engine's delivery queue (`submit`), worked through on the notifier's own thread.
+
+    The thread delivers each snapshot, and once a second flushes what the timers make due
+    (group_interval, repeat_interval, silences that ended) and reads the outbox's figures.
+    """
 
     name = "notify"
     metrics = METRICS
@@ -78,48 +95,97 @@ class Notifier:
         self._receivers: list[ReceiverConfig] | None = None
         self._keys: list[bytes | None] = []  # the receivers' secrets as last read
         self._notify: NotifyConfig | None = None
-        self._lock = threading.RLock()
         self.node, self.external_url = "", ""
         self.inhibit_rules: list[InhibitRule] = []
         self.alert_log: JsonLinesLog | None = None
+        self._figures: list[Sample] = []  # the outbox's figures, read by the last tick
+        self._inbox: queue.SimpleQueue[Work | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._secret: set[str] = set()  # the receivers' URL secrets
+
+    def start(self) -> None:
+        """Start the notifier's thread."""
+        self._thread = threading.Thread(target=SUPERVISOR.run, name="notifier", daemon=True,
+                                        args=("notifier", self._serve, self._stopping))  # fmt: skip
+        self._thread.start()
+
+    def _serve(self) -> None:
+        """Do what is queued; tick once a second."""
+        due = time.time()
+        while not self._stopping.is_set():
+            try:
+                work = self._inbox.get(timeout=max(0.0, due - time.time()))
+            except queue.Empty:
+                work = None
+            if work is None and self._stopping.is_set():
+                return
+            if work is not None:
+                work()
+            if (now := time.time()) >= due:
+                self.tick(now)
+                due = now + 1.0
+
+    def _do(self, work: Work) -> None:
+        """Run `work` on the notifier's thread and wait for it (here, before the thread runs)."""
+        thread = self._thread
+        if thread is None or not thread.is_alive() or thread is threading.current_thread():
+            work()
+            return
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                work()
+            finally:
+                done.set()
+
+        self._inbox.put(run)
+        done.wait()
 
     def configure(self, cfg: Config) -> None:
         """Take new receivers, routes and inhibit rules; what was sent is kept.
 
-        The senders are replaced when the receivers, or a secret file's contents, changed; a
-        receiver whose secret cannot be read raises OSError before anything is swapped.
+        Senders whose receiver, URL, secret and policy are unchanged keep running; the others
+        are replaced. A receiver whose secret cannot be read raises OSError before anything is
+        swapped. Nothing waits for an old sender: its successor does, on its own thread.
         """
-        senders = None
         keys = [read_secret(r) for r in cfg.receivers]  # a rotated file is a change too
+        senders = None
         if cfg.receivers != self._receivers or cfg.notify != self._notify or keys != self._keys:
             senders = [
-                Sender(self.outbox, f"{r.name}#{i}", channels.build(r, url), r.timeout,
+                Sender(self.outbox, Target(r.name, i), channels.build(r, url), r.timeout,
                        self.counts, policy=policy(r, cfg.notify))
                 for r in cfg.receivers for i, url in enumerate(r.targets())
             ]  # fmt: skip
         routes = build_routes(cfg.routes, cfg.receivers)
         allowed = patience(routes, cfg.receivers)
         for sender in self.senders if senders is None else senders:
-            BACKENDS.declare(sender.backend, "receiver", allowed[sender.receiver.rsplit("#", 1)[0]])
+            BACKENDS.declare(sender.backend, "receiver", allowed[sender.target.receiver])
         rules = [InhibitRule.from_config(c) for c in cfg.inhibit_rules]
+        self._do(functools.partial(self._apply, cfg, routes, rules, senders, keys))
+
+    def _apply(self, cfg: Config, routes: list[Route], rules: list[InhibitRule],
+               senders: list[Sender] | None, keys: list[bytes | None]) -> None:  # fmt: skip
+        """Swap a checked configuration in (on the notifier's thread)."""
         state, notify = cfg.agent.state_dir, cfg.notify
-        with self._lock:
-            self.node, self.external_url = cfg.agent.node_name, notify.external_url
-            self.inhibit_rules = rules + (list(DEFAULTS) if notify.default_inhibit else [])
-            self._muted_from = None  # new rules or node name: mutes are worked out again
-            self.alert_log = JsonLinesLog(state / "alerts.log", notify.alert_log_max_bytes)
-            self.dispatcher.configure(routes, cfg.receivers, notify.external_url,
-                                      notify.resend_delay, notify.levels == "one")  # fmt: skip
-            if senders is not None:
-                secret = {part for r in cfg.receivers for url in r.targets()
-                          for part in url_secrets(url)}  # fmt: skip
-                SECRETS.set("receivers:new", secret)  # before the new senders' first try
-                self._swap_senders(senders)  # the old ones are done once it returns
-                SECRETS.set("receivers", secret)
-                SECRETS.set("receivers:new", ())
-                self._receivers, self._notify, self._keys = list(cfg.receivers), cfg.notify, keys
-                BACKENDS.forget({s.backend for s in senders}, "receiver")
-                self._drop_orphans({s.receiver for s in senders})
+        self.node, self.external_url = cfg.agent.node_name, notify.external_url
+        self.inhibit_rules = rules + (list(DEFAULTS) if notify.default_inhibit else [])
+        self._muted_from = None  # new rules or node name: mutes are worked out again
+        self.alert_log = JsonLinesLog(state / "alerts.log", notify.alert_log_max_bytes)
+        self.dispatcher.configure(routes, cfg.receivers, notify.external_url,
+                                  notify.resend_delay, notify.levels == "one")  # fmt: skip
+        if senders is None:
+            return
+        secret = {part for r in cfg.receivers for url in r.targets()
+                  for part in url_secrets(url)}  # fmt: skip
+        SECRETS.set("receivers:old", self._secret)  # old senders may be in their last try
+        SECRETS.set("receivers", secret)  # before the new senders' first try
+        self._secret = secret
+        self._swap_senders(senders)
+        self._receivers, self._notify, self._keys = list(cfg.receivers), cfg.notify, keys
+        BACKENDS.forget({s.backend for s in senders}, "receiver")
+        self._drop_orphans({s.receiver for s in senders})
 
     def _drop_orphans(self, live: set[str]) -> None:
         """Drop what is queued for receiver URLs no longer configured: nothing would send it.
@@ -136,32 +202,38 @@ class Notifier:
                         receiver, count)  # fmt: skip
 
     def _swap_senders(self, senders: list[Sender]) -> None:
-        """Stop the old senders (a try in flight finishes first), then start the new ones."""
-        for old in self.senders:
-            old.stop()
-        for old in self.senders:
-            old.join(timeout=old.timeout + 1)
+        """Stop the old senders and start the new ones, waiting for nothing.
+
+        Each new sender first waits, on its own thread, for the old sender of its URL to end
+        its try in flight, so nothing is sent twice.
+        """
+        old = {s.receiver: s for s in self.senders}
+        for sender in self.senders:
+            sender.stop()
         self.senders = senders
         for sender in senders:
-            sender.start()
+            sender.start(after=old.get(sender.receiver))
+
+    def submit(self, alerts: list[Alert], transitions: list[Transition], now: float) -> None:
+        """Queue the engine's snapshot for the notifier's thread (the engine's callback)."""
+        self._inbox.put(functools.partial(self.deliver, alerts, transitions, now))
 
     def deliver(self, alerts: list[Alert], transitions: list[Transition], now: float) -> None:
-        """Take the engine's snapshot after an evaluation: log transitions, queue what is due.
+        """Take a snapshot after an evaluation: log transitions, queue what is due.
 
         A snapshot with the same instances in the same states as the last one (most of a
         round's groups change nothing) is only kept: what its timers make due (group_interval,
-        repeat_interval), the once-a-second flush in `sample` queues.
+        repeat_interval), the once-a-second `tick` queues.
         """
         shape = [(a.labels, a.state) for a in alerts]
-        with self._lock:
-            self.alerts = alerts
-            if not transitions and shape == self._shape:
-                return
-            self._shape = shape
-            self.muted = self._mutes(alerts, now)
-            for alert, before in transitions:
-                self._log(alert, before, now)
-            self._flush(now)
+        self.alerts = alerts
+        if not transitions and shape == self._shape:
+            return
+        self._shape = shape
+        self.muted = self._mutes(alerts, now)
+        for alert, before in transitions:
+            self._log(alert, before, now)
+        self._flush(now)
 
     def _mutes(self, alerts: list[Alert], now: float) -> dict[Labels, str]:
         """Return why each muted instance is muted: inhibited, or the silence's id.
@@ -212,17 +284,25 @@ class Notifier:
         ]
         self.dispatcher.flush(keep, now, present=levels.known(dicts))
 
-    def sample(self, now: float) -> Iterator[Sample]:
-        """Flush (for group_interval and repeat timers), then report the outbox."""
-        with self._lock:
-            alerts = self.alerts or []
-            self.muted = self._mutes(alerts, now)  # a silence may have come or gone
-            self._flush(now)
-            shown = [a for a in alerts if a.state != "pending"]
-            suppressed = sum(1 for a in shown if a.labels in self.muted)
-            senders = list(self.senders)
-        stats = self.outbox.stats()
-        for sender in senders:
+    def tick(self, now: float) -> None:
+        """Flush what the timers made due (a silence may have come or gone); read the outbox."""
+        alerts = self.alerts or []
+        self.muted = self._mutes(alerts, now)
+        self._flush(now)
+        shown = [a for a in alerts if a.state != "pending"]
+        suppressed = sum(1 for a in shown if a.labels in self.muted)
+        try:
+            stats = self.outbox.stats()
+        except sqlite3.Error as exc:  # a damaged or vanished database: said by its next write
+            log.debug("outbox figures unread: %s", exc)
+            stats = {}
+        self._figures = [*self._receiver_figures(stats),
+                         sample("dsagent_alerts_suppressed", suppressed),
+                         sample("dsagent_outbox_write_failures_total",
+                                self.outbox.write_failures)]  # fmt: skip
+
+    def _receiver_figures(self, stats: dict[str, tuple[int, float]]) -> Iterator[Sample]:
+        for sender in list(self.senders):
             rid = sender.receiver
             pending, oldest = stats.get(rid, (0, 0.0))
             yield sample("dsagent_outbox_pending", pending, receiver=rid)
@@ -235,13 +315,20 @@ class Notifier:
                 yield sample("dsagent_notifications_dropped_total",
                              self.counts[(rid, f"dropped_{reason}")], receiver=rid,
                              reason=reason)  # fmt: skip
-        yield sample("dsagent_alerts_suppressed", suppressed)
-        yield sample("dsagent_outbox_write_failures_total", self.outbox.write_failures)
+
+    def sample(self, now: float) -> list[Sample]:
+        """Report the figures the notifier's last tick read (no disk read on the round)."""
+        return self._figures
 
     def close(self) -> None:
-        """Stop the senders; what is still queued stays in the outbox for the next start."""
-        with self._lock:
-            self._swap_senders([])
+        """Stop the thread and the senders; what is still queued stays in the outbox."""
+        self._stopping.set()
+        self._inbox.put(None)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        for sender in self.senders:
+            sender.stop()
+        self.senders = []
 
 
 def _same(old: list[Silence], new: list[Silence]) -> bool:

@@ -38,6 +38,19 @@ def _requests_post() -> Post:
 
 
 @dataclass(frozen=True)
+class Target:
+    """One URL of a receiver: the receiver's name and the URL's place in its list."""
+
+    receiver: str
+    index: int
+
+    @property
+    def id(self) -> str:
+        """The id the outbox, the metrics and the logs know it by."""
+        return f"{self.receiver}#{self.index}"
+
+
+@dataclass(frozen=True)
 class Policy:
     """How a receiver's queue is kept: bounds, staleness, current state (for Alertmanager)."""
 
@@ -51,20 +64,30 @@ class Policy:
 class Sender(threading.Thread):
     """Delivers one receiver's queue in order; a hanging receiver only stalls itself."""
 
-    def __init__(self, outbox: Outbox, receiver: str, channel: Channel, timeout: float,
+    def __init__(self, outbox: Outbox, target: Target, channel: Channel, timeout: float,
                  counts: Counter[tuple[str, str]], *, post: Post | None = None,
                  policy: Policy = Policy()) -> None:  # fmt: skip
-        super().__init__(name=f"send-{receiver}", daemon=True)
-        self.outbox, self.receiver, self.channel = outbox, receiver, channel
+        super().__init__(name=f"send-{target.id}", daemon=True)
+        self.target, self.receiver = target, target.id
+        self.outbox, self.channel = outbox, channel
         self.timeout, self.counts, self.policy = timeout, counts, policy
-        self.backend = f"receiver:{receiver}"
+        self.backend = f"receiver:{target.id}"
         self.stopping = threading.Event()
         self._dropping = False
         self._delivered: list[Item] = []  # sent, not yet off the queue (a failed write)
         self._post = post or _requests_post()
+        self._after: threading.Thread | None = None
+
+    def start(self, after: threading.Thread | None = None) -> None:
+        """Start sending once `after` (the sender this one replaces) has ended."""
+        self._after = after
+        super().start()
 
     def run(self) -> None:
         """Send until stopped, under the supervisor: an unexpected error restarts the loop."""
+        if self._after is not None:
+            self._after.join()  # its try in flight ends first: nothing is sent twice
+            self._after = None
         try:
             SUPERVISOR.run(f"sender:{self.receiver}", self._loop, self.stopping)
         finally:
