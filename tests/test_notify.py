@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -21,7 +22,7 @@ from agent.notify.channels import build
 from agent.notify.dispatch import Dispatcher, build_routes, matching
 from agent.notify.inhibit import DEFAULTS, inhibited
 from agent.notify.outbox import MAX_BACKOFF, Outbox, backoff
-from agent.notify.payload import alert_dict, webhook_v4
+from agent.notify.payload import notice, webhook_v4
 from agent.notify.silences import SilenceStore, matcher_from_cli
 
 T0 = 1_800_000_000.0
@@ -36,7 +37,7 @@ def alert(name: str, state: str = "firing", severity: str = "critical", **labels
 
 
 def test_webhook_v4_has_every_field_alertmanager_receivers_read() -> None:
-    a = alert_dict(alert("GpuLost", gpu="1"), "gpu-07", "http://gpu-07:9840")
+    a = notice(alert("GpuLost", gpu="1"), "gpu-07", "http://gpu-07:9840")
     payload = webhook_v4("oncall", "0:{}", {"alertname": "GpuLost"}, [a], "http://gpu-07:9840")
     assert set(payload) == {
         "version",
@@ -113,14 +114,14 @@ def test_grouping_timers_as_alertmanager(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "o.db")
     cfg = route("hook", group_wait=10, group_interval=30, repeat_interval=300)
     d = dispatcher(outbox, [cfg], receivers("hook"))
-    gpu0 = alert_dict(alert("Hot", gpu="0"), "n", "")
-    gpu1 = alert_dict(alert("Hot", gpu="1"), "n", "")
+    gpu0 = notice(alert("Hot", gpu="0"), "n", "")
+    gpu1 = notice(alert("Hot", gpu="1"), "n", "")
     assert d.flush([gpu0], T0) == 0, "group_wait"
     assert d.flush([gpu0, gpu1], T0 + 10) == 1, "both in one group after group_wait"
     (sent,) = rows(outbox, "hook#0")
     assert len(sent["alerts"]) == 2 and sent["groupLabels"] == {"alertname": "Hot"}
     assert d.flush([gpu0, gpu1], T0 + 20) == 0, "nothing new"
-    resolved = alert_dict(alert("Hot", state="resolved", gpu="1"), "n", "")
+    resolved = notice(alert("Hot", state="resolved", gpu="1"), "n", "")
     assert d.flush([gpu0, resolved], T0 + 30) == 0, "within group_interval"
     assert d.flush([gpu0, resolved], T0 + 40) == 1, "after group_interval: the resolve"
     (update,) = rows(outbox, "hook#0")
@@ -135,8 +136,8 @@ def test_a_restart_keeps_each_group_and_counts_damaged_ones(
 ) -> None:
     outbox = Outbox(tmp_path / "o.db")
     d = dispatcher(outbox, [route("hook", group_wait=0)], receivers("hook"))
-    assert d.flush([alert_dict(alert("Hot", gpu="0"), "n", "")], T0) == 1
-    assert d.flush([alert_dict(alert("Cold", gpu="0"), "n", "")], T0) == 1
+    assert d.flush([notice(alert("Hot", gpu="0"), "n", "")], T0) == 1
+    assert d.flush([notice(alert("Cold", gpu="0"), "n", "")], T0) == 1
     with outbox._db() as db:
         db.execute("INSERT INTO nflog (key, state, updated) VALUES ('x', '{\"route\": 1}', 0)")
         db.execute("INSERT INTO nflog (key, state, updated) VALUES ('y', 'not json', 0)")
@@ -149,10 +150,10 @@ def test_a_restart_keeps_each_group_and_counts_damaged_ones(
 def test_no_resolve_for_an_alert_never_notified_as_firing(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "o.db")
     d = dispatcher(outbox, [], receivers("hook"))
-    crit = alert_dict(alert("Hot", severity="critical"), "n", "")
+    crit = notice(alert("Hot", severity="critical"), "n", "")
     assert d.flush([crit], T0) == 1  # the warning was inhibited: never sent
-    warn_resolved = alert_dict(alert("Hot", state="resolved", severity="warning"), "n", "")
-    crit_resolved = alert_dict(alert("Hot", state="resolved", severity="critical"), "n", "")
+    warn_resolved = notice(alert("Hot", state="resolved", severity="warning"), "n", "")
+    crit_resolved = notice(alert("Hot", state="resolved", severity="critical"), "n", "")
     assert d.flush([warn_resolved, crit_resolved], T0 + 120) == 1
     (_, update) = rows(outbox, "hook#0")
     assert [a["labels"]["severity"] for a in update["alerts"]] == ["critical"]
@@ -162,19 +163,19 @@ def test_send_resolved_false_keeps_quiet(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "o.db")
     cfg = route("hook", send_resolved=False)
     d = dispatcher(outbox, [cfg], receivers("hook"))
-    assert d.flush([alert_dict(alert("Hot"), "n", "")], T0) == 1
-    assert d.flush([alert_dict(alert("Hot", state="resolved"), "n", "")], T0 + 600) == 0
+    assert d.flush([notice(alert("Hot"), "n", "")], T0) == 1
+    assert d.flush([notice(alert("Hot", state="resolved"), "n", "")], T0 + 600) == 0
 
 
 def test_alertmanager_receivers_resend_like_prometheus(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "o.db")
     am = [ReceiverConfig(name="am", type="alertmanager", urls=["http://a:9093", "http://b:9093"])]
     d = dispatcher(outbox, [], am)
-    firing = alert_dict(alert("GpuLost"), "n", "")
+    firing = notice(alert("GpuLost"), "n", "")
     assert d.flush([firing], T0) == 1
     assert d.flush([firing], T0 + 30) == 0
     assert d.flush([firing], T0 + 60) == 1, "re-sent while firing"
-    gone = alert_dict(alert("GpuLost", state="resolved"), "n", "")
+    gone = notice(alert("GpuLost", state="resolved"), "n", "")
     assert d.flush([gone], T0 + 70) == 1 and d.flush([gone], T0 + 200) == 0
     for target in ("am#0", "am#1"):  # to every Alertmanager, coalesced: its state now, once
         assert [a["status"] for a in rows(outbox, target)] == ["resolved"]
@@ -230,7 +231,7 @@ def test_backoff_grows_with_jitter_and_is_capped(attempts: int) -> None:
 
 
 PAYLOAD = webhook_v4(
-    "r", "k", {"alertname": "GpuLost"}, [alert_dict(alert("GpuLost", gpu="1"), "n", "")], ""
+    "r", "k", {"alertname": "GpuLost"}, [notice(alert("GpuLost", gpu="1"), "n", "")], ""
 )
 
 
@@ -281,9 +282,9 @@ def test_chat_channels_read_the_robots_error_codes() -> None:
 def test_chat_text_says_a_resolved_value_is_the_last_firing_one() -> None:
     from agent.notify.payload import render_text
 
-    firing = alert_dict(alert("Slow"), "n", "")
-    firing["annotations"] = {"summary": "p95 latency 1.9s on vllm-0"}
-    done = {**firing, "status": "resolved"}
+    firing = dataclasses.replace(notice(alert("Slow"), "n", ""),
+                                 annotations={"summary": "p95 latency 1.9s on vllm-0"})  # fmt: skip
+    done = dataclasses.replace(firing, status="resolved")
     payload = webhook_v4("chat", "k", {}, [firing, done], "")
     lines = render_text(payload, None).splitlines()
     assert lines[1].endswith("p95 latency 1.9s on vllm-0")

@@ -14,10 +14,9 @@ from agent.config.notify import ReceiverConfig, RouteConfig
 from agent.matchers import Matcher, parse_matchers
 from agent.notify import levels
 from agent.notify.outbox import Outbox, OutboxWriteError
-from agent.notify.payload import rfc3339, webhook_v4
+from agent.notify.payload import Notice, rfc3339, webhook_v4
 
-AlertDict = dict[str, Any]
-ByKey = dict[str, list[AlertDict]]
+ByKey = dict[str, list[Notice]]
 log = logging.getLogger(__name__)
 
 
@@ -64,20 +63,20 @@ class GroupState:
     first_seen: float
     last_sent: float | None = None
     sent: frozenset[tuple[str, str]] = frozenset()  # (fingerprint, status) last notified
-    fired: dict[str, AlertDict] = field(default_factory=dict)  # notified firing, not resolved
+    fired: dict[str, Notice] = field(default_factory=dict)  # notified firing, not resolved
 
     def to_json(self) -> dict[str, Any]:
         """Return the stored form."""
         return {"route": self.route, "labels": self.labels, "first_seen": self.first_seen,
                 "last_sent": self.last_sent, "sent": sorted(self.sent),
-                "fired": self.fired}  # fmt: skip
+                "fired": {fp: n.json() for fp, n in self.fired.items()}}  # fmt: skip
 
     @classmethod
     def from_json(cls, key: str, data: Mapping[str, Any]) -> GroupState:
         """Read the stored form."""
         return cls(key, str(data["route"]), dict(data["labels"]), float(data["first_seen"]),
                    data["last_sent"], frozenset((str(f), str(s)) for f, s in data["sent"]),
-                   dict(data["fired"]))  # fmt: skip
+                   {str(fp): Notice.from_json(n) for fp, n in data["fired"].items()})  # fmt: skip
 
 
 def due(state: GroupState, current: frozenset[tuple[str, str]], firing: bool, cfg: RouteConfig,
@@ -130,7 +129,7 @@ class Dispatcher:
         self.external_url, self.resend_delay = external_url, resend_delay
         self.one_per_rule = one_per_rule
 
-    def flush(self, alerts: Sequence[AlertDict], now: float,
+    def flush(self, alerts: Sequence[Notice], now: float,
               present: Collection[str] | None = None) -> int:  # fmt: skip
         """Route and group the alerts; queue what is due; return notifications queued.
 
@@ -153,7 +152,7 @@ class Dispatcher:
                 queued += self._group(taken, state, grouped.get(key, []), there, now)
             except OutboxWriteError:
                 continue  # counted and logged by the outbox; the group is unchanged: next flush
-        present_am = {a["fingerprint"] + a["status"] for items in to_am.values() for a in items}
+        present_am = {a.fingerprint + a.status for items in to_am.values() for a in items}
         self.am_sent = {k: v for k, v in self.am_sent.items() if k in present_am}
         for name, items in to_am.items():
             try:
@@ -162,44 +161,45 @@ class Dispatcher:
                 continue
         return queued
 
-    def _route(self, alerts: Sequence[AlertDict], now: float) -> tuple[ByKey, ByKey]:
+    def _route(self, alerts: Sequence[Notice], now: float) -> tuple[ByKey, ByKey]:
         """Return the alerts by aggregation group key, and by Alertmanager receiver."""
-        grouped: dict[str, list[AlertDict]] = {}
-        to_am: dict[str, list[AlertDict]] = {}
+        grouped: ByKey = {}
+        to_am: ByKey = {}
         for alert in alerts:
-            for route in matching(self.routes, alert["labels"]):
+            for route in matching(self.routes, alert.labels):
                 if self.receivers[route.cfg.receiver].type == "alertmanager":
                     to_am.setdefault(route.cfg.receiver, []).append(alert)
         for alert in levels.one_per_rule(alerts) if self.one_per_rule else alerts:
-            for route in matching(self.routes, alert["labels"]):
+            for route in matching(self.routes, alert.labels):
                 if self.receivers[route.cfg.receiver].type == "alertmanager":
                     continue
-                glabels = {k: alert["labels"].get(k, "") for k in route.cfg.group_by}
+                glabels = {k: alert.labels.get(k, "") for k in route.cfg.group_by}
                 key = f"{route.cfg.receiver}/{route.id}/{json.dumps(glabels, sort_keys=True)}"
                 if key not in self.groups:
                     self.groups[key] = GroupState(key, route.id, glabels, first_seen=now)
                 grouped.setdefault(key, []).append(alert)
         return grouped, to_am
 
-    def _group(self, route: Route, state: GroupState, alerts: list[AlertDict], present: set[str],
+    def _group(self, route: Route, state: GroupState, alerts: list[Notice], present: set[str],
                now: float) -> int:  # fmt: skip
-        firing = [a for a in alerts if a["status"] == "firing"]
+        firing = [a for a in alerts if a.status == "firing"]
         # Only what on-call saw firing gets a resolve (an inhibited warning never fired for them).
         owed = state.fired
-        resolved = [a for a in alerts if a["status"] == "resolved" and a["fingerprint"] in owed]
-        gone = [{**d, "status": "resolved", "endsAt": rfc3339(now)}
-                for fp, d in state.fired.items() if fp not in present]  # fmt: skip
+        resolved = [a for a in alerts if a.status == "resolved" and a.fingerprint in owed]
+        gone = [dataclasses.replace(n, status="resolved", ends_at=rfc3339(now))
+                for fp, n in state.fired.items() if fp not in present]  # fmt: skip
         resolved += gone
         if not route.cfg.send_resolved:
             for a in resolved:  # owed nothing: the group forgets them without a notification
-                state.fired.pop(a["fingerprint"], None)
+                state.fired.pop(a.fingerprint, None)
             resolved = []
         if self.one_per_rule:  # a level that moved is an update, marked as such; a resolve
             # names the level last notified (every resolve here is owed)
-            firing = [self._marked(a, owed.get(a["fingerprint"])) for a in firing]
-            resolved = [{**a, "labels": owed[a["fingerprint"]]["labels"]} for a in resolved]
+            firing = [self._marked(a, owed.get(a.fingerprint)) for a in firing]
+            resolved = [dataclasses.replace(a, labels=owed[a.fingerprint].labels)
+                        for a in resolved]  # fmt: skip
         send = firing + resolved
-        current = frozenset((a["fingerprint"], self._status(a)) for a in send)
+        current = frozenset((a.fingerprint, self._status(a)) for a in send)
         if not send or not due(state, current, bool(firing), route.cfg, now):
             if not alerts and not state.fired:
                 self._forget(state.key)
@@ -207,9 +207,9 @@ class Dispatcher:
         receiver = self.receivers[route.cfg.receiver]
         payload = webhook_v4(receiver.name, state.key, state.labels, send, self.external_url)
         # A delivered resolve leaves the group, as in Alertmanager: only firing ones are remembered.
-        ended = {r["fingerprint"] for r in resolved}
+        ended = {r.fingerprint for r in resolved}
         fired = {fp: a for fp, a in state.fired.items() if fp not in ended}
-        fired.update((a["fingerprint"], a) for a in firing)
+        fired.update((a.fingerprint, a) for a in firing)
         sent = frozenset(x for x in current if x[1].startswith("firing"))
         after = dataclasses.replace(state, last_sent=now, sent=sent, fired=fired)
         ident = key_of(receiver.name, state.key, now, sorted(current))
@@ -224,25 +224,25 @@ class Dispatcher:
             self.groups[state.key] = after
         return 1
 
-    def _status(self, alert: AlertDict) -> str:
+    def _status(self, alert: Notice) -> str:
         """Return what a group remembers sending: with one alert per rule, a firing level too."""
-        if self.one_per_rule and alert["status"] == "firing":
-            return f"firing:{levels.severity(alert)}"
-        return str(alert["status"])
+        if self.one_per_rule and alert.status == "firing":
+            return f"firing:{alert.severity()}"
+        return alert.status
 
     @staticmethod
-    def _marked(alert: AlertDict, before: AlertDict | None) -> AlertDict:
+    def _marked(alert: Notice, before: Notice | None) -> Notice:
         moved = levels.transition(before, alert)
         if not moved:
             return alert
-        return {**alert, "annotations": {**alert["annotations"], "transition": moved}}
+        return dataclasses.replace(alert, annotations={**alert.annotations, "transition": moved})
 
     def _forget(self, key: str) -> None:
         if self.groups[key].last_sent is not None:
             self.outbox.commit([], {key: None})
         del self.groups[key]
 
-    def _alertmanager(self, name: str, alerts: list[AlertDict], now: float) -> int:
+    def _alertmanager(self, name: str, alerts: list[Notice], now: float) -> int:
         """Queue firing alerts every resend_delay and a resolve once, coalesced per alert.
 
         Only each alert's latest state waits in the queue; the sender gives a firing one its
@@ -250,14 +250,14 @@ class Dispatcher:
         """
         send = []
         for a in alerts:
-            last = self.am_sent.get(a["fingerprint"] + a["status"])
-            if last is not None and (a["status"] == "resolved" or now - last < self.resend_delay):
+            last = self.am_sent.get(a.fingerprint + a.status)
+            if last is not None and (a.status == "resolved" or now - last < self.resend_delay):
                 continue
             send.append(a)
         receiver = self.receivers[name]
-        self.outbox.upsert([(f"{name}#{i}", f"am/{name}#{i}/{a['fingerprint']}", a)
+        self.outbox.upsert([(f"{name}#{i}", f"am/{name}#{i}/{a.fingerprint}", a.json())
                             for i, _ in enumerate(receiver.targets()) for a in send])  # fmt: skip
-        self.am_sent.update((a["fingerprint"] + a["status"], now) for a in send)  # once queued
+        self.am_sent.update((a.fingerprint + a.status, now) for a in send)  # once queued
         return len(send)
 
     @staticmethod

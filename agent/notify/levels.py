@@ -8,12 +8,11 @@ page: a critical alert easing off to warning on its way down no longer pages on-
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
 
-from agent.notify.payload import fingerprint
+from agent.notify.payload import Notice, fingerprint
 
-AlertDict = dict[str, Any]
 RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
@@ -22,33 +21,28 @@ def base(labels: Mapping[str, str]) -> str:
     return fingerprint({k: v for k, v in labels.items() if k != "severity"})
 
 
-def known(alerts: Sequence[AlertDict]) -> set[str]:
+def known(alerts: Sequence[Notice]) -> set[str]:
     """Return every fingerprint the alerts go by: each level's, and their rule's across levels."""
-    return {a["fingerprint"] for a in alerts} | {base(a["labels"]) for a in alerts}
+    return {a.fingerprint for a in alerts} | {base(a.labels) for a in alerts}
 
 
-def severity(alert: AlertDict) -> str:
-    """Return an alert's severity label."""
-    return str(alert["labels"].get("severity", ""))
-
-
-def one_per_rule(alerts: Sequence[AlertDict]) -> list[AlertDict]:
+def one_per_rule(alerts: Sequence[Notice]) -> list[Notice]:
     """Merge each alert's level instances into one: its highest firing level, else resolved."""
-    levels: dict[str, list[AlertDict]] = {}
+    levels: dict[str, list[Notice]] = {}
     for alert in alerts:
-        levels.setdefault(base(alert["labels"]), []).append(alert)
+        levels.setdefault(base(alert.labels), []).append(alert)
     out = []
     for fp, same in levels.items():
-        firing = [a for a in same if a["status"] == "firing"]
-        pick = max(firing or same, key=lambda a: RANK.get(severity(a), -1))
-        began = min(str(a["startsAt"]) for a in (firing or same))
-        out.append({**pick, "fingerprint": fp, "startsAt": began})
+        firing = [a for a in same if a.status == "firing"]
+        pick = max(firing or same, key=lambda a: RANK.get(a.severity(), -1))
+        began = min(a.starts_at for a in (firing or same))
+        out.append(dataclasses.replace(pick, fingerprint=fp, starts_at=began))
     return out
 
 
-def transition(before: AlertDict | None, now: AlertDict) -> str:
+def transition(before: Notice | None, now: Notice) -> str:
     """Say how a firing alert's level moved since it was last notified ('' if it did not)."""
-    if before is None or severity(before) == severity(now):
+    if before is None or before.severity() == now.severity():
         return ""
-    up = RANK.get(severity(now), -1) > RANK.get(severity(before), -1)
-    return f"{'upgrade' if up else 'downgrade'} from {severity(before)}"
+    up = RANK.get(now.severity(), -1) > RANK.get(before.severity(), -1)
+    return f"{'upgrade' if up else 'downgrade'} from {before.severity()}"

@@ -15,7 +15,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from agent.alerting.engine import Transition
 from agent.alerting.state import Alert, State
@@ -28,7 +27,7 @@ from agent.notify.channels.base import read_secret
 from agent.notify.dispatch import Dispatcher, Route, build_routes
 from agent.notify.inhibit import DEFAULTS, InhibitRule, inhibited, outranked
 from agent.notify.outbox import Outbox, OutboxWriteError
-from agent.notify.payload import alert_dict
+from agent.notify.payload import Notice, notice
 from agent.notify.sender import Policy, Sender, Target
 from agent.notify.silences import Silence, SilenceStore
 from agent.secrets import SECRETS, url_secrets
@@ -278,11 +277,11 @@ class Notifier:
         if self.alerts is None or not self.dispatcher.receivers:
             return
         shown = [a for a in self.alerts if a.state != "pending"]
-        dicts = [alert_dict(a, self.node, self.external_url) for a in shown]
-        keep: list[dict[str, Any]] = [
-            d for a, d in zip(shown, dicts, strict=True) if a.labels not in self.muted
+        notices = [notice(a, self.node, self.external_url) for a in shown]
+        keep: list[Notice] = [
+            n for a, n in zip(shown, notices, strict=True) if a.labels not in self.muted
         ]
-        self.dispatcher.flush(keep, now, present=levels.known(dicts))
+        self.dispatcher.flush(keep, now, present=levels.known(notices))
 
     def tick(self, now: float) -> None:
         """Flush what the timers made due (a silence may have come or gone); read the outbox."""

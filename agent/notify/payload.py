@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from agent import files
@@ -24,18 +25,45 @@ def fingerprint(labels: Mapping[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def alert_dict(alert: Alert, node: str, external_url: str) -> dict[str, Any]:
-    """One alert as Alertmanager's webhook and API describe it."""
+@dataclass(frozen=True)
+class Notice:
+    """One alert as notify/ passes it on: what Alertmanager's webhook and API say of it."""
+
+    status: str  # firing or resolved
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    starts_at: str
+    ends_at: str = ZERO_TIME
+    generator_url: str = ""
+    fingerprint: str = ""
+
+    def json(self) -> dict[str, Any]:
+        """Return the alert as Alertmanager's webhook (version 4) and API write it."""
+        return {"status": self.status, "labels": dict(self.labels),
+                "annotations": dict(self.annotations), "startsAt": self.starts_at,
+                "endsAt": self.ends_at, "generatorURL": self.generator_url,
+                "fingerprint": self.fingerprint}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Notice:
+        """Read the form `json` wrote (the notification log keeps it); raise if damaged."""
+        return cls(str(data["status"]), dict(data["labels"]), dict(data["annotations"]),
+                   str(data["startsAt"]), str(data["endsAt"]), str(data["generatorURL"]),
+                   str(data["fingerprint"]))  # fmt: skip
+
+    def severity(self) -> str:
+        """Return its severity label."""
+        return self.labels.get("severity", "")
+
+
+def notice(alert: Alert, node: str, external_url: str) -> Notice:
+    """Return an alert instance as it is notified (its labels with the node's name)."""
     labels = {**dict(alert.labels), "node": node}
-    return {
-        "status": "resolved" if alert.state == "resolved" else "firing",
-        "labels": labels,
-        "annotations": dict(alert.annotations),
-        "startsAt": rfc3339(alert.active_at),
-        "endsAt": rfc3339(alert.resolved_at),
-        "generatorURL": f"{external_url.rstrip('/')}/alerts" if external_url else "",
-        "fingerprint": fingerprint(labels),
-    }
+    return Notice(
+        "resolved" if alert.state == "resolved" else "firing", labels, dict(alert.annotations),
+        rfc3339(alert.active_at), rfc3339(alert.resolved_at),
+        f"{external_url.rstrip('/')}/alerts" if external_url else "", fingerprint(labels),
+    )  # fmt: skip
 
 
 def _common(dicts: Sequence[Mapping[str, str]]) -> dict[str, str]:
@@ -46,9 +74,9 @@ def _common(dicts: Sequence[Mapping[str, str]]) -> dict[str, str]:
 
 
 def webhook_v4(receiver: str, group_key: str, group_labels: Mapping[str, str],
-               alerts: Sequence[dict[str, Any]], external_url: str) -> dict[str, Any]:  # fmt: skip
+               alerts: Sequence[Notice], external_url: str) -> dict[str, Any]:  # fmt: skip
     """Build the webhook payload, version 4, that receivers written for Alertmanager expect."""
-    firing = any(a["status"] == "firing" for a in alerts)
+    firing = any(a.status == "firing" for a in alerts)
     return {
         "version": "4",
         "groupKey": group_key,
@@ -56,10 +84,10 @@ def webhook_v4(receiver: str, group_key: str, group_labels: Mapping[str, str],
         "status": "firing" if firing else "resolved",
         "receiver": receiver,
         "groupLabels": dict(group_labels),
-        "commonLabels": _common([a["labels"] for a in alerts]),
-        "commonAnnotations": _common([a["annotations"] for a in alerts]),
+        "commonLabels": _common([a.labels for a in alerts]),
+        "commonAnnotations": _common([a.annotations for a in alerts]),
         "externalURL": external_url,
-        "alerts": list(alerts),
+        "alerts": [a.json() for a in alerts],
     }
 
 
