@@ -15,6 +15,7 @@ from agent.matchers import Matcher, parse_matchers
 from agent.notify import levels
 from agent.notify.outbox import Outbox, OutboxWriteError
 from agent.notify.payload import Notice, rfc3339, webhook_v4
+from agent.notify.sender import Target
 
 ByKey = dict[str, list[Notice]]
 log = logging.getLogger(__name__)
@@ -255,13 +256,14 @@ class Dispatcher:
                 continue
             send.append(a)
         receiver = self.receivers[name]
-        self.outbox.upsert([(f"{name}#{i}", f"am/{name}#{i}/{a.fingerprint}", a.json())
-                            for i, _ in enumerate(receiver.targets()) for a in send])  # fmt: skip
+        ids = [Target(name, i).id for i, _ in enumerate(receiver.targets())]
+        self.outbox.upsert([(rid, f"am/{rid}/{a.fingerprint}", a.json())
+                            for rid in ids for a in send])  # fmt: skip
         self.am_sent.update((a.fingerprint + a.status, now) for a in send)  # once queued
         return len(send)
 
     @staticmethod
     def _targets(receiver: ReceiverConfig, payload: dict[str, Any],
                  key: str) -> list[tuple[str, str, dict[str, Any]]]:  # fmt: skip
-        return [(f"{receiver.name}#{i}", f"{key}#{i}", payload)
+        return [(Target(receiver.name, i).id, f"{key}#{i}", payload)
                 for i, _ in enumerate(receiver.targets())]  # fmt: skip
