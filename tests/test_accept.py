@@ -47,3 +47,34 @@ def test_shutdown_of_a_server_that_is_not_serving_returns() -> None:
     server = WebServer("127.0.0.1:0", SeriesStore(), lambda: True)
     server.shutdown()
     server.server_close()
+
+
+def test_at_the_limit_the_longest_waiting_connection_is_evicted_not_the_newest() -> None:
+    conns = Connections(limit=2, head_timeout=60.0)
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        old, new, third = (server for server, _ in pairs)
+        assert conns.admit(old)
+        time.sleep(0.01)
+        assert conns.admit(new)
+        conns.busy(new.fileno())
+        conns.waiting(new.fileno())  # waiting again (keep-alive), but since later than `old`
+        assert conns.admit(third), "a waiting one makes room"
+        assert conns.closed["limit"] == 1
+        pairs[0][1].settimeout(1)
+        assert pairs[0][1].recv(1) == b"", "the longest-waiting one was hung up"
+        pairs[1][1].setblocking(False)
+        try:
+            pairs[1][1].recv(1)
+            raise AssertionError("the newer one must stay open")
+        except BlockingIOError:
+            pass
+        conns.busy(new.fileno())
+        conns.busy(third.fileno())
+        with socket.socket() as late:
+            assert not conns.admit(late), "all busy: the newcomer is refused"
+        assert conns.closed["refused"] == 1
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
