@@ -36,13 +36,12 @@ def sample(name: str, value: float, /, **labels: object) -> Sample:
 
 
 class Source:
-    """One sampler, as the store sees it: when its latest run was, and what it writes."""
+    """One sampler, as the store sees it: when its latest run was."""
 
-    __slots__ = ("families", "last")
+    __slots__ = ("last",)
 
     def __init__(self) -> None:
         self.last = float("-inf")
-        self.families: frozenset[str] = frozenset()  # replaced, never changed: readers share it
 
 
 @dataclass(eq=False, slots=True)
@@ -111,8 +110,6 @@ class SeriesStore:
                 self._evict(ts)
 
     def _series(self, name: str, labels: Labels, source: Source) -> Series:
-        if name not in source.families:
-            source.families = source.families | {name}
         family = self._by_name.setdefault(name, {})
         series = family.get(labels)
         if series is None:
@@ -135,21 +132,6 @@ class SeriesStore:
                     self._count -= 1
             if not family:
                 del self._by_name[name]
-        for src in self._sources.values():
-            src.families = src.families.intersection(self._by_name)  # still a frozenset
-
-    def families_of(self, source: str) -> frozenset[str]:
-        """Return the metric names a source (a sampler) writes."""
-        with self._lock:
-            src = self._sources.get(source)
-            return src.families if src is not None else frozenset()
-
-    def reported(self, names: frozenset[str], tick: float) -> bool:
-        """Return True if every source that writes any of these names has run since `tick`."""
-        with self._lock:
-            return all(
-                s.last >= tick for s in self._sources.values() if not names.isdisjoint(s.families)
-            )
 
     def select(self, name: str, match: Callable[[Labels], bool] | None = None,
                key: Hashable | None = None) -> list[Series]:  # fmt: skip

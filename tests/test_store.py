@@ -192,12 +192,3 @@ def test_a_ring_on_the_grid_keeps_half_the_memory_for_half_a_year() -> None:
     got_ts, got_vals = ring.between(ts + 2**24, ts + 2**25)
     assert list(zip(got_ts, got_vals, strict=True)) == [(ts + 2**24 + 5000, 3.0),
                                                         (ts + 2**24 + 5000.1, 312.456)]  # fmt: skip
-
-
-def test_the_families_a_source_writes_stay_a_shared_frozenset_after_eviction() -> None:
-    store = SeriesStore(retention=60.0)
-    store.ingest("s", [sample("kept", 1.0), sample("gone", 1.0)], 1000.0)
-    store.ingest("s", [sample("kept", 1.0)], 1100.0)  # "gone" is past the retention: evicted
-    families = store.families_of("s")
-    assert families == frozenset({"kept"})
-    assert isinstance(families, frozenset), "readers share it: it must not be mutable"
