@@ -2,12 +2,12 @@
 
 One thread runs each round top to bottom:
 
-1. the samplers due this round, in order; every sample is stamped with the round's grid time,
-   as Prometheus stamps evaluations with their scheduled time. A sampler that waits on the
-   network (`blocking`: workers, probes) is started on a thread of its own when the round
-   begins and collected in its turn, up to the round's deadline; one still running then is
-   counted as a timeout and its answer, when it comes, is stored with the round it began in.
-   A sampler that can hang inside a call (NVML) bounds its own calls (`agent.tether`).
+1. the samplers due this round; every sample is stamped with the round's grid time, as
+   Prometheus stamps evaluations with their scheduled time. The samplers that wait on the
+   network (`blocking`: workers, probes) run first, side by side, each on a thread of its own;
+   then the rest, in order, on the loop's thread. A blocking one still running at the round's
+   deadline is counted as a timeout, and its answer, when it comes, is stored with the round it
+   began in. A sampler that can hang inside a call (NVML) bounds its own calls (`agent.tether`).
 2. every rule group due this round, in order, on what the samplers just stored; the engine
    hands its transitions to the notifier's queue and returns.
 3. the loop's tasks (the systemd watchdog).
@@ -46,6 +46,7 @@ METRICS = {
         "counter", "Runs of a blocking sampler not done by the round's deadline."
     ),
 }
+FIRST = 0.25  # of an interval: how long the rest of a round waits for its blocking samplers
 DEADLINE = 0.9  # of an interval: when a round stops waiting for its blocking samplers
 
 
@@ -205,16 +206,25 @@ class RoundLoop:
                 task.run(now)
 
     def _sample(self, tick: float) -> None:
-        """Run the samplers due at `tick` in order; the blocking ones were started first."""
+        """Run the samplers due at `tick`: the blocking ones side by side, then the rest in order.
+
+        The round waits for the blocking ones up to a quarter of the interval before it runs
+        the rest: sampled beside them, the rest would fight them for the GIL. One still going
+        then is waited for after the rest, up to the round's deadline.
+        """
         due = [j for j in self.samplers if j.is_due(tick)]
+        blocking = [j for j in due if j.blocking]
+        for job in blocking:
+            self._start(job, tick)
+        first = tick + FIRST * self.interval
+        late = [job for job in blocking if not self._collect(job, tick, first)]
         for job in due:
-            if job.blocking:
-                self._start(job, tick)
-        for job in due:
-            if job.blocking:
-                self._collect(job, tick)
-            else:
+            if not job.blocking:
                 self._run(job, tick)
+        for job in late:
+            if not self._collect(job, tick, tick + DEADLINE * self.interval):
+                self._timed_out(job, tick)
+        for job in due:
             job.ran(tick)
 
     def _run(self, job: Job, tick: float) -> None:
@@ -239,17 +249,21 @@ class RoundLoop:
         job.began = (tick, start)
         job.call = self._tether.submit(lambda: list(job.run(start)))
 
-    def _collect(self, job: Job, tick: float) -> None:
-        """Wait for a blocking job's run of this round, up to the round's deadline."""
+    def _collect(self, job: Job, tick: float, until: float) -> bool:
+        """Wait for a blocking job's run of this round up to `until`; False if still going."""
         call = job.call
         if call is None or job.began[0] != tick:
-            return  # not started this round: the last one is still going
-        if call.wait(tick + DEADLINE * self.interval - time.time()):
-            self._finish(job, call, tick)
-        else:  # not a success (yet): its series stay as they were until the answer comes
-            job.timeouts += 1
-            start = job.began[1]
-            self._health(job, tick, False, (start, time.time() - start))
+            return True  # not started this round: the last one is still going
+        if not call.wait(until - time.time()):
+            return False
+        self._finish(job, call, tick)
+        return True
+
+    def _timed_out(self, job: Job, tick: float) -> None:
+        """Count a run not done by the deadline; its series stay as they were until it answers."""
+        job.timeouts += 1
+        start = job.began[1]
+        self._health(job, tick, False, (start, time.time() - start))
 
     def _finish(self, job: Job, call: Call[list[Sample]], tick: float) -> None:
         job.call = None

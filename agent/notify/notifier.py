@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from agent.alerting.engine import Transition
 from agent.alerting.state import Alert, State
@@ -25,47 +25,18 @@ from agent.files import JsonLinesLog
 from agent.notify import channels, levels
 from agent.notify.channels.base import read_secret
 from agent.notify.dispatch import Dispatcher, Route, build_routes
+from agent.notify.figures import METRICS, figures
 from agent.notify.inhibit import DEFAULTS, InhibitRule, inhibited, outranked
 from agent.notify.outbox import Outbox, OutboxWriteError
 from agent.notify.payload import Notice, notice
-from agent.notify.sender import Policy, Sender, Target
+from agent.notify.receivers import patience, policy
+from agent.notify.sender import Sender, Target
 from agent.notify.silences import Silence, SilenceStore
 from agent.secrets import SECRETS, url_secrets
-from agent.store import Labels, MetricInfo, Sample, sample
+from agent.store import Labels, Sample
 from agent.supervise import SUPERVISOR
 
 log = logging.getLogger(__name__)
-
-METRICS = {
-    "dsagent_outbox_pending": MetricInfo("gauge", "Notifications waiting in the outbox."),
-    "dsagent_outbox_oldest_seconds": MetricInfo("gauge", "Age of the oldest waiting notification."),
-    "dsagent_notifications_sent_total": MetricInfo("counter", "Notifications delivered (2xx)."),
-    "dsagent_notifications_failed_total": MetricInfo("counter", "Delivery attempts that failed."),
-    "dsagent_alerts_suppressed": MetricInfo("gauge", "Alerts not notified: silenced or inhibited."),
-    "dsagent_outbox_write_failures_total": MetricInfo(
-        "counter", "Outbox writes that failed (disk full, I/O error) and are tried again."
-    ),
-    "dsagent_notifications_dropped_total": MetricInfo(
-        "counter", "Queued notifications dropped past the queue's bounds (expired, overflow)."
-    ),
-}
-
-
-def policy(receiver: ReceiverConfig, notify: NotifyConfig) -> Policy:
-    """Return how a receiver's queue is kept; Alertmanager takes each alert's current state."""
-    return Policy(receiver.queue_max, receiver.queue_max_age, receiver.stale_after,
-                  current_state=receiver.type == "alertmanager",
-                  ends_in=4 * notify.resend_delay)  # fmt: skip
-
-
-def patience(routes: list[Route], receivers: list[ReceiverConfig]) -> dict[str, float]:
-    """Return per receiver how long it may fail before it is overdue: its longest group_interval."""
-    allowed = {r.name: 0.0 for r in receivers}
-    for route in routes:
-        name = route.cfg.receiver
-        allowed[name] = max(allowed.get(name, 0.0), route.cfg.group_interval)
-    return {name: value or 60.0 for name, value in allowed.items()}
-
 
 Work = Callable[[], None]
 
@@ -88,6 +59,8 @@ class Notifier:
         # The engine's latest snapshot; None until its first evaluation: before that, what was
         # notified as firing must not look gone (after a restart it is being restored).
         self.alerts: list[Alert] | None = None
+        self.latest: list[Alert] | None = None  # the engine's newest snapshot, for the tick
+        self._queued: list[tuple[Labels, State]] | None = None  # the shape last queued
         self._shape: list[tuple[Labels, State]] | None = None  # instances and states last flushed
         self.muted: dict[Labels, str] = {}  # why an instance is not notified
         self._muted_from: tuple[object, list[Silence]] | None = None  # the shape and silences
@@ -214,8 +187,16 @@ class Notifier:
             sender.start(after=old.get(sender.receiver))
 
     def submit(self, alerts: list[Alert], transitions: list[Transition], now: float) -> None:
-        """Queue the engine's snapshot for the notifier's thread (the engine's callback)."""
-        self._inbox.put(functools.partial(self.deliver, alerts, transitions, now))
+        """Queue the engine's snapshot for the notifier's thread (the engine's callback).
+
+        Most of a round's groups change nothing: a snapshot without transitions, of the same
+        instances in the same states as the last one queued, is only kept for the next tick.
+        """
+        self.latest = alerts
+        shape = [(a.labels, a.state) for a in alerts]
+        if transitions or shape != self._queued:
+            self._queued = shape
+            self._inbox.put(functools.partial(self.deliver, alerts, transitions, now))
 
     def deliver(self, alerts: list[Alert], transitions: list[Transition], now: float) -> None:
         """Take a snapshot after an evaluation: log transitions, queue what is due.
@@ -285,35 +266,21 @@ class Notifier:
 
     def tick(self, now: float) -> None:
         """Flush what the timers made due (a silence may have come or gone); read the outbox."""
+        if self.latest is not None:
+            self.alerts = self.latest
         alerts = self.alerts or []
         self.muted = self._mutes(alerts, now)
         self._flush(now)
         shown = [a for a in alerts if a.state != "pending"]
         suppressed = sum(1 for a in shown if a.labels in self.muted)
+        stats: dict[str, tuple[int, float]] = {}
         try:
-            stats = self.outbox.stats()
+            if self.senders:  # no receiver, no figures to read
+                stats = self.outbox.stats()
         except sqlite3.Error as exc:  # a damaged or vanished database: said by its next write
             log.debug("outbox figures unread: %s", exc)
-            stats = {}
-        self._figures = [*self._receiver_figures(stats),
-                         sample("dsagent_alerts_suppressed", suppressed),
-                         sample("dsagent_outbox_write_failures_total",
-                                self.outbox.write_failures)]  # fmt: skip
-
-    def _receiver_figures(self, stats: dict[str, tuple[int, float]]) -> Iterator[Sample]:
-        for sender in list(self.senders):
-            rid = sender.receiver
-            pending, oldest = stats.get(rid, (0, 0.0))
-            yield sample("dsagent_outbox_pending", pending, receiver=rid)
-            yield sample("dsagent_outbox_oldest_seconds", oldest, receiver=rid)
-            yield sample("dsagent_notifications_sent_total", self.counts[(rid, "sent")],
-                         receiver=rid)  # fmt: skip
-            yield sample("dsagent_notifications_failed_total", self.counts[(rid, "failed")],
-                         receiver=rid)  # fmt: skip
-            for reason in ("expired", "overflow"):
-                yield sample("dsagent_notifications_dropped_total",
-                             self.counts[(rid, f"dropped_{reason}")], receiver=rid,
-                             reason=reason)  # fmt: skip
+        self._figures = figures(self.senders, self.counts, stats, suppressed,
+                                self.outbox.write_failures)  # fmt: skip
 
     def sample(self, now: float) -> list[Sample]:
         """Report the figures the notifier's last tick read (no disk read on the round)."""
