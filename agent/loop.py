@@ -75,8 +75,8 @@ class Job:
     owner: object = field(default=None, repr=False)  # the sampler, closed when removed
 
     def is_due(self, tick: float) -> bool:
-        """Return True if the job runs in the round at `tick`."""
-        return tick >= self.due - 1e-6
+        """Return True if the job runs in the round at `tick` (or the wall clock went back)."""
+        return tick >= self.due - 1e-6 or self.due - tick > self.every
 
     def ran(self, tick: float) -> None:
         """Move its due time to the next point of its own interval after `tick`."""
@@ -90,7 +90,7 @@ class Task:
     name: str
     every: float
     run: Callable[[float], None]
-    due: float = 0.0
+    due: float = 0.0  # on the monotonic clock
 
 
 class RoundLoop:
@@ -99,6 +99,7 @@ class RoundLoop:
     def __init__(self, store: SeriesStore, interval: float,
                  on_round: Callable[[float], None] | None = None) -> None:  # fmt: skip
         self.store, self.interval, self.on_round = store, interval, on_round
+        self.now = time.time  # the wall clock the grid is on (a test steps it)
         self.samplers: list[Job] = []
         self.groups: list[Job] = []
         self.tasks: list[Task] = []
@@ -160,16 +161,14 @@ class RoundLoop:
         self._tether.close()
 
     def _loop(self) -> None:
-        tick = grid_start(time.time(), self.interval)
-        while not self._stop.wait(
-            max(0.0, min([tick, *(t.due for t in self.tasks)]) - time.time())
-        ):
-            now = time.time()
-            if now < tick:  # a task due between rounds (a watchdog shorter than the round)
-                self._tasks(now)
-                continue
+        tick = grid_start(self.now(), self.interval)
+        while not self._stop.wait(self._sleep(tick)):
+            now = self.now()
             if tick - now > self.interval:  # the wall clock was set back: re-align
                 tick = grid_start(now, self.interval)
+                continue
+            if now < tick:  # a task due between rounds (a watchdog shorter than the round)
+                self._tasks()
                 continue
             missed = math.floor((now - tick) / self.interval + 1e-4)
             if missed > 0:  # held up for whole intervals: those points are skipped, not run late
@@ -184,6 +183,11 @@ class RoundLoop:
             self.last_round = time.monotonic()
             tick += self.interval
 
+    def _sleep(self, tick: float) -> float:
+        """Return how long to wait for the round at `tick` or a task, an interval at most."""
+        wall, mono = tick - self.now(), [t.due - time.monotonic() for t in self.tasks]
+        return max(0.0, min([wall, *mono, self.interval]))
+
     def run_round(self, tick: float) -> None:
         """Run one round: the due samplers, then the due rule groups, then the due tasks."""
         self._sample(tick)
@@ -191,19 +195,19 @@ class RoundLoop:
             if job.is_due(tick):
                 self._run(job, tick)
                 job.ran(tick)
-        self._tasks(time.time())
+        self._tasks()
         if self._retired:
             retired, self._retired = self._retired, []
             close_all(retired)
         if self.on_round is not None:
             self.on_round(tick)
 
-    def _tasks(self, now: float) -> None:
-        """Run the tasks that are due."""
+    def _tasks(self) -> None:
+        """Run the tasks that are due (on the monotonic clock: a step of the wall clock is none)."""
         for task in self.tasks:
-            if now >= task.due - 1e-3:
+            if (now := time.monotonic()) >= task.due - 1e-3:
                 task.due = now + task.every
-                task.run(now)
+                task.run(self.now())
 
     def _sample(self, tick: float) -> None:
         """Run the samplers due at `tick`: the blocking ones side by side, then the rest in order.
@@ -229,7 +233,7 @@ class RoundLoop:
 
     def _run(self, job: Job, tick: float) -> None:
         """Run a job on this thread and store what it reports."""
-        start, began = time.time(), time.perf_counter()
+        start, began = self.now(), time.perf_counter()
         try:
             samples, error = list(job.run(tick if job.on_tick else start)), None
         except Exception as exc:  # the scheduler's boundary: counted and logged, it runs again
@@ -243,9 +247,9 @@ class RoundLoop:
             self._finish(job, call, job.began[0])  # late, but its answer is stored
         elif call is not None:  # still going: skipped, and said so while it hangs
             job.skipped += 1
-            self._health(job, tick, False, (job.began[1], time.time() - job.began[1]))
+            self._health(job, tick, False, (job.began[1], self.now() - job.began[1]))
             return
-        start = time.time()
+        start = self.now()
         job.began = (tick, start)
         job.call = self._tether.submit(lambda: list(job.run(start)))
 
@@ -254,7 +258,7 @@ class RoundLoop:
         call = job.call
         if call is None or job.began[0] != tick:
             return True  # not started this round: the last one is still going
-        if not call.wait(until - time.time()):
+        if not call.wait(until - self.now()):
             return False
         self._finish(job, call, tick)
         return True
@@ -263,11 +267,11 @@ class RoundLoop:
         """Count a run not done by the deadline; its series stay as they were until it answers."""
         job.timeouts += 1
         start = job.began[1]
-        self._health(job, tick, False, (start, time.time() - start))
+        self._health(job, tick, False, (start, self.now() - start))
 
     def _finish(self, job: Job, call: Call[list[Sample]], tick: float) -> None:
         job.call = None
-        duration = time.time() - job.began[1]
+        duration = self.now() - job.began[1]
         error = call.error if isinstance(call.error, Exception) else None
         self._store(job, tick, call.result or [], error, (job.began[1], duration))
 

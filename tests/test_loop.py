@@ -187,3 +187,23 @@ def test_grid_points_are_multiples_of_the_interval(every: float) -> None:
     start = grid_start(1_765_000_000.123, every)
     assert start >= 1_765_000_000.123
     assert abs(start / every - round(start / every)) < 1e-6
+
+
+@pytest.mark.integration
+def test_a_step_back_of_the_wall_clock_does_not_stop_the_rounds_or_the_tasks() -> None:
+    step = [0.0]
+    tick, beats = Fake("tick"), []
+    loop = RoundLoop(SeriesStore(), 0.2)
+    loop.now = lambda: time.time() + step[0]
+    loop.add([tick])
+    loop.every("watchdog", 0.2, beats.append)
+    loop.start()
+    try:
+        wait_for(lambda: len(tick.runs) >= 2, 5, "rounds")
+        step[0] = -3600.0  # the wall clock set back an hour
+        runs, pings = len(tick.runs), len(beats)
+        wait_for(lambda: len(tick.runs) >= runs + 3, 5, "rounds after the step")
+        assert len(beats) >= pings + 3, "the watchdog goes on too"
+        assert tick.runs[-1] < tick.runs[0] - 3000, "the grid followed the clock"
+    finally:
+        loop.stop()
