@@ -183,22 +183,7 @@ class Dispatcher:
 
     def _group(self, route: Route, state: GroupState, alerts: list[Notice], present: set[str],
                now: float) -> int:  # fmt: skip
-        firing = [a for a in alerts if a.status == "firing"]
-        # Only what on-call saw firing gets a resolve (an inhibited warning never fired for them).
-        owed = state.fired
-        resolved = [a for a in alerts if a.status == "resolved" and a.fingerprint in owed]
-        gone = [dataclasses.replace(n, status="resolved", ends_at=rfc3339(now))
-                for fp, n in state.fired.items() if fp not in present]  # fmt: skip
-        resolved += gone
-        if not route.cfg.send_resolved:
-            for a in resolved:  # owed nothing: the group forgets them without a notification
-                state.fired.pop(a.fingerprint, None)
-            resolved = []
-        if self.one_per_rule:  # a level that moved is an update, marked as such; a resolve
-            # names the level last notified (every resolve here is owed)
-            firing = [self._marked(a, owed.get(a.fingerprint)) for a in firing]
-            resolved = [dataclasses.replace(a, labels=owed[a.fingerprint].labels)
-                        for a in resolved]  # fmt: skip
+        firing, resolved = self._split(route, state, alerts, present, now)
         send = firing + resolved
         current = frozenset((a.fingerprint, self._status(a)) for a in send)
         if not send or not due(state, current, bool(firing), route.cfg, now):
@@ -224,6 +209,26 @@ class Dispatcher:
         else:
             self.groups[state.key] = after
         return 1
+
+    def _split(self, route: Route, state: GroupState, alerts: list[Notice], present: set[str],
+               now: float) -> tuple[list[Notice], list[Notice]]:  # fmt: skip
+        """Return a group's firing alerts and the resolves it owes."""
+        firing = [a for a in alerts if a.status == "firing"]
+        # Only what on-call saw firing gets a resolve (an inhibited warning never fired for them).
+        owed = state.fired
+        resolved = [a for a in alerts if a.status == "resolved" and a.fingerprint in owed]
+        resolved += [dataclasses.replace(n, status="resolved", ends_at=rfc3339(now))
+                     for fp, n in state.fired.items() if fp not in present]  # fmt: skip
+        if not route.cfg.send_resolved:
+            for a in resolved:  # owed nothing: the group forgets them without a notification
+                state.fired.pop(a.fingerprint, None)
+            resolved = []
+        if self.one_per_rule:  # a level that moved is an update, marked as such; a resolve
+            # names the level last notified (every resolve here is owed)
+            firing = [self._marked(a, owed.get(a.fingerprint)) for a in firing]
+            resolved = [dataclasses.replace(a, labels=owed[a.fingerprint].labels)
+                        for a in resolved]  # fmt: skip
+        return firing, resolved
 
     def _status(self, alert: Notice) -> str:
         """Return what a group remembers sending: with one alert per rule, a firing level too."""
