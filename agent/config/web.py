@@ -22,15 +22,22 @@ log = logging.getLogger(__name__)
 
 TLS_VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
                 "TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}  # fmt: skip
-# Go's client auth types. Python's TLS verifies every certificate it asks for, so the two
-# that take a certificate without verifying it need a CA here (or ask for none).
+# Go's client auth types. Python's ssl module verifies every certificate it asks for: Go's
+# RequestClientCert (asks, verifies nothing, takes every client) asks for none here, which takes
+# the same clients; RequireAnyClientCert (any certificate, unverified) has no equal and needs a
+# CA to verify against (see _client_auth).
 CLIENT_AUTH = {
+    "": ssl.CERT_NONE,
     "NoClientCert": ssl.CERT_NONE,
     "RequestClientCert": ssl.CERT_NONE,
     "RequireAnyClientCert": ssl.CERT_REQUIRED,
+    "RequireClientCert": ssl.CERT_REQUIRED,  # exporter-toolkit's older name for the one above
     "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
     "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
 }
+UNVERIFIED = {"RequireAnyClientCert", "RequireClientCert"}
+# Go's HTTP/2 server refuses a TLS 1.2 cipher list without one of these.
+HTTP2_CIPHERS = {"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"}
 # Go's names (crypto/tls CipherSuites()) and OpenSSL's. TLS 1.3 suites are not configurable
 # in Go either: they are accepted and left to the library.
 CIPHERS = {
@@ -53,9 +60,10 @@ CURVES = {"CurveP256": "prime256v1", "CurveP384": "secp384r1", "CurveP521": "sec
 TLS_KEYS = {"cert", "key", "client_ca", "cert_file", "key_file", "client_auth_type",
             "client_ca_file", "client_allowed_sans", "min_version", "max_version",
             "cipher_suites", "prefer_server_cipher_suites", "curve_preferences"}  # fmt: skip
-HEADERS = {  # the response headers exporter-toolkit lets web.yml set, and what each takes
-    "Content-Security-Policy": None, "X-XSS-Protection": None, "Strict-Transport-Security": None,
-    "X-Frame-Options": {"deny", "sameorigin"}, "X-Content-Type-Options": {"nosniff"},
+HEADERS: dict[str, list[str]] = {  # the headers exporter-toolkit lets web.yml set; values
+    "Strict-Transport-Security": [], "X-Content-Type-Options": ["nosniff"],
+    "X-Frame-Options": ["deny", "sameorigin"], "X-XSS-Protection": [],
+    "Content-Security-Policy": [],
 }  # fmt: skip
 BCRYPT = re.compile(r"^\$2[abxy]?\$\d{2}\$[./A-Za-z0-9]{53}$")
 
@@ -79,11 +87,13 @@ class WebConfig:
         ctx.minimum_version = TLS_VERSIONS[tls.get("min_version", "TLS12")]
         ctx.maximum_version = TLS_VERSIONS[tls.get("max_version", "TLS13")]
         self._load_pair(ctx)
-        ctx.verify_mode = CLIENT_AUTH[tls.get("client_auth_type", "NoClientCert")]
+        ctx.verify_mode = CLIENT_AUTH[tls.get("client_auth_type") or ""]
         if tls.get("client_ca_file"):
             ctx.load_verify_locations(self._path("client_ca_file"))
-        if tls.get("client_ca"):
+        elif tls.get("client_ca"):
             ctx.load_verify_locations(cadata=str(tls["client_ca"]))
+        elif ctx.verify_mode != ssl.CERT_NONE:  # as Go: no CA given, the system's roots verify
+            ctx.load_default_certs(ssl.Purpose.CLIENT_AUTH)
         suites = [CIPHERS[s] for s in tls.get("cipher_suites") or []]
         if names := [s for s in suites if s is not None]:
             ctx.set_ciphers(":".join(names))
@@ -94,15 +104,19 @@ class WebConfig:
         return ctx
 
     def _load_pair(self, ctx: ssl.SSLContext) -> None:
-        """Load the certificate and key, from files or inline PEM (through a private file)."""
-        tls = self.tls or {}
-        if tls.get("cert_file"):
-            ctx.load_cert_chain(self._path("cert_file"), self._path("key_file"))
-            return
+        """Load the certificate and key, each from its file or inline (through a private file)."""
         with tempfile.TemporaryDirectory() as private:  # 0700: the key is never world-readable
-            pair = Path(private) / "pair.pem"
-            pair.write_text(f"{tls['cert']}\n{tls['key']}\n")
-            ctx.load_cert_chain(str(pair))
+            cert, key = (self._pem(name, Path(private)) for name in ("cert", "key"))
+            ctx.load_cert_chain(cert, key)
+
+    def _pem(self, name: str, private: Path) -> str:
+        """Return the path of `name`_file, or of a private copy of the inline `name`."""
+        tls = self.tls or {}
+        if tls.get(f"{name}_file"):
+            return self._path(f"{name}_file")
+        copy = private / f"{name}.pem"
+        copy.write_text(f"{tls[name]}\n")
+        return str(copy)
 
     def _path(self, key: str) -> str:
         value = Path(str(self.tls[key] if self.tls else ""))
@@ -125,11 +139,16 @@ def load_web_config(path: Path) -> WebConfig:
            where)  # fmt: skip
     tls = _tls(doc.get("tls_server_config"), f"{where} tls_server_config")
     headers = _http(doc.get("http_server_config"), f"{where} http_server_config")
+    _http2_ciphers(tls, doc.get("http_server_config") or {}, where)
     if doc.get("rate_limit") is not None:
         log.warning("%s rate_limit is ignored: dsagent bounds connections instead", path)
     users = _users(doc.get("basic_auth_users"), f"{where} basic_auth_users")
     sans = frozenset((tls or {}).get("client_allowed_sans") or ())
     config = WebConfig(tls, users, headers, sans, path.parent)
+    if tls is not None and tls.get("client_auth_type") in UNVERIFIED:
+        log.warning("%s: client_auth_type %s verifies the client certificate against the CA "
+                    "given (Python's ssl module cannot take one unverified)", path,
+                    tls["client_auth_type"])  # fmt: skip
     if tls is not None:
         try:
             config.ssl_context()
@@ -161,13 +180,9 @@ def _tls(tls: Any, where: str) -> dict[str, Any] | None:
     for key in ("cert", "key", "client_ca", "cert_file", "key_file", "client_ca_file"):
         if tls.get(key) is not None and not isinstance(tls[key], str):
             raise ValueError(f"{where}.{key} must be a string")
-    files, inline = bool(tls.get("cert_file") or tls.get("key_file")), bool(tls.get("cert"))
-    if (
-        files == inline
-        or (files and not (tls.get("cert_file") and tls.get("key_file")))
-        or (inline and not tls.get("key"))
-    ):
-        raise ValueError(f"{where} needs cert_file and key_file, or cert and key (inline)")
+    for name in ("cert", "key"):  # each from its file or inline, as exporter-toolkit reads them
+        if not (tls.get(f"{name}_file") or tls.get(name)):
+            raise ValueError(f"{where}: missing one of {name} or {name}_file")
     for key in ("min_version", "max_version"):
         value = tls.get(key)
         if value is not None and (not isinstance(value, str) or value not in TLS_VERSIONS):
@@ -181,13 +196,30 @@ def _tls(tls: Any, where: str) -> dict[str, Any] | None:
     return tls
 
 
+def _http2_ciphers(tls: dict[str, Any] | None, http: dict[str, Any], where: str) -> None:
+    """Refuse what Go's HTTP/2 server refuses, so one web.yml means the same to both."""
+    suites = (tls or {}).get("cipher_suites")
+    if not suites or http.get("http2") is False or (tls or {}).get("min_version") == "TLS13":
+        return
+    if HTTP2_CIPHERS.isdisjoint(suites):
+        raise ValueError(f"{where} tls_server_config.cipher_suites is missing an HTTP/2-required "
+                         "AES_128_GCM_SHA256 cipher (TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 or "
+                         "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256); add one, or set "
+                         "http_server_config.http2: false")  # fmt: skip
+
+
 def _client_auth(tls: dict[str, Any], where: str) -> None:
-    kind = tls.get("client_auth_type", "NoClientCert")
+    kind = tls.get("client_auth_type") or ""
     if not isinstance(kind, str) or kind not in CLIENT_AUTH:
-        raise ValueError(f"{where}.client_auth_type must be one of {', '.join(CLIENT_AUTH)}")
+        raise ValueError(f"{where}.client_auth_type: invalid ClientAuth {kind!r} (one of "
+                         f"{', '.join(k for k in CLIENT_AUTH if k)})")  # fmt: skip
     has_ca = bool(tls.get("client_ca_file") or tls.get("client_ca"))
-    if CLIENT_AUTH[kind] != ssl.CERT_NONE and not has_ca:
-        raise ValueError(f"{where}.client_auth_type {kind} needs client_ca_file or client_ca")
+    if has_ca and kind in ("", "NoClientCert"):
+        raise ValueError(f"{where}: client CA's have been configured without a Client Auth Policy")
+    if kind in UNVERIFIED and not has_ca:
+        raise ValueError(f"{where}.client_auth_type {kind} takes a client certificate without "
+                         "verifying it, which Python's ssl module cannot do: give client_ca_file "
+                         "or client_ca to verify it against")  # fmt: skip
     if tls.get("client_allowed_sans") and kind not in ("RequireAnyClientCert",
                                                       "RequireAndVerifyClientCert"):  # fmt: skip
         raise ValueError(f"{where}.client_allowed_sans needs a client_auth_type that "
@@ -205,12 +237,16 @@ def _http(http: Any, where: str) -> dict[str, str]:
     headers = http.get("headers") or {}
     if not isinstance(headers, dict):
         raise ValueError(f"{where}.headers must be a mapping")
-    _known(headers, set(HEADERS), f"{where}.headers")
     out = {}
-    for name, value in headers.items():
-        allowed = HEADERS[name]
-        if not isinstance(value, str) or (allowed and value.lower() not in allowed):
-            raise ValueError(f"{where}.headers.{name}: {value!r} is not allowed")
+    for name, raw in headers.items():  # exporter-toolkit's validateHeaderConfig
+        if name not in HEADERS:
+            raise ValueError(f'{where}.headers: HTTP header "{name}" can not be configured')
+        if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+            raise ValueError(f"{where}.headers.{name} must be a string")
+        value, allowed = str(raw), HEADERS[name]  # YAML's 1 is Go's "1"
+        if allowed and value not in allowed:
+            raise ValueError(f"{where}.headers: invalid value for {name}. Expected one of: "
+                             f"{allowed}, but got: {value!r}")  # fmt: skip
         if value:
             out[name] = value
     return out
