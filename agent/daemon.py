@@ -342,6 +342,11 @@ def serve(cfg: Config, config_path: Path | None, nvml_for: NvmlFor = real_nvml) 
             log.error("cannot start: %s", exc)
         return 1
     runtime.settle()
+    return wait_for_signals(daemon)
+
+
+def wait_for_signals(daemon: Daemon) -> int:
+    """Reload on SIGHUP; stop on SIGTERM or SIGINT and return the exit code."""
     while True:
         info = signal.sigwaitinfo(SIGNALS)  # asleep until one comes: no wake-up a second
         if info.si_signo == signal.SIGHUP:
