@@ -23,7 +23,8 @@ from agent.alerting.rules import load_configured
 from agent.backends import BACKENDS
 from agent.config import Config, ConfigError, load_config
 from agent.config.web import WebConfig, load_web_config
-from agent.loop import Job, RoundLoop
+from agent.jobs import Job
+from agent.loop import RoundLoop
 from agent.notify.notifier import Notifier
 from agent.notify.outbox import Outbox
 from agent.notify.silences import SilenceStore

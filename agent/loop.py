@@ -22,75 +22,18 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 
+from agent.jobs import METRICS, Job, Task, grid_start
 from agent.samplers import Sampler, close_all
-from agent.store import MetricInfo, Sample, SeriesStore
+from agent.store import Sample, SeriesStore
 from agent.supervise import SUPERVISOR
 from agent.tether import Call, Tether
 
 log = logging.getLogger(__name__)
 
-METRICS = {
-    "dsagent_sampler_success": MetricInfo("gauge", "1 if the sampler's last run succeeded."),
-    "dsagent_sampler_duration_seconds": MetricInfo("gauge", "How long the last run took."),
-    "dsagent_sampler_lateness_seconds": MetricInfo(
-        "gauge", "How long after its round's grid time the last run started."
-    ),
-    "dsagent_sampler_errors_total": MetricInfo("counter", "Runs that raised an error."),
-    "dsagent_sampler_skipped_total": MetricInfo(
-        "counter", "Runs not started: the previous run was still going, or the round was missed."
-    ),
-    "dsagent_sampler_timeouts_total": MetricInfo(
-        "counter", "Runs of a blocking sampler not done by the round's deadline."
-    ),
-}
 FIRST = 0.25  # of an interval: how long the rest of a round waits for its blocking samplers
 DEADLINE = 0.9  # of an interval: when a round stops waiting for its blocking samplers
-
-
-def grid_start(now: float, interval: float) -> float:
-    """Return the next multiple of the interval, so rounds land on a fixed grid."""
-    return math.ceil(now / interval) * interval
-
-
-@dataclass(eq=False)
-class Job:
-    """One sampler or rule group on the loop: what it runs, how often, and how it went."""
-
-    name: str
-    run: Callable[[float], Iterable[Sample]]
-    metrics: Mapping[str, MetricInfo]
-    every: float
-    on_tick: bool = False  # run at the round's grid time (a rule group), else the wall clock
-    blocking: bool = False
-    due: float = 0.0  # the first grid time it may run at
-    skipped: int = 0
-    errors: int = 0
-    timeouts: int = 0
-    failing: bool = False
-    call: Call[list[Sample]] | None = None  # a blocking job's run in flight
-    began: tuple[float, float] = (0.0, 0.0)  # that run's round and wall-clock start
-    owner: object = field(default=None, repr=False)  # the sampler, closed when removed
-
-    def is_due(self, tick: float) -> bool:
-        """Return True if the job runs in the round at `tick` (or the wall clock went back)."""
-        return tick >= self.due - 1e-6 or self.due - tick > self.every
-
-    def ran(self, tick: float) -> None:
-        """Move its due time to the next point of its own interval after `tick`."""
-        self.due = (math.floor(tick / self.every + 1e-6) + 1) * self.every
-
-
-@dataclass(eq=False)
-class Task:
-    """Something the loop does after its rounds' rules (the watchdog), on its own interval."""
-
-    name: str
-    every: float
-    run: Callable[[float], None]
-    due: float = 0.0  # on the monotonic clock
 
 
 class RoundLoop:
@@ -238,16 +181,16 @@ class RoundLoop:
             samples, error = list(job.run(tick if job.on_tick else start)), None
         except Exception as exc:  # the scheduler's boundary: counted and logged, it runs again
             samples, error = [], exc
-        self._store(job, tick, samples, error, (start, time.perf_counter() - began))
+        self._store(job, tick, samples, error, (start - tick, time.perf_counter() - began))
 
     def _start(self, job: Job, tick: float) -> None:
         """Start a blocking job's run on a thread of its own (not while one is in flight)."""
         call = job.call
         if call is not None and call.done.is_set():
-            self._finish(job, call, job.began[0])  # late, but its answer is stored
+            self._finish(job, call, None)  # late, but its answer is stored
         elif call is not None:  # still going: skipped, and said so while it hangs
             job.skipped += 1
-            self._health(job, tick, False, (job.began[1], self.now() - job.began[1]))
+            self._health(job, tick, False, self._going(job))
             return
         start = self.now()
         job.began = (tick, start)
@@ -266,31 +209,44 @@ class RoundLoop:
     def _timed_out(self, job: Job, tick: float) -> None:
         """Count a run not done by the deadline; its series stay as they were until it answers."""
         job.timeouts += 1
-        start = job.began[1]
-        self._health(job, tick, False, (start, self.now() - start))
+        self._health(job, tick, False, self._going(job))
 
-    def _finish(self, job: Job, call: Call[list[Sample]], tick: float) -> None:
+    def _going(self, job: Job) -> tuple[float, float]:
+        """Return the lateness and the time so far of a blocking job's run in flight."""
+        began, start = job.began
+        return start - began, self.now() - start
+
+    def _finish(self, job: Job, call: Call[list[Sample]], tick: float | None) -> None:
+        """Store a blocking run's answer with the round it began in, its health with `tick`.
+
+        A late answer (tick None) has no health of its own: the run started in its place
+        reports this round.
+        """
         job.call = None
-        duration = self.now() - job.began[1]
         error = call.error if isinstance(call.error, Exception) else None
-        self._store(job, tick, call.result or [], error, (job.began[1], duration))
+        self._note(job, error)
+        began, start = job.began
+        self.store.describe(job.metrics)
+        self.store.ingest(job.name, call.result or [], began)
+        if tick is not None:
+            self._health(job, tick, error is None, (start - began, call.elapsed))
 
     def _store(self, job: Job, tick: float, samples: list[Sample], error: Exception | None,
                timing: tuple[float, float]) -> None:  # fmt: skip
-        """Put a run's samples and its health (from its start and duration) into the store."""
+        """Put a run's samples and its health (its lateness and duration) into the store."""
         self._note(job, error)
         self.store.describe(job.metrics)  # some samplers learn their metrics as they read
         self.store.ingest(job.name, samples, tick)
         self._health(job, tick, error is None, timing)
 
     def _health(self, job: Job, tick: float, ok: bool, timing: tuple[float, float]) -> None:
-        """Store how a job's run went: success, duration, lateness and its counters."""
-        start, duration = timing
+        """Store how a job's run went: success, lateness, duration and its counters."""
+        late, duration = timing
         labels = (("sampler", job.name),)
         health = [
             Sample("dsagent_sampler_success", 1.0 if ok else 0.0, labels),
             Sample("dsagent_sampler_duration_seconds", duration, labels),
-            Sample("dsagent_sampler_lateness_seconds", max(0.0, start - tick), labels),
+            Sample("dsagent_sampler_lateness_seconds", max(0.0, late), labels),
             Sample("dsagent_sampler_errors_total", float(job.errors), labels),
             Sample("dsagent_sampler_skipped_total", float(job.skipped), labels),
         ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -18,18 +19,21 @@ class Call(Generic[T]):
         self.done = threading.Event()
         self.result: T | None = None
         self.error: BaseException | None = None
+        self.elapsed = 0.0  # how long it ran, once done
 
     def wait(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds; True if the call has returned (or raised)."""
         return self.done.wait(max(0.0, timeout))
 
     def run(self) -> None:
-        """Run the call, keeping what it returned or raised."""
+        """Run the call, keeping what it returned or raised, and how long it took."""
+        began = time.perf_counter()
         try:
             self.result = self.fn()
         except BaseException as exc:  # handed to whoever reads the call
             self.error = exc
         finally:
+            self.elapsed = time.perf_counter() - began
             self.done.set()
 
 

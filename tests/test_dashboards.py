@@ -100,7 +100,7 @@ def exported_metrics() -> set[str]:
     from agent.alerting.engine import METRICS as ALERTS
     from agent.backends import METRICS as BACKENDS
     from agent.daemon import RELOAD_METRICS
-    from agent.loop import METRICS as RUNNER
+    from agent.jobs import METRICS as RUNNER
     from agent.notify.notifier import METRICS as NOTIFY
     from agent.samplers import disk, host, netprobe, network
     from agent.samplers.gpu import GpuSampler

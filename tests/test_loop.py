@@ -9,7 +9,8 @@ from typing import ClassVar
 
 import pytest
 
-from agent.loop import DEADLINE, Job, RoundLoop, grid_start
+from agent.jobs import Job, grid_start
+from agent.loop import DEADLINE, RoundLoop
 from agent.store import MetricInfo, Sample, SeriesStore, sample
 from agent.supervise import SUPERVISOR
 from tests.conftest import wait_for
@@ -207,3 +208,138 @@ def test_a_step_back_of_the_wall_clock_does_not_stop_the_rounds_or_the_tasks() -
         assert tick.runs[-1] < tick.runs[0] - 3000, "the grid followed the clock"
     finally:
         loop.stop()
+
+
+def test_a_failure_is_logged_once_and_so_is_the_recovery(caplog: pytest.LogCaptureFixture) -> None:
+    store = SeriesStore()
+    flaky = Fake("flaky", fail=True)
+    loop = RoundLoop(store, 1.0)
+    loop.add([flaky])
+    with caplog.at_level("INFO", logger="agent.loop"):
+        for tick in (1.0, 2.0, 3.0):
+            loop.run_round(tick)
+        flaky.fail = False
+        loop.run_round(4.0)
+        loop.run_round(5.0)
+        flaky.fail = True
+        loop.run_round(6.0)
+    said = [(r.levelname, r.getMessage(), r.exc_info is not None) for r in caplog.records]
+    assert said == [
+        ("ERROR", "flaky failed; its series are missing until it recovers", True),
+        ("INFO", "flaky recovered", False),
+        ("ERROR", "flaky failed; its series are missing until it recovers", True),
+    ]
+    assert current(store)[("dsagent_sampler_errors_total", "flaky")] == 4.0
+
+
+def test_a_blocking_sampler_that_raises_is_counted_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = SeriesStore()
+    loop = RoundLoop(store, 1.0)
+    loop.add([Fake("probe", fail=True, blocking=True)])
+    with caplog.at_level("ERROR", logger="agent.loop"):
+        loop.run_round(time.time())
+    got = current(store)
+    assert got[("dsagent_sampler_success", "probe")] == 0.0
+    assert got[("dsagent_sampler_errors_total", "probe")] == 1.0
+    assert got[("dsagent_sampler_timeouts_total", "probe")] == 0.0
+    assert [r.exc_info[1].args for r in caplog.records if r.exc_info] == [("device vanished",)]
+    loop.stop()
+
+
+def test_a_hung_blocking_sampler_counts_each_timeout_and_each_skip() -> None:
+    store = SeriesStore()
+    loop = RoundLoop(store, 0.2)
+    hung = Fake("hung", sleep=1.0, blocking=True)
+    loop.add([hung])
+    tick = time.time()
+    loop.run_round(tick)  # starts, times out
+    for n in range(1, 3):  # still going: skipped, and its health says so
+        loop.run_round(tick + 0.2 * n)
+    got = current(store)
+    assert got[("dsagent_sampler_timeouts_total", "hung")] == 1.0
+    assert got[("dsagent_sampler_skipped_total", "hung")] == 2.0
+    assert got[("dsagent_sampler_success", "hung")] == 0.0
+    assert got[("dsagent_sampler_duration_seconds", "hung")] >= 0.15, "how long it has run"
+    time.sleep(1.0)
+    loop.run_round(tick + 1.2)  # its answer is in (stored late), and a new run starts
+    assert current(store)[("hung_value", "")] == 1.0
+    newest = store.newest(store.select("hung_value")[0], 0.0, tick + 9)
+    assert newest is not None and newest[0] == tick, "stored with the round it began in"
+    assert current(store)[("dsagent_sampler_timeouts_total", "hung")] == 2.0, "the new run's"
+    time.sleep(1.1)
+    loop.run_round(tick + 2.4)
+    assert current(store)[("hung_value", "")] == 2.0
+    loop.stop()
+
+
+def test_the_blocking_samplers_run_before_the_rest_not_beside_them() -> None:
+    loop, spans = RoundLoop(SeriesStore(), 1.0), {}
+
+    class Timed(Fake):
+        def sample(self, now: float) -> Iterator[Sample]:
+            began = time.monotonic()
+            yield from super().sample(now)
+            spans[self.name] = (began, time.monotonic())
+
+    loop.add([Timed("inline"), Timed("probe", sleep=0.1, blocking=True)])
+    loop.run_round(time.time())
+    assert spans["inline"][0] >= spans["probe"][1], spans
+    loop.stop()
+
+
+def test_samplers_get_the_wall_clock_groups_the_rounds_time_tasks_their_interval() -> None:
+    store, calls = SeriesStore(), []
+    loop = RoundLoop(store, 1.0, on_round=lambda tick: calls.append(("round", tick)))
+    wall = Fake("wall")
+    loop.add([wall])
+    loop.set_groups([Job("rules:g", lambda ts: calls.append(("group", ts)) or [], {}, 1.0,
+                         on_tick=True)])  # fmt: skip
+    loop.every("slow", 3600.0, lambda now: calls.append(("task", now)))
+    loop.every("fast", 0.0, lambda now: calls.append(("fast", now)))
+    before = time.time()
+    loop.run_round(100.0)
+    loop.run_round(101.0)
+    assert wall.runs[0] >= before, "a sampler is handed the wall clock, not the round"
+    assert [c for c in calls if c[0] in ("group", "round")] == [
+        ("group", 100.0), ("round", 100.0), ("group", 101.0), ("round", 101.0)]  # fmt: skip
+    assert [c[0] for c in calls].count("task") == 1, "an hourly task ran once"
+    assert [c[0] for c in calls].count("fast") == 2
+    assert all(now >= before for name, now in calls if name in ("task", "fast"))
+
+
+def test_a_sampler_removed_while_the_loop_runs_is_closed_after_its_round() -> None:
+    loop = RoundLoop(SeriesStore(), 1.0)
+    gone = Fake("gone")
+    loop.add([gone])
+    loop.running = True  # as between rounds of a started loop
+    loop.remove([gone])
+    assert not gone.closed, "a round may still hold it"
+    loop.run_round(1.0)
+    assert gone.closed and not gone.runs
+    loop.running = False
+
+
+def test_the_tether_reuses_an_idle_thread_and_starts_one_beside_a_hung_call() -> None:
+    from agent.tether import Tether
+
+    tether = Tether("t")
+    first = tether.submit(threading.current_thread)
+    assert first.wait(5) and first.result is not None
+    again = tether.submit(threading.current_thread)
+    assert again.wait(5) and again.result is first.result, "the idle thread took it"
+    assert again.result.name == "t-1" and again.result.daemon
+    release = threading.Event()
+    hung = tether.submit(release.wait)
+    beside = tether.submit(threading.current_thread)
+    assert beside.wait(5) and beside.result is not None and beside.result.name == "t-2"
+    assert not hung.done.is_set()
+    failing = tether.submit(lambda: 1 / 0)
+    assert failing.wait(5) and isinstance(failing.error, ZeroDivisionError)
+    assert failing.result is None
+    release.set()
+    assert hung.wait(5) and hung.result is True and hung.error is None
+    tether.close()
+    time.sleep(0.1)
+    assert not [t for t in threading.enumerate() if t.name in ("t-1", "t-2")], "closed"
