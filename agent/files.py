@@ -69,6 +69,7 @@ class JsonLinesLog:
     def __init__(self, path: Path, max_bytes: int, keep: int = 1) -> None:
         self.path, self.max_bytes, self.keep = path, max_bytes, keep
         self._lock = threading.Lock()
+        self._size = -1  # the file's size after the last write; -1 until first looked at
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, entry: dict[str, Any], ts: float) -> None:
@@ -81,25 +82,38 @@ class JsonLinesLog:
         self.append_lines(text.encode())
 
     def append_lines(self, data: bytes) -> None:
-        """Append lines already encoded (each ends in a newline), in one write and one fsync."""
+        """Append lines already encoded (each ends in a newline), in one write and one fsync.
+
+        The write is one O_APPEND write(2), whole whoever else appends, so no lock is held
+        across it or the fsync; the lock guards the rare rotation alone.
+        """
         with self._lock:
-            self._rotate()
-            with open(self.path, "ab") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            if self._size < 0 or self._size > self.max_bytes:
+                self._rotate()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            view = memoryview(data)
+            while view:  # one write(2) but for a short one (a full disk raises)
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+            self._size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
 
     def _rotate(self) -> None:
+        """Rotate when the file is past max_bytes (lock held); learn its size."""
         try:
-            if self.path.stat().st_size <= self.max_bytes:
-                return
+            self._size = self.path.stat().st_size
         except FileNotFoundError:
+            self._size = 0
+        if self._size <= self.max_bytes:
             return
         for n in range(self.keep - 1, 0, -1):
             older = self.path.with_name(f"{self.path.name}.{n}")
             if older.exists():
                 os.replace(older, self.path.with_name(f"{self.path.name}.{n + 1}"))
         os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+        self._size = 0
 
 
 class KernelFile:

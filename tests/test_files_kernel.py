@@ -59,3 +59,28 @@ def test_process_metrics_are_prometheus_clients_own() -> None:
         assert ours[name].samples[0][1] == theirs[name].samples[0].value, name
     for name in ("process_resident_memory_bytes", "process_cpu_seconds"):
         assert ours[name].samples[0][1] == pytest.approx(theirs[name].samples[0].value, 0.2)
+
+
+def test_a_json_lines_log_rotates_and_threads_append_whole_lines(tmp_path: Path) -> None:
+    import json
+    import threading
+
+    from agent.files import JsonLinesLog
+
+    log = JsonLinesLog(tmp_path / "x.log", max_bytes=4000, keep=50)
+
+    def write(who: int) -> None:
+        for i in range(100):
+            log.append([{"who": who, "i": i, "pad": "x" * 50}])
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    files = sorted(tmp_path.glob("x.log*"))
+    assert len(files) > 5, "it rotated"
+    lines = [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    assert sorted((d["who"], d["i"]) for d in lines) == [(w, i) for w in range(4)
+                                                          for i in range(100)]  # fmt: skip
+    assert all(f.stat().st_size <= 4000 + 400 for f in files), "each about max_bytes"
