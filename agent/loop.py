@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -50,7 +51,7 @@ class RoundLoop:
         self.last_round = time.monotonic()
         self.thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._retired: list[object] = []  # removed samplers, closed by the loop between rounds
+        self._retired: queue.SimpleQueue[object] = queue.SimpleQueue()  # closed between rounds
         self._tether = Tether("blocking")
         store.describe(METRICS)
 
@@ -70,7 +71,8 @@ class RoundLoop:
         gone = {id(s) for s in samplers}
         self.samplers = [j for j in self.samplers if id(j.owner) not in gone]
         if self.running:
-            self._retired = [*self._retired, *samplers]
+            for s in samplers:
+                self._retired.put(s)
         else:
             close_all(samplers)
 
@@ -99,8 +101,8 @@ class RoundLoop:
         self._stop.set()
         if self.thread is not None and self.thread is not threading.current_thread():
             self.thread.join(timeout=5)
-        close_all([*self._retired, *(j.owner for j in self.samplers)])
-        self._retired, self.samplers = [], []
+        close_all([*self._drain_retired(), *(j.owner for j in self.samplers)])
+        self.samplers = []
         self._tether.close()
 
     def _loop(self) -> None:
@@ -126,6 +128,13 @@ class RoundLoop:
             self.last_round = time.monotonic()
             tick += self.interval
 
+    def _drain_retired(self) -> list[object]:
+        """Return the samplers removed since the last call."""
+        out = []
+        while not self._retired.empty():
+            out.append(self._retired.get())
+        return out
+
     def _sleep(self, tick: float) -> float:
         """Return how long to wait for the round at `tick` or a task, an interval at most."""
         wall, mono = tick - self.now(), [t.due - time.monotonic() for t in self.tasks]
@@ -139,9 +148,7 @@ class RoundLoop:
                 self._run(job, tick)
                 job.ran(tick)
         self._tasks()
-        if self._retired:
-            retired, self._retired = self._retired, []
-            close_all(retired)
+        close_all(self._drain_retired())
         if self.on_round is not None:
             self.on_round(tick)
 
