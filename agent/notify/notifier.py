@@ -118,9 +118,9 @@ class Notifier:
     def configure(self, cfg: Config) -> None:
         """Take new receivers, routes and inhibit rules; what was sent is kept.
 
-        Senders whose receiver, URL, secret and policy are unchanged keep running; the others
-        are replaced. A receiver whose secret cannot be read raises OSError before anything is
-        swapped. Nothing waits for an old sender: its successor does, on its own thread.
+        The senders are replaced when the receivers, the notify section or a secret file's
+        contents changed; a receiver whose secret cannot be read raises OSError before anything
+        is swapped. Nothing waits for an old sender: its successor does, on its own thread.
         """
         keys = [read_secret(r) for r in cfg.receivers]  # a rotated file is a change too
         senders = None
