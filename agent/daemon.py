@@ -80,7 +80,7 @@ RELOAD_METRICS = {
 
 
 class ReloadStatus:
-    """dsagent_config_last_reload_* as Prometheus exports them, on the scheduler like a sampler."""
+    """dsagent_config_last_reload_* as Prometheus exports them, on the round loop like a sampler."""
 
     name = "config"
     metrics = RELOAD_METRICS

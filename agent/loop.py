@@ -186,7 +186,7 @@ class RoundLoop:
         start, began = self.now(), time.perf_counter()
         try:
             samples, error = list(job.run(tick if job.on_tick else start)), None
-        except Exception as exc:  # the scheduler's boundary: counted and logged, it runs again
+        except Exception as exc:  # the loop's boundary: counted and logged, it runs again
             samples, error = [], exc
         self._store(job, tick, samples, error, (start - tick, time.perf_counter() - began))
 

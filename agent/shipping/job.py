@@ -1,4 +1,4 @@
-"""Log shipping on the scheduler: owns the shipper threads and reports what they did."""
+"""Log shipping on the round loop: owns the shipper threads and reports what they did."""
 
 from __future__ import annotations
 

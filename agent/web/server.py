@@ -153,13 +153,14 @@ class WebServer(AcceptLoop, ThreadingHTTPServer):
     def _health(self, req: Handler) -> Response:
         if self.healthy():
             return json_response(200, {"status": "ok"})
-        return json_response(503, {"status": "unhealthy", "reason": "scheduler is not running"})
+        reason = "the round loop is not running"
+        return json_response(503, {"status": "unhealthy", "reason": reason})
 
     def _ready(self, req: Handler) -> Response:
         """200 when every worker is ready and no critical GPU alert fires; else 503 and why."""
         reasons = self.readiness()
         if not self.healthy():
-            reasons = ["scheduler is not running", *reasons]
+            reasons = ["the round loop is not running", *reasons]
         return json_response(503 if reasons else 200,
                              {"ready": not reasons, "reasons": reasons})  # fmt: skip
 
