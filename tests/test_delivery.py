@@ -520,3 +520,33 @@ def test_separate_levels_page_as_prometheus_does(tmp_path: Path) -> None:
     drain(tmp_path, sent)
     statuses = [(s, sev) for s, sev, _ in levels_seen(sent)]
     assert ("firing", "warning") in statuses and ("resolved", "critical") in statuses, statuses
+
+
+def test_a_reload_does_not_wait_long_for_a_notifier_held_up_by_its_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import threading
+
+    from agent.notify import notifier as module
+
+    monkeypatch.setattr(module, "HANDOVER", 0.3)
+    n = Notifier(Outbox(tmp_path / "outbox.db"), SilenceStore(tmp_path))
+    n.configure(cfg(tmp_path))
+    n.start()
+    disk = threading.Event()
+    n._inbox.put(disk.wait)  # the notifier's thread, stuck in a write
+    try:
+        began = time.monotonic()
+        with caplog.at_level("WARNING"):
+            n.configure(cfg(tmp_path, notify={"resend_delay": "2s"}))
+        assert time.monotonic() - began < 1.0, "the reload went on"
+        assert "the notifier is busy" in caplog.text
+        assert n.dispatcher.resend_delay == 60.0, "not applied while the thread is held"
+        disk.set()
+        deadline = time.monotonic() + 5
+        while n.dispatcher.resend_delay != 2.0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert n.dispatcher.resend_delay == 2.0, "applied once the thread is free"
+    finally:
+        disk.set()
+        n.close()

@@ -39,6 +39,7 @@ from agent.supervise import SUPERVISOR
 log = logging.getLogger(__name__)
 
 Work = Callable[[], None]
+HANDOVER = 10.0  # seconds a reload waits for the notifier's thread to take a new configuration
 
 
 class Notifier:
@@ -113,7 +114,8 @@ class Notifier:
                 done.set()
 
         self._inbox.put(run)
-        done.wait()
+        if not done.wait(HANDOVER):  # its thread is held up (a hung disk): it applies later
+            log.warning("the notifier is busy; the new configuration takes effect when it is free")
 
     def configure(self, cfg: Config) -> None:
         """Take new receivers, routes and inhibit rules; what was sent is kept.
