@@ -144,7 +144,7 @@ def test_a_restart_keeps_each_group_and_counts_damaged_ones(
     again = Dispatcher(outbox)
     assert sorted(again.groups) == sorted(d.groups) and len(again.groups) == 2
     assert all(state.key == key for key, state in again.groups.items())
-    assert "2 damaged group(s) skipped" in caplog.text
+    assert "notification log: 2 damaged group(s) skipped" in caplog.text
 
 
 def test_no_resolve_for_an_alert_never_notified_as_firing(tmp_path: Path) -> None:
@@ -302,3 +302,54 @@ def test_a_failed_post_names_no_part_of_a_chat_webhook_url() -> None:
     path = "/services/T000/B000/XXXXXXXXXXXX"
     assert "XXXXXXXXXXXX" not in scrub(f"Max retries exceeded with url: {path}", slack)
     assert scrub("connection refused", "http://127.0.0.1:9/h") == "connection refused"
+
+
+def test_a_failed_write_for_one_group_leaves_the_others_queued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.notify.outbox import OutboxWriteError
+
+    outbox = Outbox(tmp_path / "o.db")
+    d = dispatcher(outbox, [route("hook", group_wait=0)], receivers("hook"))
+    commit, calls = outbox.commit, []
+
+    def first_fails(*args: Any, **kw: Any) -> None:
+        calls.append(args)
+        if len(calls) == 1:
+            raise OutboxWriteError("disk full")
+        commit(*args, **kw)
+
+    monkeypatch.setattr(outbox, "commit", first_fails)
+    alerts = [notice(alert(name), "n", "") for name in ("Hot", "Cold", "Warm")]
+    assert d.flush(alerts, T0) == 2, "the two groups after the failed one are queued"
+    assert len(rows(outbox, "hook#0")) == 2
+    assert d.flush(alerts, T0 + 1) == 1, "the failed one is queued on the next flush"
+
+
+def test_an_alertmanager_route_that_continues_leaves_the_next_route_its_alert(
+    tmp_path: Path,
+) -> None:
+    outbox = Outbox(tmp_path / "o.db")
+    recv = [ReceiverConfig(name="am", type="alertmanager", url="http://a:9093"),
+            *receivers("hook")]  # fmt: skip
+    routes = [RouteConfig.model_validate({"receiver": "am", "continue": True}),
+              route("hook", group_wait=0)]  # fmt: skip
+    d = Dispatcher(outbox)
+    d.configure(build_routes(routes, recv), recv, "http://gpu-07:9840", resend_delay=60)
+    assert d.flush([notice(alert("Hot"), "n", "")], T0) == 2
+    assert [a["labels"]["alertname"] for a in rows(outbox, "am#0")] == ["Hot"]
+    (payload,) = rows(outbox, "hook#0")
+    assert payload["receiver"] == "hook" and payload["externalURL"] == "http://gpu-07:9840"
+    assert payload["groupKey"] in d.groups, "the group key names its group"
+
+
+def test_a_group_whose_route_a_reload_removed_is_forgotten_for_good(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.db")
+    recv = receivers("hook")
+    d = dispatcher(outbox, [route("hook", group_wait=0)], recv)
+    assert d.flush([notice(alert("Hot"), "n", "")], T0) == 1
+    (old,) = d.groups
+    d.configure(build_routes([route("hook", group_wait=5)], recv), recv, "", resend_delay=60)
+    d.flush([], T0 + 1)
+    assert old not in d.groups
+    assert old not in Dispatcher(outbox).groups, "gone from the notification log too"
