@@ -353,3 +353,30 @@ def test_a_group_whose_route_a_reload_removed_is_forgotten_for_good(tmp_path: Pa
     d.flush([], T0 + 1)
     assert old not in d.groups
     assert old not in Dispatcher(outbox).groups, "gone from the notification log too"
+
+
+def test_failed_outbox_writes_are_counted_and_said_once_a_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from agent.notify.outbox import OutboxWriteError
+
+    outbox = Outbox(tmp_path / "o.db")
+    assert outbox.put("hook#0", "a", {"n": 1})
+    db = outbox._db()
+    with caplog.at_level("WARNING", logger="agent.notify.outbox"):
+        db.execute("PRAGMA query_only = ON")  # every write now fails, as on a full disk
+        for key in ("b", "c", "d"):
+            with pytest.raises(OutboxWriteError):
+                outbox.put("hook#0", key, {"n": 1})
+        db.execute("PRAGMA query_only = OFF")
+        assert outbox.put("hook#0", "e", {"n": 1})
+        assert outbox.put("hook#0", "f", {"n": 1})
+        db.execute("PRAGMA query_only = ON")
+        with pytest.raises(OutboxWriteError):
+            outbox.put("hook#0", "g", {"n": 1})
+        db.execute("PRAGMA query_only = OFF")
+    assert outbox.write_failures == 4
+    said = [(r.levelname, r.getMessage().split(": ", 1)[1]) for r in caplog.records]
+    failed, again = ("ERROR", "write failed"), ("WARNING", "writes succeed again")
+    assert [(level, text.split(" (")[0]) for level, text in said] == [failed, again, failed]
+    assert [r.payload["n"] for r in outbox.batch("hook#0", 10)] == [1, 1, 1], "a, e and f"
