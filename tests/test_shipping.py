@@ -312,3 +312,27 @@ def test_without_the_template_privilege_documents_still_ship(
         server.shutdown()
     said = [r for r in caplog.records if "no privilege" in r.getMessage()]
     assert len(said) == 1 and "security_exception" in said[0].getMessage()
+
+
+def test_registry_entries_need_non_negative_integer_identities(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = {"path": "/l/a", "offset": 10, "dev": 2, "ino": 3, "gen": 0}
+    bad = {"b": ("dev", -1), "c": ("ino", "3"), "d": ("gen", True), "e": ("offset", 1.5)}
+    entries = {"a": good, **{k: {**good, "path": f"/l/{k}", key: value}
+                             for k, (key, value) in bad.items()}}  # fmt: skip
+    (tmp_path / "r.json").write_text(json.dumps(entries))
+    with caplog.at_level("ERROR"):
+        assert list(Registry(tmp_path / "r.json").entries) == ["a"]
+    assert "4 damaged offset(s) dropped (/l/b, /l/c, /l/d, /l/e)" in caplog.text
+    assert "using the copy" not in caplog.text, "the registry itself was read"
+
+
+def test_a_registry_found_only_as_its_previous_copy_is_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    entry = {"path": "/l/a", "offset": 7, "dev": 1, "ino": 2, "gen": 0}
+    (tmp_path / "r.json.prev").write_text(json.dumps({"a": entry}))
+    with caplog.at_level("ERROR"):
+        assert Registry(tmp_path / "r.json").entries == {"a": entry}
+    assert not caplog.text, "a missing file is no damage"
