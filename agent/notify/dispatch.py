@@ -15,7 +15,7 @@ from agent.matchers import Matcher, parse_matchers
 from agent.notify import levels
 from agent.notify.outbox import Outbox, OutboxWriteError
 from agent.notify.payload import Notice, rfc3339, webhook_v4
-from agent.notify.sender import Target
+from agent.notify.sender import targets
 
 ByKey = dict[str, list[Notice]]
 log = logging.getLogger(__name__)
@@ -261,7 +261,7 @@ class Dispatcher:
                 continue
             send.append(a)
         receiver = self.receivers[name]
-        ids = [Target(name, i).id for i, _ in enumerate(receiver.targets())]
+        ids = [target.id for target, _ in targets(receiver)]
         self.outbox.upsert([(rid, f"am/{rid}/{a.fingerprint}", a.json())
                             for rid in ids for a in send])  # fmt: skip
         self.am_sent.update((a.fingerprint + a.status, now) for a in send)  # once queued
@@ -270,5 +270,5 @@ class Dispatcher:
     @staticmethod
     def _targets(receiver: ReceiverConfig, payload: dict[str, Any],
                  key: str) -> list[tuple[str, str, dict[str, Any]]]:  # fmt: skip
-        return [(Target(receiver.name, i).id, f"{key}#{i}", payload)
-                for i, _ in enumerate(receiver.targets())]  # fmt: skip
+        return [(target.id, f"{key}#{target.index}", payload)
+                for target, _ in targets(receiver)]  # fmt: skip

@@ -30,7 +30,7 @@ from agent.notify.inhibit import DEFAULTS, InhibitRule, inhibited, outranked
 from agent.notify.outbox import Outbox, OutboxWriteError
 from agent.notify.payload import Notice, notice
 from agent.notify.receivers import patience, policy
-from agent.notify.sender import Sender, Target
+from agent.notify.sender import Sender, targets
 from agent.notify.silences import Silence, SilenceStore
 from agent.secrets import SECRETS, url_secrets
 from agent.store import Labels, Sample
@@ -128,9 +128,9 @@ class Notifier:
         senders = None
         if cfg.receivers != self._receivers or cfg.notify != self._notify or keys != self._keys:
             senders = [
-                Sender(self.outbox, Target(r.name, i), channels.build(r, url), r.timeout,
+                Sender(self.outbox, target, channels.build(r, url), r.timeout,
                        self.counts, policy=policy(r, cfg.notify))
-                for r in cfg.receivers for i, url in enumerate(r.targets())
+                for r in cfg.receivers for target, url in targets(r)
             ]  # fmt: skip
         routes = build_routes(cfg.routes, cfg.receivers)
         allowed = patience(routes, cfg.receivers)

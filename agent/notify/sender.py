@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.backends import BACKENDS
+from agent.config.notify import ReceiverConfig
 from agent.notify.channels.base import Channel
 from agent.notify.outbox import Item, Outbox, OutboxWriteError
 from agent.notify.payload import rfc3339
@@ -48,6 +49,11 @@ class Target:
     def id(self) -> str:
         """The id the outbox, the metrics and the logs know it by."""
         return f"{self.receiver}#{self.index}"
+
+
+def targets(receiver: ReceiverConfig) -> list[tuple[Target, str]]:
+    """Return each URL of a receiver with the Target that addresses it."""
+    return [(Target(receiver.name, i), url) for i, url in enumerate(receiver.targets())]
 
 
 @dataclass(frozen=True)
