@@ -8,6 +8,7 @@ client certificate unverified), and rate_limit is read but not applied.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ssl
 from collections.abc import Iterator
@@ -80,6 +81,7 @@ def test_check_config_takes_the_good_files_and_refuses_the_bad_with_the_reason(
         assert "config OK" in said.out
 
 
+@contextlib.contextmanager
 def serving(web: WebConfig) -> Iterator[str]:
     """Serve /healthz with the file's TLS context, SANs and headers; yield its https URL."""
     port = free_port()
@@ -127,7 +129,7 @@ def get(url: str, cert: tuple[str, str] | None) -> int:
 def test_a_live_handshake_with_each_good_tls_file(name: str) -> None:
     web = load_web_config(DIR / name)
     cert = client_cert(name, web)
-    for url in serving(web):
+    with serving(web) as url:
         if name in SYSTEM_ROOTS | WRONG_SANS:  # refused at the handshake (or right after, TLS 1.3)
             with pytest.raises((ssl.SSLError, ConnectionError)):
                 get(url, cert)
@@ -136,7 +138,7 @@ def test_a_live_handshake_with_each_good_tls_file(name: str) -> None:
         if name in SYSTEM_ROOTS:  # the same client, asked for no certificate, gets in
             relaxed = WebConfig({**(web.tls or {}), "client_auth_type": "NoClientCert"},
                                 base=DIR)  # fmt: skip
-            for other in serving(relaxed):
+            with serving(relaxed) as other:
                 assert get(other, None) == 200
 
 
