@@ -57,8 +57,8 @@ def test_at_the_limit_the_longest_waiting_connection_is_evicted_not_the_newest()
         assert conns.admit(old)
         time.sleep(0.01)
         assert conns.admit(new)
-        conns.busy(new.fileno())
-        conns.waiting(new.fileno())  # waiting again (keep-alive), but since later than `old`
+        conns.busy(new)
+        conns.waiting(new)  # waiting again (keep-alive), but since later than `old`
         assert conns.admit(third), "a waiting one makes room"
         assert conns.closed["limit"] == 1
         pairs[0][1].settimeout(1)
@@ -69,8 +69,8 @@ def test_at_the_limit_the_longest_waiting_connection_is_evicted_not_the_newest()
             raise AssertionError("the newer one must stay open")
         except BlockingIOError:
             pass
-        conns.busy(new.fileno())
-        conns.busy(third.fileno())
+        conns.busy(new)
+        conns.busy(third)
         with socket.socket() as late:
             assert not conns.admit(late), "all busy: the newcomer is refused"
         assert conns.closed["refused"] == 1

@@ -42,7 +42,7 @@ def load_tokens(configs: Sequence[TokenConfig]) -> list[Token]:
 
 def bearer(headers: Mapping[str, str], tokens: Sequence[Token]) -> tuple[Token | None, str]:
     """Return the token presented, or None and why (no credentials, unknown, expired)."""
-    auth = headers.get("authorization", "")  # names are lower-case: Handler.header_map
+    auth = headers.get("authorization", "")  # names are lower-case: handler.header_map
     if not auth.lower().startswith("bearer "):
         return None, "no credentials"
     given = auth[7:].strip().encode()
@@ -84,17 +84,18 @@ class BasicAuth:
         self._decoy = bcrypt.hashpw(os.urandom(16), bcrypt.gensalt(rounds=cost))
         self._checkpw = bcrypt.checkpw
 
+    def cached(self, headers: Mapping[str, str]) -> bool:
+        """Return True if the request carries a user and password verified before (no bcrypt)."""
+        given = _credentials(headers)
+        return given is not None and _key(*given) in self._good
+
     def check(self, headers: Mapping[str, str], client: str = "") -> bool:
         """Return True if the request carries a valid user and password."""
-        auth = headers.get("authorization", "")
-        if not auth.lower().startswith("basic "):
+        given = _credentials(headers)
+        if given is None:
             return False
-        try:
-            raw = base64.b64decode(auth[6:].strip(), validate=True).decode()
-        except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError; \xff too
-            return False
-        user, _, password = raw.partition(":")
-        key = hashlib.sha256(f"{user}\0{password}".encode()).digest()
+        user, password = given
+        key = _key(user, password)
         if key in self._good:
             return True
         ok = self._verify(user, password)
@@ -130,6 +131,23 @@ class BasicAuth:
             if len(self._failures) > 10_000:  # many clients: forget the oldest
                 self._failures.pop(next(iter(self._failures)))
             self._failures.setdefault(client, deque()).append(time.monotonic())
+
+
+def _credentials(headers: Mapping[str, str]) -> tuple[str, str] | None:
+    """Return the basic-auth user and password a request carries, if it carries any."""
+    auth = headers.get("authorization", "")
+    if not auth.lower().startswith("basic "):
+        return None
+    try:
+        raw = base64.b64decode(auth[6:].strip(), validate=True).decode()
+    except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError; \xff too
+        return None
+    user, _, password = raw.partition(":")
+    return user, password
+
+
+def _key(user: str, password: str) -> bytes:
+    return hashlib.sha256(f"{user}\0{password}".encode()).digest()
 
 
 def _cost(hashed: bytes) -> int:

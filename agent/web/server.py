@@ -1,40 +1,52 @@
-"""A small threaded HTTP(S) server: admission, TLS, routes, auth, and the counted requests."""
+"""The agent's HTTP(S) listener: aiohttp on one asyncio thread, with admission and routes.
+
+aiohttp frames requests and answers; an idle, slow or half-open connection costs a socket and a
+coroutine, never a thread. The listener's own accept loop admits each connection into the
+Connections table before anything is read from it (TLS handshake included, which has the head's
+deadline), so every connection in any phase is counted, bounded and evictable. The two things
+that may block, a bcrypt check and the admin API (its audit log, its state files), run on a
+small pool; the rest (routing, rendering /metrics) runs on the loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
 import logging
 import socket
 import ssl
-import sys
 import threading
-import time
+from asyncio import sslproto
 from collections import Counter
 from collections.abc import Callable, Iterator
-from http.server import ThreadingHTTPServer
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
 
+from aiohttp import web, web_server
 from prometheus_client.exposition import choose_encoder
 
 from agent.config import split_listen
 from agent.store import SeriesStore
 from agent.supervise import SUPERVISOR
-from agent.web.accept import AcceptLoop
 from agent.web.admin import AdminApi
 from agent.web.auth import BasicAuth
 from agent.web.connections import Connections
 from agent.web.exporter import ProcessMetrics, SelfMetrics
-from agent.web.handler import Handler, Response, Route, json_response
-from agent.web.head import MAX_HEAD
+from agent.web.guard import Guard
+from agent.web.handler import Dispatch, Response, Route, json_response
 from agent.web.render import Family, Renderer
 
 log = logging.getLogger(__name__)
 
+MAX_HEAD = 16384  # bytes of a whole head by default (Go's net/http allows 1 MB; nginx 8-32 KiB)
+# asyncio's TLS protocol allocates a receive buffer of this size for every connection, 256 KiB by
+# default: 16 MB for 64 connections in their handshakes, a flood's worth of RSS. The agent's
+# requests are small, and a larger read only takes more turns: 32 KiB holds two TLS records.
+sslproto.SSLProtocol.max_size = 32 * 1024
 
-class WebServer(AcceptLoop, ThreadingHTTPServer):
+
+class WebServer:
     """The agent's HTTP or HTTPS listener."""
-
-    daemon_threads = True
-    request_queue_size = 64
 
     def __init__(self, listen: str, store: SeriesStore, healthy: Callable[[], bool],
                  readiness: Callable[[], list[str]] | None = None, *,
@@ -42,11 +54,11 @@ class WebServer(AcceptLoop, ThreadingHTTPServer):
                  admin: AdminApi | None = None, max_body: int = 1 << 20, max_head: int = MAX_HEAD,
                  connections: Connections | None = None) -> None:  # fmt: skip
         host, port = split_listen(listen)
-        if ":" in host:
-            self.address_family = socket.AF_INET6
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.create_server((host, port), family=family, backlog=64)
+        self.socket.setblocking(False)
+        self.server_address = self.socket.getsockname()
         self.connections = connections or Connections(limit=64, head_timeout=30.0)
-        self.tick = min(max(self.connections.head_timeout / 10, 0.1), 5.0)  # reaping's grain
-        super().__init__((host, port), Handler)
         self.tls, self.basic, self.admin, self.max_body = tls, basic, admin, max_body
         self.max_head = max_head
         self.allowed_sans: frozenset[str] = frozenset()
@@ -61,53 +73,16 @@ class WebServer(AcceptLoop, ThreadingHTTPServer):
         }  # fmt: skip
         self.healthy = healthy
         self.readiness = readiness or (lambda: [])
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="http-pool")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._stopped = threading.Event()
+        self._opening: set[asyncio.Task[None]] = set()
 
-    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
-        """Admit the connection (making room if needed) or refuse it, then serve it."""
-        if not self.connections.admit(request):
-            self.count("refused", 503)
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        """Log a request that failed; a broken connection (reset, evicted) is routine."""
-        exc = sys.exc_info()[1]
-        if isinstance(exc, OSError):
-            log.debug("connection from %s ended: %s", client_address, exc)
-            return
-        self.count("error", 500)
-        log.exception("request from %s failed", client_address)
-
-    def service_actions(self) -> None:
-        """Every tick (a tenth of the head timeout): close heads that took too long."""
-        self.connections.reap()
-
-    def finish_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
-        """Do the TLS handshake on the handler's thread; a plain-HTTP client is refused here."""
-        fd = request.fileno()
-        try:
-            if self.tls is not None:
-                # The TLS socket is in the table before its handshake, which has the head's
-                # deadline: a silent or dripping handshake is evictable like a slow head.
-                request = self.tls.wrap_socket(request, server_side=True,
-                                               do_handshake_on_connect=False)  # fmt: skip
-                self.connections.wrapped(request)
-                try:
-                    request.settimeout(self.connections.head_timeout)
-                    request.do_handshake()
-                except (OSError, ssl.SSLError) as exc:
-                    self.count("tls", 400)
-                    log.debug("TLS handshake with %s failed: %s", client_address, exc)
-                    return
-                if self.allowed_sans and not _san_allowed(request, self.allowed_sans):
-                    self.count("tls", 403)
-                    log.debug("client %s: certificate SAN not in client_allowed_sans",
-                              client_address)  # fmt: skip
-                    return
-            super().finish_request(request, client_address)
-        finally:
-            self.connections.release(fd)
+    @property
+    def tick(self) -> float:
+        """Seconds between reaps of heads that took too long: a tenth of the head timeout."""
+        return min(max(self.connections.head_timeout / 10, 0.1), 5.0)
 
     def configure(self, tls: ssl.SSLContext | None, basic: BasicAuth | None,
                   sans: frozenset[str] = frozenset(),
@@ -116,18 +91,101 @@ class WebServer(AcceptLoop, ThreadingHTTPServer):
         self.tls, self.basic, self.allowed_sans = tls, basic, sans
         self.response_headers = dict(headers or {})
 
-    def scrape_allowed(self, req: Handler) -> bool:
-        """Require basic auth on /metrics when web.yml lists users; slow a guessing client."""
-        if self.basic is None:
-            return True
-        client = req.client_address[0]
-        if self.basic.check(req.header_map(), client):
-            return True
-        hold = self.basic.penalty(client)
-        if hold:  # waiting, not busy: at the limit a scraper evicts it
-            self.connections.waiting(req.request.fileno())
-            time.sleep(hold)
-        return False
+    def serve_forever(self) -> None:
+        """Serve until shutdown() (on the calling thread, in an event loop of its own)."""
+        self._stopped.clear()
+        try:
+            asyncio.run(self._serve())
+        finally:
+            self._loop = None
+            self._stopped.set()
+
+    async def _serve(self) -> None:
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        manager = web_server.Server(Dispatch(self, self._pool), access_log=None)
+        tasks = [asyncio.create_task(self._accept(manager)), asyncio.create_task(self._reap())]
+        try:
+            await self._stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            self.connections.hang_up_all()
+            await asyncio.sleep(0)  # the transports see their end
+
+    async def _accept(self, manager: web_server.Server) -> None:
+        """Admit each new connection (making room if needed) or refuse it, then serve it."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, _ = await loop.sock_accept(self.socket)
+            except OSError as exc:  # out of descriptors: wait, as Go's server does
+                if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    raise
+                log.warning("accept: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            if not self.connections.admit(sock):
+                self.count("refused", 503)
+                sock.close()
+                continue
+            task = loop.create_task(self._open(manager, sock))
+            self._opening.add(task)  # held until done: the loop keeps only weak references
+            task.add_done_callback(self._opening.discard)
+            self.connections.attach(sock, task.cancel)  # until aiohttp has it: ends the handshake
+
+    async def _open(self, manager: web_server.Server, sock: socket.socket) -> None:
+        """Hand the socket to aiohttp, after a TLS handshake that has the head's deadline."""
+        loop, tls, head = asyncio.get_running_loop(), self.tls, self.connections.head_timeout
+
+        def protocol() -> Guard:
+            # aiohttp's own idle timer is a backstop only: the reaper closes (and counts) first.
+            return Guard(manager, self, sock, loop=loop, keepalive_timeout=2 * head,
+                         max_line_size=self.max_head, max_field_size=self.max_head,
+                         lingering_time=0, access_log=None)  # fmt: skip
+
+        limit = head if tls else None
+        try:
+            await loop.connect_accepted_socket(protocol, sock, ssl=tls, ssl_handshake_timeout=limit)
+        except asyncio.CancelledError:  # evicted or reaped in its handshake
+            self.connections.release(sock)
+            return
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            self.connections.release(sock)
+            self.count("tls", 400)
+            log.debug("TLS handshake failed: %s", exc)
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    async def _reap(self) -> None:
+        """Every tick: close the connections that waited longer than the head timeout."""
+        while True:
+            await asyncio.sleep(self.tick)
+            self.connections.reap()
+
+    def shutdown(self) -> None:
+        """Stop serving and wait until it has (call it from another thread)."""
+        loop, stop = self._loop, self._stop
+        if loop is None or stop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(stop.set)
+            self._stopped.wait(5)
+
+    def server_close(self) -> None:
+        """Close the listening socket and the pool."""
+        self.socket.close()
+        self._pool.shutdown(wait=False)
+
+    def serve_in_thread(self) -> threading.Thread:
+        """Serve on a daemon thread and return it."""
+        stopped = threading.Event()
+
+        def serve() -> None:
+            SUPERVISOR.run("http", self.serve_forever, stopped)
+
+        thread = threading.Thread(target=serve, name="http", daemon=True)
+        thread.start()
+        return thread
 
     def count(self, handler: str, code: int) -> None:
         """Count one answered request."""
@@ -142,7 +200,7 @@ class WebServer(AcceptLoop, ThreadingHTTPServer):
                      [((("code", str(code)), ("handler", handler)), float(n))
                       for (handler, code), n in rows])  # fmt: skip
 
-    def metrics(self, req: Handler) -> Response:
+    def metrics(self, req: web.BaseRequest) -> Response:
         """Render the store in the format the scraper asked for."""
         ctype = choose_encoder(req.headers.get("Accept") or "")[1]
         om = ctype.startswith("application/openmetrics")
@@ -150,34 +208,16 @@ class WebServer(AcceptLoop, ThreadingHTTPServer):
         text = "".join((self.renderer.render(om), own, "# EOF\n" if om else ""))
         return 200, ctype, text.encode()
 
-    def _health(self, req: Handler) -> Response:
+    def _health(self, req: web.BaseRequest) -> Response:
         if self.healthy():
             return json_response(200, {"status": "ok"})
         reason = "the round loop is not running"
         return json_response(503, {"status": "unhealthy", "reason": reason})
 
-    def _ready(self, req: Handler) -> Response:
+    def _ready(self, req: web.BaseRequest) -> Response:
         """200 when every worker is ready and no critical GPU alert fires; else 503 and why."""
         reasons = self.readiness()
         if not self.healthy():
             reasons = ["the round loop is not running", *reasons]
         return json_response(503 if reasons else 200,
                              {"ready": not reasons, "reasons": reasons})  # fmt: skip
-
-    def serve_in_thread(self) -> threading.Thread:
-        """Serve on a daemon thread and return it."""
-        stopped = threading.Event()
-
-        def serve() -> None:
-            SUPERVISOR.run("http", self.serve_forever, stopped)
-
-        thread = threading.Thread(target=serve, name="http", daemon=True)
-        thread.start()
-        return thread
-
-
-def _san_allowed(sock: ssl.SSLSocket, allowed: frozenset[str]) -> bool:
-    """Return True if the verified client certificate has a SAN in the list (exact match)."""
-    cert: dict[str, Any] = dict(sock.getpeercert() or {})
-    sans = {str(pair[1]) for pair in cert.get("subjectAltName", ())}
-    return not sans.isdisjoint(allowed)
