@@ -1,9 +1,11 @@
-"""What an HTTP server costs a scrape: the agent's own against maintained libraries.
+"""What an HTTP server costs a scrape: the agent's (aiohttp behind its admission) against others.
 
 Each server answers GET /metrics with the same fixed 70 KB body (about what the agent renders
 for 8 GPUs and 2 workers), so the figure is the server's own work: reading the request,
-framing, writing. A client sends N keep-alive GETs one after another; CPU is the server
-process's user and system time over them. The libraries are optional: `pip install aiohttp
+framing, writing. `dsagent` is the agent's own server: aiohttp's protocol behind the agent's
+accept loop, connection table and head cap; `aiohttp` is a bare aiohttp application, the
+uvicorn rows the same on uvicorn. A client sends N keep-alive GETs one after another; CPU is
+the server process's user and system time over them. uvicorn is optional: `pip install
 uvicorn httptools h11` into the interpreter that runs this; a missing one is said and skipped.
 """
 
