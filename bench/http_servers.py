@@ -25,8 +25,12 @@ from bench.common import free_port
 
 BODY = b"".join(b'gpu_metric_%d{gpu="%d",uuid="GPU-0000"} %d.5\n' % (i, i % 8, i)
                 for i in range(1500))  # fmt: skip
-NEEDS = {"dsagent": "agent", "aiohttp": "aiohttp", "uvicorn-httptools": "httptools",
-         "uvicorn-h11": "h11"}  # fmt: skip
+NEEDS = {  # what each row imports
+    "dsagent": ("agent",),
+    "aiohttp": ("aiohttp",),
+    "uvicorn-httptools": ("uvicorn", "httptools"),
+    "uvicorn-h11": ("uvicorn", "h11"),
+}
 
 
 def serve(kind: str, port: int) -> None:
@@ -98,9 +102,10 @@ def main() -> None:
         serve(args.serve, args.port)
         return
     print(f"server CPU per keep-alive GET of {len(BODY):,} bytes, {args.requests} requests:")
-    for kind, module in NEEDS.items():
-        if importlib.util.find_spec(module) is None:
-            print(f"  {kind:20s} not installed (pip install {module})")
+    for kind, modules in NEEDS.items():
+        missing = [m for m in modules if importlib.util.find_spec(m) is None]
+        if missing:
+            print(f"  {kind:20s} not installed (pip install {' '.join(missing)})")
             continue
         print(f"  {kind:20s} {measure(kind, args.requests):6.0f} us")
 
