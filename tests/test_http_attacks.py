@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import resource
+import signal
 import socket
 import ssl
 import subprocess
@@ -147,12 +148,13 @@ def under_attack(node: Node, attack: Attack, seconds: float = 5.0) -> None:
 
 
 def crowd(stop: threading.Event, size: int, open_one: Callable[[], socket.socket],
-          drip: Callable[[socket.socket], None], every: float = 0.5) -> None:  # fmt: skip
-    """Keep `size` attacking connections open; drip into each every `every` seconds."""
+          drip: Callable[[socket.socket], None], *, every: float = 0.5,
+          refill: int = 10_000) -> None:  # fmt: skip
+    """Hold `size` connections (`refill` new ones a turn at most); drip into each every turn."""
     held: list[socket.socket] = []
     try:
         while not stop.is_set():
-            while len(held) < size and not stop.is_set():
+            for _ in range(min(size - len(held), refill)):
                 with contextlib.suppress(OSError):
                     held.append(open_one())
             for conn in list(held):
@@ -184,7 +186,7 @@ def test_silent_tls_handshakes_at_a_rate_beside_a_scraper(node: Node) -> None:
     def attack(stop: threading.Event) -> None:
         silent = []
         try:
-            while not stop.wait(0.01):  # 100 new connections a second that never say hello
+            while not stop.wait(0.004):  # ~250 new connections a second that never say hello
                 with contextlib.suppress(OSError):
                     silent.append(node.connect())
         finally:
@@ -200,7 +202,9 @@ def test_dripping_tls_handshakes_beside_a_scraper(node: Node) -> None:
         conn.sendall(b"\x16\x03\x01\x02\x00")  # a handshake record of 512 bytes, to come
         return conn
 
-    under_attack(node, lambda stop: crowd(stop, 200, open_one, lambda c: c.sendall(b"\x01")))
+    under_attack(
+        node, lambda stop: crowd(stop, 1100, open_one, lambda c: c.sendall(b"\x01"), every=1.0)
+    )
 
 
 def test_huge_heads_beside_a_scraper(node: Node) -> None:
@@ -209,8 +213,11 @@ def test_huge_heads_beside_a_scraper(node: Node) -> None:
         conn.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
         return conn
 
-    line = b"X-Pad: " + b"a" * 8000 + b"\r\n"
-    under_attack(node, lambda stop: crowd(stop, 64, open_one, lambda c: c.sendall(line), 0.05))
+    line = b"X-Pad: " + b"a" * 65000 + b"\r\n"  # a line each may be long; a head may not
+    under_attack(
+        node,
+        lambda stop: crowd(stop, 64, open_one, lambda c: c.sendall(line), every=0.25, refill=16),
+    )
 
 
 def test_a_guessing_neighbour_beside_a_scraper(node: Node) -> None:
@@ -228,6 +235,10 @@ def test_a_guessing_neighbour_beside_a_scraper(node: Node) -> None:
         guessers = [threading.Thread(target=guess, args=(stop,)) for _ in range(16)]
         for t in guessers:
             t.start()
+        stop.wait(1.0)
+        node.agent.proc.send_signal(
+            signal.SIGHUP
+        )  # a reload: the scraper's password is checked anew
         for t in guessers:
             t.join()
 
