@@ -65,7 +65,8 @@ class Renderer:
     def __init__(self, store: SeriesStore) -> None:
         self.store = store
         self._labels: dict[Labels, str] = {}
-        self._lines: dict[Series, tuple[float, str]] = {}  # series -> (value, its line)
+        # series -> (value, its line, the line's name and labels)
+        self._lines: dict[Series, tuple[float, str, str]] = {}
         self._families: dict[tuple[str, bool], tuple[MetricInfo, Rows, str]] = {}
 
     def label_text(self, labels: Labels) -> str:
@@ -77,13 +78,20 @@ class Renderer:
             text = self._labels[labels] = f"{{{pairs}}}" if labels else ""
         return text
 
-    def _line(self, name: str, series: Series, value: float) -> str:
-        cached = self._lines.get(series)
-        if cached is not None and cached[0] == value:  # NaN never equals: re-rendered, fine
-            return cached[1]
-        line = f"{name}{self.label_text(series.labels)} {format_value(value)}\n"
-        self._lines[series] = (value, line)
-        return line
+    def _lines_of(self, name: str, rows: Rows) -> list[str]:
+        """Return each row's line, sorted; a series whose value did not move keeps its line."""
+        known, lines = self._lines, []
+        for series, value in rows:  # inlined: this runs for every series on every scrape
+            hit = known.get(series)
+            if hit is not None and hit[0] == value:  # NaN never equals: re-rendered, fine
+                lines.append(hit[1])
+                continue
+            prefix = hit[2] if hit is not None else f"{name}{self.label_text(series.labels)} "
+            line = f"{prefix}{repr(value) if value - value == 0 else format_value(value)}\n"
+            known[series] = (value, line, prefix)
+            lines.append(line)
+        lines.sort()  # sorting the lines sorts the family by its label text: stable, C speed
+        return lines
 
     def _family(self, name: str, rows: Rows, openmetrics: bool) -> str:
         """Return a family's text; the same help and rows as last scrape give it back as is."""
@@ -92,11 +100,9 @@ class Renderer:
         if cached is not None and cached[0] == info and cached[1] == rows:
             return cached[2]
         family = name.removesuffix("_total") if openmetrics and info.kind == "counter" else name
-        # Sorting the lines sorts the family by its label text: stable output, C speed.
-        lines = sorted([self._line(name, series, value) for series, value in rows])
         text = "".join([
             f"# HELP {family} {escape_help(info.help, openmetrics)}\n# TYPE {family} {info.kind}\n",
-            *lines,
+            *self._lines_of(name, rows),
         ])  # fmt: skip
         self._families[(name, openmetrics)] = (info, rows, text)
         return text
