@@ -54,17 +54,17 @@ class Dispatch:
     async def _answer(self, request: web.BaseRequest, guard: Guard) -> web.StreamResponse:
         server, path = self.server, request.raw_path.partition("?")[0]
         if path.startswith("/api/"):
+            guard.body = request.content  # a half-close ends it (Guard.eof_received)
             try:
-                guard.body = request.content
                 body = await self._body(request, guard.input_ended)
             except BodyRefused as refused:
-                guard.body = None
                 refusal = self.respond(
                     request, "", json_response(refused.code, {"error": refused.reason})
                 )
                 refusal.force_close()  # what follows could not be framed: close once answered
                 return refusal
-            guard.body = None
+            finally:
+                guard.body = None
             server.connections.busy(guard.sock)
             return await self._admin(request, path, body)
         server.connections.busy(guard.sock)
