@@ -41,12 +41,11 @@ class Connections:
         with self._lock:
             victims = self._expired(now)
             if len(self._open) >= self.limit:
-                waiting = [(since, n, s) for n, (s, (state, since)) in enumerate(self._open.items())
-                           if state == WAITING]  # fmt: skip
+                waiting = [s for s, (state, _) in self._open.items() if state == WAITING]
                 if not waiting:
                     self.closed["refused"] += 1
                     return False
-                victim = min(waiting)[2]
+                victim = min(waiting, key=lambda s: self._open[s][1])  # the longest waiting
                 del self._open[victim]
                 victims.append((victim, self._closers.pop(victim, None)))
                 self.closed["limit"] += 1
@@ -82,10 +81,6 @@ class Connections:
         with self._lock:
             if sock in self._open:
                 self._open[sock] = (state, time.monotonic())
-
-    def holds(self, sock: socket.socket) -> bool:
-        """Say whether the connection is still held (not evicted, reaped or released)."""
-        return sock in self._open
 
     def release(self, sock: socket.socket) -> None:
         """Forget a connection that is being closed."""

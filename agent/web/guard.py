@@ -101,11 +101,8 @@ class Guard(web_protocol.RequestHandler):
     def eof_received(self) -> bool:  # type: ignore[override]  # asyncio's returns one
         """Answer a client that half-closed after its request, then close (as Go's server does).
 
-        When the server caused the end of input (an evicted or reaped connection), the
-        connection closes at once.
+        The server's own hang-ups never come here: it aborts the transport (Connections).
         """
-        if not self.web.connections.holds(self.sock):
-            return False
         self.input_ended = True
         if self.body is not None and not self.body.is_eof():  # a body cut short ends now
             self.body.set_exception(ConnectionResetError("the client ended its input"))
