@@ -61,21 +61,25 @@ class Ring:
         """Add a sample; refuse (False) one older than or equal to the newest."""
         if ts <= self.newest:
             return False
-        n = self._len
-        if value != self.latest or not n:
-            self._since = ts
-        self.newest, self.latest = ts, value
-        times, vals, head = self._ts, self._vals, self._head
+        n, times, vals = self._len, self._ts, self._vals
         cap = len(times)
-        i = head + n - cap if head + n >= cap else head + n
+        i = self._head + n
         if n < cap:
             self._len = n + 1
+        else:  # full: the oldest slot, at the head, is overwritten
+            i -= cap
+            self._head = 0 if i + 1 == cap else i + 1
+        if i >= cap:
+            i -= cap
+        if value == self.latest and n:  # most series hold still: the newest value fits already
+            vals[i] = self.latest = value  # (-0.0 after 0.0 is kept as written)
         else:
-            self._head = 0 if head + 1 == cap else head + 1
-        vals[i] = value
-        if vals[i] != value and not math.isnan(value):  # NaN is NaN in either width
-            self._vals = array("d", vals)
-            self._vals[i] = value
+            self._since, self.latest = ts, value
+            vals[i] = value
+            if vals[i] != value and not math.isnan(value):  # NaN is NaN in either width
+                self._vals = array("d", vals)
+                self._vals[i] = value
+        self.newest = ts
         base = self._base if n else ts
         self._base = base
         off = ts - base

@@ -32,16 +32,20 @@ class MetricInfo(NamedTuple):
 
 def sample(name: str, value: float, /, **labels: object) -> Sample:
     """Build a Sample with labels given as keyword arguments (any label name, `name` too)."""
-    return Sample(name, float(value), tuple(sorted((k, str(v)) for k, v in labels.items())))
+    if len(labels) == 1:  # the common case, without a sort
+        for k, v in labels.items():
+            return Sample(name, float(value), ((k, str(v)),))
+    return Sample(name, float(value), tuple(sorted([(k, str(v)) for k, v in labels.items()])))
 
 
 class Source:
-    """One sampler, as the store sees it: when its latest run was."""
+    """One sampler, as the store sees it: when its latest run was, and the series it wrote."""
 
-    __slots__ = ("last",)
+    __slots__ = ("last", "order")
 
     def __init__(self) -> None:
         self.last = float("-inf")
+        self.order: list[Series] = []  # the latest run's series, in the order it gave them
 
 
 @dataclass(eq=False, slots=True)
@@ -94,20 +98,31 @@ class SeriesStore:
         return info if info is not None else MetricInfo("gauge", name.replace("_", " "))
 
     def ingest(self, source: str, samples: Iterable[Sample], ts: float) -> None:
-        """Append one run's samples; the source's series missing from it turn stale."""
+        """Append one run's samples; the source's series missing from it turn stale.
+
+        A sampler gives its series in the same order run after run: the series at the same
+        place last run is checked first, and looked up by name and labels only if it differs.
+        """
         with self._lock:
             src = self._sources.get(source) or self._sources.setdefault(source, Source())
             src.last = ts  # a series whose newest sample is older than this is stale
-            by_name = self._by_name
-            for s in samples:
-                family = by_name.get(s.name)
-                series = family.get(s.labels) if family is not None else None
-                if series is None:
-                    series = self._series(s.name, s.labels, src)
+            last, order = src.order, []
+            known = len(last)
+            for k, s in enumerate(samples):
+                series = last[k] if k < known else None
+                if series is None or series.labels != s.labels or series.name != s.name:
+                    series = self._find(s.name, s.labels, src)
+                order.append(series)
                 if not series.ring.append(ts, s.value):
                     self.stats.out_of_order += 1
+            src.order = order
             if ts - self._last_evict >= 60.0:
                 self._evict(ts)
+
+    def _find(self, name: str, labels: Labels, source: Source) -> Series:
+        family = self._by_name.get(name)
+        series = family.get(labels) if family is not None else None
+        return series if series is not None else self._series(name, labels, source)
 
     def _series(self, name: str, labels: Labels, source: Source) -> Series:
         family = self._by_name.setdefault(name, {})
@@ -122,6 +137,8 @@ class SeriesStore:
         """Drop series with no sample inside the retention, so churn cannot grow memory."""
         self._last_evict = now
         horizon = now - self.retention
+        for src in self._sources.values():  # no run's order may hold an evicted series
+            src.order = []
         for name, family in list(self._by_name.items()):
             for labels, series in list(family.items()):
                 newest = series.ring.last()

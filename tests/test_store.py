@@ -38,6 +38,49 @@ def test_ring_matches_a_list_model(
     assert newest == (expect[-1] if expect else None)
 
 
+VALUES = st.sampled_from([0.0, -0.0, 1.0, 0.1, 1e300, float("nan"), float("inf"), 2.5])
+
+
+@given(capacity=st.integers(1, 12), steps=st.lists(st.tuples(st.sampled_from([0.5, 1.0, 1e-6, 3.0]),
+                                                            VALUES), max_size=60))  # fmt: skip
+def test_a_ring_reads_back_every_value_exactly_as_written(
+    capacity: int, steps: list[tuple[float, float]]
+) -> None:
+    """Repeated values take a fast path; NaN, -0.0 and values float32 cannot hold do not."""
+    ring, model, ts = Ring(capacity), [], 1.7e9
+    for step, value in steps:
+        ts += step
+        assert ring.append(ts, value)
+        model = [*model, (ts, value)][-capacity:]
+    got_ts, got_vals = ring.between(0, 2e9)
+    assert [(t, repr(v)) for t, v in zip(got_ts, got_vals, strict=True)] == [
+        (t, repr(v)) for t, v in model
+    ]
+    assert repr(ring.latest) == repr(model[-1][1] if model else 0.0)
+
+
+def test_a_run_in_a_new_order_or_with_new_labels_lands_in_the_right_series() -> None:
+    store = SeriesStore(retention=60, interval=1)
+    store.ingest("gpu", [sample("t", 1, gpu="0"), sample("t", 2, gpu="1")], 1.0)
+    store.ingest("gpu", [sample("t", 20, gpu="1"), sample("u", 5, gpu="0"),
+                         sample("t", 10, gpu="0")], 2.0)  # fmt: skip
+    store.ingest("gpu", [sample("t", 11, gpu="0"), sample("t", 21, gpu="2")], 3.0)
+    got = {(n, dict(labels)["gpu"]): v for n, labels, v in store.current()}
+    assert got == {("t", "0"): 11.0, ("t", "2"): 21.0}
+    (one,) = store.select("t", lambda labels: labels == (("gpu", "1"),))
+    assert list(store.values(one, 0, 10)) == [2.0, 20.0]
+
+
+def test_a_source_back_after_its_series_were_evicted_writes_to_live_series() -> None:
+    store = SeriesStore(retention=60, interval=1)
+    store.ingest("nvme", [sample("smart", 1)], 1.0)
+    store.ingest("host", [sample("load", 1)], 200.0)  # evicts nvme's series, unseen for 60 s
+    assert store.series_count() == 1
+    store.ingest("nvme", [sample("smart", 2)], 201.0)
+    assert dict(((n, v) for n, _, v in store.current())) == {"load": 1.0, "smart": 2.0}
+    assert store.series_count() == 2
+
+
 def test_series_missing_from_a_run_turn_stale_and_vanish_from_current() -> None:
     store = SeriesStore(retention=60, interval=1)
     store.ingest(
