@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import defaultdict
@@ -105,33 +106,46 @@ def wanted(engine: EngineMap) -> frozenset[str]:
 
 
 # The engines serve the text format; prometheus_client's parser cost several times this, for
-# lines we mostly do not read. One C pass checks that every line is a sample, a comment or blank
-# (one bad line fails the scrape, as in Prometheus); a second finds the samples. A line loop
-# matching each line in Python was most of a worker's round.
+# lines we mostly do not read. One C pass matches every line as a sample, a comment or blank:
+# fewer matches than lines means a bad line, which fails the scrape (as in Prometheus). A line
+# loop matching each line in Python was most of a worker's round.
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 _SAMPLE = rf"({_NAME})(\{{[^\n]*\}})?[ \t]+(\S+)(?:[ \t]+-?\d+)?[ \t]*"  # name {labels} value [ts]
 _LINE = rf"(?:#[^\n]*|[ \t]*|{_SAMPLE})"
 LINE = re.compile(_LINE)
-TEXT = re.compile(rf"(?:{_LINE}\n)*{_LINE}")
-SAMPLES = re.compile(rf"^{_SAMPLE}$", re.MULTILINE)
+LINES = re.compile(rf"^{_LINE}$", re.MULTILINE)  # one match per good line; a comment's is empty
 LE = re.compile(r'[{,]\s*le\s*=\s*"([^"]*)"')
+
+
+def _le(labels: str) -> float | None:
+    """Return a bucket's upper bound from its label text (the same few texts every scrape)."""
+    return _le_cached(labels) if len(labels) <= 256 else _le_read(labels)
+
+
+def _le_read(labels: str) -> float | None:
+    found = LE.search(labels)
+    return float(found.group(1)) if found is not None else None
+
+
+_le_cached = functools.lru_cache(maxsize=1024)(_le_read)  # bounded: 1,024 short strings
 
 
 def parse(text: str, ts: float, names: frozenset[str] | None = None) -> Snapshot:
     """Parse exposition text (the `names` samples, if given); ValueError if it is not."""
     if "\r" in text:
         text = text.replace("\r\n", "\n")
-    if TEXT.fullmatch(text) is None:
+    rows = LINES.findall(text)
+    if len(rows) != text.count("\n") + 1:
         raise ValueError(f"not exposition text: {_bad_line(text)[:80]!r}")
     values: dict[str, float] = defaultdict(float)
     buckets: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
     peaks: dict[str, float] = {}
-    for name, labels, raw in SAMPLES.findall(text):
-        if names is not None and name not in names:
-            continue
+    for name, labels, raw in rows:
+        if not name or (names is not None and name not in names):
+            continue  # a comment or a blank line; or a sample not read
         value = float(raw)
-        if name.endswith("_bucket") and (le := LE.search(labels)) is not None:
-            buckets[name.removesuffix("_bucket")][float(le.group(1))] += value
+        if name.endswith("_bucket") and (le := _le(labels)) is not None:
+            buckets[name.removesuffix("_bucket")][le] += value
             continue
         values[name] += value
         if not math.isnan(value) and value > peaks.get(name, -math.inf):
