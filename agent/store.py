@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from array import array
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
@@ -84,6 +85,8 @@ class SeriesStore:
         self._meta: dict[str, MetricInfo] = {}
         self._last_evict = 0.0
         self._versions: dict[str, int] = {}  # bumped when a family gains or loses a series
+        self._shown: dict[str, int] = {}  # bumped when what a scrape shows of a family changes
+        self._sorted: list[str] | None = None  # the family names in order, until one comes or goes
         self._count = 0  # series held: every scrape reports it
         self._selected: dict[Hashable, tuple[int, list[Series]]] = {}
 
@@ -106,15 +109,21 @@ class SeriesStore:
         with self._lock:
             src = self._sources.get(source) or self._sources.setdefault(source, Source())
             src.last = ts  # a series whose newest sample is older than this is stale
-            last, order = src.order, []
-            known = len(last)
+            last, order, shown = src.order, [], self._shown
+            known, same = len(last), True
             for k, s in enumerate(samples):
                 series = last[k] if k < known else None
                 if series is None or series.labels != s.labels or series.name != s.name:
-                    series = self._find(s.name, s.labels, src)
+                    series, same = self._find(s.name, s.labels, src), False
                 order.append(series)
-                if not series.ring.append(ts, s.value):
+                ring = series.ring
+                if s.value != ring.latest:  # NaN never equals: shown as moved, which is safe
+                    shown[s.name] = shown.get(s.name, 0) + 1
+                if not ring.append(ts, s.value):
                     self.stats.out_of_order += 1
+            if not same or len(order) != known:  # a series came, went or moved: which are stale?
+                for series in itertools.chain(last, order):
+                    shown[series.name] = shown.get(series.name, 0) + 1
             src.order = order
             if ts - self._last_evict >= 60.0:
                 self._evict(ts)
@@ -125,11 +134,14 @@ class SeriesStore:
         return series if series is not None else self._series(name, labels, source)
 
     def _series(self, name: str, labels: Labels, source: Source) -> Series:
+        if name not in self._by_name:
+            self._sorted = None
         family = self._by_name.setdefault(name, {})
         series = family.get(labels)
         if series is None:
             series = family[labels] = Series(name, labels, source, Ring(self.capacity))
             self._versions[name] = self._versions.get(name, 0) + 1
+            self._shown[name] = self._shown.get(name, 0) + 1
             self._count += 1
         return series
 
@@ -137,18 +149,23 @@ class SeriesStore:
         """Drop series with no sample inside the retention, so churn cannot grow memory."""
         self._last_evict = now
         horizon = now - self.retention
-        for src in self._sources.values():  # no run's order may hold an evicted series
-            src.order = []
+        gone: set[int] = set()
         for name, family in list(self._by_name.items()):
             for labels, series in list(family.items()):
                 newest = series.ring.last()
                 if newest is None or newest[0] < horizon:
                     del family[labels]
+                    gone.add(id(series))
                     self._versions[name] = self._versions.get(name, 0) + 1
+                    self._shown[name] = self._shown.get(name, 0) + 1
                     self.stats.evicted += 1
                     self._count -= 1
             if not family:
                 del self._by_name[name]
+                self._sorted = None
+        if gone:  # no run's order may hold an evicted series (its next run is then told apart)
+            for src in self._sources.values():
+                src.order = [series for series in src.order if id(series) not in gone]
 
     def select(self, name: str, match: Callable[[Labels], bool] | None = None,
                key: Hashable | None = None) -> list[Series]:  # fmt: skip
@@ -199,19 +216,22 @@ class SeriesStore:
 
     def live(self) -> list[tuple[str, list[tuple[Series, float]]]]:
         """Return each family's series that are not stale, with their newest values, by name."""
-        out = []
         with self._lock:
-            for name in sorted(self._by_name):
-                # A series that is not stale holds a sample at least as new as its source's run
-                # (Series.stale, inlined: this runs for every series on every scrape).
-                rows = [
-                    (series, ring.latest)
-                    for series in self._by_name[name].values()
-                    if (ring := series.ring).newest >= series.source.last
-                ]
-                if rows:
-                    out.append((name, rows))
-        return out
+            families = [(name, _live(self._by_name[name])) for name in sorted(self._by_name)]
+        return [(name, rows) for name, rows in families if rows]
+
+    def shown(self) -> list[tuple[str, int]]:
+        """Return each family's name and a count that moves whenever live() would show it anew."""
+        with self._lock:
+            if self._sorted is None:
+                self._sorted = sorted(self._by_name)
+            shown = self._shown
+            return [(name, shown[name]) for name in self._sorted]
+
+    def rows(self, name: str) -> list[tuple[Series, float]]:
+        """Return a family's series that are not stale, with their newest values."""
+        with self._lock:
+            return _live(self._by_name.get(name, {}))
 
     def current(self) -> Iterator[tuple[str, Labels, float]]:
         """Yield (name, labels, newest value) of every series that is not stale."""
@@ -228,3 +248,13 @@ class SeriesStore:
         """Return how many series are held."""
         with self._lock:
             return self._count
+
+
+def _live(family: dict[Labels, Series]) -> list[tuple[Series, float]]:
+    """Return a family's series that are not stale, with their newest values.
+
+    A series that is not stale holds a sample at least as new as its source's run (Series.stale,
+    inlined: this runs for every series on every scrape).
+    """
+    return [(series, ring.latest) for series in family.values()
+            if (ring := series.ring).newest >= series.source.last]  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
@@ -103,6 +103,30 @@ def test_each_scrape_shows_the_newest_values_however_few_moved(rounds: list[list
         }
         want = dict(enumerate(round_values))
         assert {k: str(v) for k, v in got.items()} == {str(k): str(v) for k, v in want.items()}
+
+
+RUNS = st.lists(  # runs of two sources: which of four series each gives, in what order, valued
+    st.tuples(st.sampled_from(["a", "b"]), st.permutations(range(4)), st.integers(0, 4),
+              st.lists(st.sampled_from([0.0, 1.0, 2.0, float("nan")]), min_size=4, max_size=4)),
+    min_size=1, max_size=12,
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(RUNS)
+@example([("a", [0, 1, 2, 3], 1, [1.0] * 4), *[("b", [0, 1, 2, 3], 1, [1.0] * 4)] * 3])  # evicted
+def test_a_scrape_shows_what_a_fresh_renderer_shows_after_any_runs(
+    runs: list[tuple[str, list[int], int, list[float]]],
+) -> None:
+    """Families kept from the last scrape are only those the store shows just as before."""
+    store = SeriesStore(retention=45.0, interval=15.0)  # evicts every 60 s, what 45 s missed
+    kept = Renderer(store)
+    for step, (source, order, count, vals) in enumerate(runs, start=1):
+        ts = 30.0 * step
+        given = [sample(f"v{i % 2}", vals[i], i=str(i), src=source) for i in order[:count]]
+        store.ingest(source, given, ts)  # series come, go, move, turn stale, get evicted
+        assert kept.render(False) == Renderer(store).render(False)
+        assert kept.render(True) == Renderer(store).render(True)
 
 
 def test_lines_of_evicted_series_do_not_pile_up() -> None:

@@ -3,8 +3,11 @@
 prometheus_client validates and escapes every label of every sample on every scrape; with
 hundreds of GPU series that was most of the agent's CPU. Series repeat from scrape to scrape
 and many values do not move (limits, totals, throttle flags), so each series' line is kept
-with the value it was rendered for. tests/test_render.py checks the output against
-prometheus_client's own parsers.
+with the value it was rendered for, and a family the store shows as it did last scrape (most of
+them, most scrapes) is given back whole without reading its series: reading them, cold in the
+CPU's caches a second after the round wrote them, was most of a scrape. tests/test_render.py
+checks the output against prometheus_client's own parsers and against a renderer that keeps
+nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import NamedTuple
 from agent.store import Labels, MetricInfo, Series, SeriesStore
 
 Rows = list[tuple[Series, float]]
+Cached = tuple[MetricInfo, int, str]  # a family's help, the store's count of its changes, text
 
 _CACHE_LIMIT = 50_000
 
@@ -67,7 +71,8 @@ class Renderer:
         self._labels: dict[Labels, str] = {}
         # series -> (value, its line, the line's name and labels)
         self._lines: dict[Series, tuple[float, str, str]] = {}
-        self._families: dict[tuple[str, bool], tuple[MetricInfo, Rows, str]] = {}
+        # per format (OpenMetrics?), family -> (its help, the store's count of its changes, text)
+        self._families: tuple[dict[str, Cached], dict[str, Cached]] = ({}, {})
 
     def label_text(self, labels: Labels) -> str:
         text = self._labels.get(labels)
@@ -93,28 +98,30 @@ class Renderer:
         lines.sort()  # sorting the lines sorts the family by its label text: stable, C speed
         return lines
 
-    def _family(self, name: str, rows: Rows, openmetrics: bool) -> str:
-        """Return a family's text; the same help and rows as last scrape give it back as is."""
+    def _family(self, name: str, shown: int, openmetrics: bool) -> str:
+        """Return a family's text; one the store shows as it was last scrape is given back as is."""
         info = self.store.info(name)
-        cached = self._families.get((name, openmetrics))
-        if cached is not None and cached[0] == info and cached[1] == rows:
+        cached = self._families[openmetrics].get(name)
+        if cached is not None and cached[1] == shown and cached[0] == info:
             return cached[2]
+        rows = self.store.rows(name)  # read after `shown`: never older than it
         family = name.removesuffix("_total") if openmetrics and info.kind == "counter" else name
         text = "".join([
             f"# HELP {family} {escape_help(info.help, openmetrics)}\n# TYPE {family} {info.kind}\n",
             *self._lines_of(name, rows),
-        ])  # fmt: skip
-        self._families[(name, openmetrics)] = (info, rows, text)
+        ]) if rows else ""  # fmt: skip
+        self._families[openmetrics][name] = (info, shown, text)
         return text
 
     def render(self, openmetrics: bool) -> str:
         """Return every live series as exposition text (without OpenMetrics' # EOF)."""
-        families = self.store.live()
+        families = self.store.shown()
         if len(self._lines) > 2 * self.store.series_count() + 1000:
             self._lines.clear()  # evicted series: start over, stay bounded
-        if len(self._families) > 4 * len(families) + 1000:
-            self._families.clear()
-        return "".join([self._family(name, rows, openmetrics) for name, rows in families])
+        if len(self._families[openmetrics]) > 2 * len(families) + 1000:
+            self._families[openmetrics].clear()  # families gone: start over, stay bounded
+        family = self._family
+        return "".join([family(name, shown, openmetrics) for name, shown in families])
 
     def render_own(self, families: Iterable[Family], openmetrics: bool) -> str:
         """Write the agent's own families as prometheus_client would write them.
