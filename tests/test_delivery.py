@@ -550,3 +550,27 @@ def test_a_reload_does_not_wait_long_for_a_notifier_held_up_by_its_disk(
     finally:
         disk.set()
         n.close()
+
+
+def test_the_round_asks_for_each_tick_and_asks_never_pile_up(tmp_path: Path) -> None:
+    """A tick follows each round's ask at once (not the thread's timer); a held thread finds one."""
+    n = Notifier(Outbox(tmp_path / "outbox.db"), SilenceStore(tmp_path))
+    ticks: list[float] = []
+    n.tick = lambda now: ticks.append(time.monotonic())  # type: ignore[method-assign]
+    n.start()
+    try:
+        time.sleep(0.3)  # the thread's first tick, on its own
+        asked = time.monotonic()
+        n.sample(0.0)
+        deadline = time.monotonic() + 1.0
+        while len(ticks) < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert len(ticks) == 2 and ticks[1] - asked < 0.2, "ticked when asked, not a second later"
+        held = Counter[str]()
+        n._inbox.put(lambda: (held.update(["in"]), time.sleep(0.5)))  # a hung disk, for a while
+        time.sleep(0.05)
+        for _ in range(50):
+            n.sample(0.0)
+        assert n._inbox.qsize() == 1, "one ask waits for the held thread, not one per round"
+    finally:
+        n.close()
