@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.workers.checks import Events
+from agent.workers.checks import Events, request
 from agent.workers.client import Closed, Connection, ProtocolError, Stale
 from tests.fuzzing import Pieces
+from tests.test_security import certs  # noqa: F401  (a fixture)
 
 
 def answering(raw: bytes, pieces: list[int]) -> tuple[Connection, threading.Thread]:
@@ -172,3 +175,61 @@ def test_a_head_that_never_ends_is_refused_not_buffered() -> None:
     with pytest.raises(ProtocolError, match="head"):
         conn.response()
     assert conn.sock is None
+
+
+def tls_worker(pem: Path, answers: list[bytes], drip: float) -> tuple[int, threading.Thread]:
+    """A TLS server giving each request on one connection the next answer, the last dripped."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(pem / "server.pem", pem / "server.key")
+
+    def serve() -> None:
+        raw, _ = listener.accept()
+        with listener, ctx.wrap_socket(raw, server_side=True) as tls, contextlib.suppress(OSError):
+            for i, answer in enumerate(answers):
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += tls.recv(4096)
+                if drip and i == len(answers) - 1:
+                    for byte in answer:
+                        tls.sendall(bytes([byte]))
+                        time.sleep(drip)
+                else:
+                    tls.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], thread
+
+
+def test_a_tls_worker_is_read_whole_on_one_connection_and_a_dripping_one_cut_in_time(
+    certs: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Non-blocking TLS: many records, decrypted bytes in hand, and the whole-exchange deadline."""
+    trust = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    monkeypatch.setattr("agent.workers.client._tls", lambda: trust)
+    big = bytes(range(256)) * 1200  # 300 KB: many TLS records, read in 64 KB pieces
+    port, server = tls_worker(certs, [framed(big, "length", [], "OK"),
+                                      framed(b"second", "chunked", [3], "OK"),
+                                      framed(b"x" * 40, "length", [], "OK")], drip=0.1)  # fmt: skip
+    conn = Connection(f"https://127.0.0.1:{port}", 1.0)
+    for want in (big, b"second"):
+        conn.deadline = time.monotonic() + 5
+        if conn.sock is None:
+            conn.connect()
+        kept = conn.sock
+        conn.request("GET", "/metrics")
+        assert bytes(conn.response(limit=1 << 20).body) == want
+        assert conn.sock is kept, "kept alive"
+    began = time.monotonic()
+    res = request(f"https://127.0.0.1:{port}/metrics", 1.0, session=_Kept(conn))
+    assert (res.ok, res.reason) == (False, "timeout") and time.monotonic() - began < 1.5
+    server.join(10)
+
+
+class _Kept:
+    """A probe session holding an open connection."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn, self.connect_seconds = conn, None

@@ -8,6 +8,8 @@ reads the same answer in 30 µs all told, and rejects a malformed one with an er
 from __future__ import annotations
 
 import functools
+import math
+import select
 import socket
 import ssl
 import time
@@ -108,11 +110,16 @@ class Connection:
         self._host = host if parts.port is None else f"{host}:{self.port}"
 
     def connect(self) -> None:
-        """Open the connection (TLS verified against the system's CAs for https)."""
+        """Open the connection (TLS verified against the system's CAs for https).
+
+        Once open it is non-blocking: each read and write waits in one poll() for what is left
+        of the deadline. A socket timeout would cost an ioctl and a poll of its own per call.
+        """
         sock = socket.create_connection((self.host, self.port), self._left())
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.tls:
             sock = _tls().wrap_socket(sock, server_hostname=self.host)
+        sock.setblocking(False)
         self.sock = sock
 
     def close(self) -> None:
@@ -129,9 +136,18 @@ class Connection:
             head += f"Content-Length: {len(body)}\r\n"
         if content_type is not None:
             head += f"Content-Type: {content_type}\r\n"
-        sock = self._sock()
-        sock.settimeout(self._left())
-        sock.sendall(head.encode("latin-1") + b"\r\n" + (body or b""))
+        self._send(head.encode("latin-1") + b"\r\n" + (body or b""))
+
+    def _send(self, data: bytes) -> None:
+        """Write all of data before the deadline."""
+        sock, view = self._sock(), memoryview(data)
+        while view:
+            try:
+                view = view[sock.send(view) :]
+            except (BlockingIOError, ssl.SSLWantWriteError):
+                self._wait(sock, select.POLLOUT)
+            except ssl.SSLWantReadError:  # TLS may need to read before it can write
+                self._wait(sock, select.POLLIN)
 
     def response(self, limit: int = 4 << 20,
                  stream: Callable[[bytes], bool] | None = None) -> Answer:  # fmt: skip
@@ -156,8 +172,14 @@ class Connection:
             if answer.head_at is None and got > HEAD_LIMIT:  # llhttp would buffer it all
                 self.close()
                 raise ProtocolError(f"the answer's head passed {HEAD_LIMIT} bytes")
-            sock.settimeout(self._left())  # a worker that drips is cut at the deadline
-            data = sock.recv(CHUNK)
+            self._wait(sock, select.POLLIN)  # a worker that drips is cut at the deadline
+            try:
+                data = sock.recv(CHUNK)
+            except (BlockingIOError, ssl.SSLWantReadError):  # a TLS record not whole yet
+                continue
+            except ssl.SSLWantWriteError:
+                self._wait(sock, select.POLLOUT)
+                continue
             if not data:
                 self.close()
                 if answer.head_at is not None and not answer.framed:
@@ -173,6 +195,16 @@ class Connection:
                 if answer.done:  # the answer was whole; what came after it was not HTTP
                     return
                 raise ProtocolError(f"not an HTTP answer: {exc}") from exc
+
+    def _wait(self, sock: socket.socket, event: int) -> None:
+        """Wait until the socket is ready to read or write; Late past the deadline."""
+        left = self._left()
+        if event == select.POLLIN and isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return  # TLS has decrypted bytes in hand: the socket itself may have none
+        poller = select.poll()
+        poller.register(sock, event)
+        if not poller.poll(math.ceil(left * 1000)):
+            raise Late("the deadline passed")
 
     def _left(self) -> float:
         """Return what is left of the deadline (the timeout if none is set); Late if nothing."""
