@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from agent.jobs import METRICS, Job, Task, grid_start
+from agent.nap import Nap
 from agent.samplers import Sampler, close_all
 from agent.store import Sample, SeriesStore
 from agent.supervise import SUPERVISOR
@@ -50,7 +51,8 @@ class RoundLoop:
         self.running = False
         self.last_round = time.monotonic()
         self.thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # for the supervisor's waits before a restart
+        self._nap: Nap | None = None  # the wait between rounds, cut short by stop()
         self._retired: queue.SimpleQueue[object] = queue.SimpleQueue()  # closed between rounds
         self._tether = Tether("blocking")
         store.describe(METRICS)
@@ -91,6 +93,7 @@ class RoundLoop:
     def start(self) -> None:
         """Start the loop's thread on the next grid point."""
         self.running = True
+        self._nap = Nap()
         self.thread = threading.Thread(target=SUPERVISOR.run, name="rounds", daemon=True,
                                        args=("rounds", self._loop, self._stop))  # fmt: skip
         self.thread.start()
@@ -99,15 +102,21 @@ class RoundLoop:
         """Stop after the round in progress; close every sampler."""
         self.running = False
         self._stop.set()
+        if self._nap is not None:
+            self._nap.wake()
         if self.thread is not None and self.thread is not threading.current_thread():
             self.thread.join(timeout=5)
+            if self._nap is not None and not self.thread.is_alive():
+                self._nap.close()
+                self._nap = None  # its descriptors may be reused: never woken again
         close_all([*self._drain_retired(), *(j.owner for j in self.samplers)])
         self.samplers = []
         self._tether.close()
 
     def _loop(self) -> None:
-        tick = grid_start(self.now(), self.interval)
-        while not self._stop.wait(self._sleep(tick)):
+        nap, tick = self._nap, grid_start(self.now(), self.interval)
+        assert nap is not None  # made by start()
+        while not nap.sleep(self._sleep(tick)):
             now = self.now()
             if tick - now > self.interval:  # the wall clock was set back: re-align
                 tick = grid_start(now, self.interval)

@@ -343,3 +343,15 @@ def test_the_tether_reuses_an_idle_thread_and_starts_one_beside_a_hung_call() ->
     tether.close()
     time.sleep(0.1)
     assert not [t for t in threading.enumerate() if t.name in ("t-1", "t-2")], "closed"
+
+
+def test_stop_cuts_the_wait_between_rounds_short_and_frees_it() -> None:
+    """The loop sleeps between rounds in an epoll wait that stop() ends at once."""
+    loop = RoundLoop(SeriesStore(), interval=30.0)
+    loop.start()
+    time.sleep(0.2)  # asleep until the next 30 s grid point
+    began = time.monotonic()
+    loop.stop()
+    assert time.monotonic() - began < 1.0 and loop.thread is not None
+    assert not loop.thread.is_alive()
+    loop.stop()  # a second stop wakes nothing (the descriptors are gone)
