@@ -22,8 +22,7 @@ def serving(head_timeout: float) -> tuple[WebServer, threading.Thread]:
 
 def test_shutdown_ends_the_loop_at_once_though_it_sleeps_for_seconds() -> None:
     server, thread = serving(head_timeout=50.0)
-    assert server.tick == 5.0, "a tenth of the head timeout, at most 5 s"
-    time.sleep(0.2)  # asleep in its select
+    time.sleep(0.2)  # the reaper asleep for 50 s: nothing waits
     began = time.monotonic()
     server.shutdown()
     thread.join(2)
@@ -31,13 +30,14 @@ def test_shutdown_ends_the_loop_at_once_though_it_sleeps_for_seconds() -> None:
     assert not thread.is_alive() and time.monotonic() - began < 0.5
 
 
-def test_a_head_that_never_comes_is_reaped_within_a_tick_of_its_timeout() -> None:
+def test_a_head_that_never_comes_is_reaped_when_its_timeout_ends() -> None:
     server, _ = serving(head_timeout=1.0)
     try:
+        time.sleep(0.5)  # the reaper asleep for a whole timeout: nothing waited when it began
         with socket.create_connection(server.server_address[:2], timeout=5) as idle:
             began = time.monotonic()
             assert idle.recv(1) == b"", "closed by the server"
-            assert 1.0 <= time.monotonic() - began < 1.0 + server.tick + 0.5
+            assert 1.0 <= time.monotonic() - began < 1.3
     finally:
         server.shutdown()
         server.server_close()

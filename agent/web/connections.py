@@ -97,6 +97,12 @@ class Connections:
         for victim, closer in victims:
             _hang_up(victim, closer)
 
+    def next_expiry(self) -> float | None:
+        """Return when the longest-waiting connection's head timeout ends (monotonic), if any."""
+        with self._lock:
+            since = [since for state, since in self._open.values() if state == WAITING]
+        return min(since) + self.head_timeout if since else None
+
     def reap(self) -> None:
         """Close the connections that waited longer than head_timeout (the accept loop calls it)."""
         with self._lock:

@@ -17,6 +17,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from asyncio import sslproto
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -78,11 +79,6 @@ class WebServer:
         self._stop: asyncio.Event | None = None
         self._stopped = threading.Event()
         self._opening: set[asyncio.Task[None]] = set()
-
-    @property
-    def tick(self) -> float:
-        """Seconds between reaps of heads that took too long: a tenth of the head timeout."""
-        return min(max(self.connections.head_timeout / 10, 0.1), 5.0)
 
     def configure(self, tls: ssl.SSLContext | None, basic: BasicAuth | None,
                   sans: frozenset[str] = frozenset(),
@@ -157,9 +153,17 @@ class WebServer:
                 sock.close()
 
     async def _reap(self) -> None:
-        """Every tick: close the connections that waited longer than the head timeout."""
+        """Close each connection that waited past the head timeout, when its time comes.
+
+        The reaper sleeps until the longest-waiting connection's time is up, or a whole head
+        timeout when none waits: a connection that starts waiting later has a later end, so an
+        idle agent's loop wakes for nothing. (A reload that shortens the timeout applies to
+        connections already waiting at the next reap, at most the old timeout later.)
+        """
         while True:
-            await asyncio.sleep(self.tick)
+            due = self.connections.next_expiry()
+            wait = self.connections.head_timeout if due is None else due - time.monotonic()
+            await asyncio.sleep(max(wait, 0.01))
             self.connections.reap()
 
     def shutdown(self) -> None:
