@@ -70,6 +70,7 @@ def main() -> None:
             threading.Thread(target=scrape, args=(url, stop), daemon=True).start()
             time.sleep(10)
             before = threads.snapshot(agent.proc.pid)
+            woken = threads.switches(agent.proc.pid)
             spies = [subprocess.Popen([spy, "record", "--pid", str(agent.proc.pid), "--gil",
                                        "--nonblocking", "--rate", "1000", "--duration",
                                        str(args.seconds), "--format", fmt, "--output",
@@ -78,8 +79,11 @@ def main() -> None:
                       for fmt, name in OUTPUTS]  # fmt: skip
             for one in spies:
                 one.wait(timeout=args.seconds + 60)
-            by_thread = threads.table(before, threads.snapshot(agent.proc.pid),
-                                      threads.names(spy, agent.proc.pid), args.seconds)  # fmt: skip
+            labels = threads.names(spy, agent.proc.pid)
+            by_thread = threads.table(before, threads.snapshot(agent.proc.pid), labels,
+                                      args.seconds)  # fmt: skip
+            rates = threads.switch_rates(woken, threads.switches(agent.proc.pid), labels,
+                                         args.seconds)  # fmt: skip
         finally:
             stop.set()
             for p in (agent.proc, *sims):
@@ -89,9 +93,11 @@ def main() -> None:
     print(f"flame graph: {out / 'profile.svg'}; share of GIL-holding samples, inclusive:")
     for share, key in table(out / "profile.txt", args.top):
         print(f"  {100 * share:5.1f} %  {key}")
-    print("CPU by thread (kernel schedstat, user and system, % of a core):")
+    print("CPU by thread (kernel schedstat, user and system, % of a core), and its context"
+          " switches a second (voluntary + involuntary):")  # fmt: skip
     for name, percent in by_thread:
-        print(f"  {percent:6.3f} %  {name}")
+        vol, invol = rates.get(name, (0.0, 0.0))
+        print(f"  {percent:6.3f} %  {vol:5.1f} + {invol:4.1f}  {name}")
 
 
 def scrape(url: str, stop: threading.Event) -> None:

@@ -24,6 +24,35 @@ def snapshot(pid: int) -> dict[int, int]:
     return out
 
 
+Switches = dict[int, tuple[int, int]]  # thread id -> (voluntary, involuntary) switches
+
+
+def switches(pid: int) -> Switches:
+    """Return each live thread's voluntary and involuntary context switches so far."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = dict(line.split(":\t") for line in (task / "status").read_text().splitlines()
+                          if line.endswith(tuple("0123456789")) and ":\t" in line)  # fmt: skip
+            out[int(task.name)] = (int(fields["voluntary_ctxt_switches"]),
+                                   int(fields["nonvoluntary_ctxt_switches"]))  # fmt: skip
+        except (OSError, ValueError, KeyError):  # the thread ended meanwhile
+            continue
+    return out
+
+
+def switch_rates(before: Switches, after: Switches, labels: dict[int, str],
+                 seconds: float) -> dict[str, tuple[float, float]]:  # fmt: skip
+    """Return (voluntary, involuntary) switches a second by kind of thread over the interval."""
+    vol: Counter[str] = Counter()
+    invol: Counter[str] = Counter()
+    for tid, (v, n) in after.items():
+        v0, n0 = before.get(tid, (0, 0))
+        vol[kind(labels.get(tid, "unnamed"))] += v - v0
+        invol[kind(labels.get(tid, "unnamed"))] += n - n0
+    return {k: (vol[k] / seconds, invol[k] / seconds) for k in vol}
+
+
 def names(spy: str, pid: int) -> dict[int, str]:
     """Return the Python name of each thread, by kernel thread id, from `py-spy dump`."""
     dump = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True,
