@@ -437,11 +437,16 @@ class Canned:
     def __init__(self, answers: dict[str, tuple[int, bytes]]) -> None:
         self.answers, self.out = answers, b""
 
-    def sendall(self, data: bytes) -> None:
-        """Take a request; queue the answer to its path."""
-        path = data.split(b" ", 2)[1].decode("latin-1")
+    def send(self, data: bytes | memoryview) -> int:
+        """Take a request, whole; queue the answer to its path."""
+        path = bytes(data).split(b" ", 2)[1].decode("latin-1")
         status, body = self.answers.get(path, (404, b""))
         self.out += b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body)
+        return len(data)
+
+    def fileno(self) -> int:
+        """Return a descriptor poll() finds readable at once: the answers are already here."""
+        return _ALWAYS_READABLE
 
     def recv(self, size: int) -> bytes:
         """Hand out what was queued (b"" when nothing is: the worker closed)."""
