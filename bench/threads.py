@@ -32,8 +32,8 @@ def switches(pid: int) -> Switches:
     out = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            fields = dict(line.split(":\t") for line in (task / "status").read_text().splitlines()
-                          if line.endswith(tuple("0123456789")) and ":\t" in line)  # fmt: skip
+            status = (task / "status").read_text().splitlines()
+            fields = dict(line.split(":", 1) for line in status)  # "name:\tvalue"
             out[int(task.name)] = (int(fields["voluntary_ctxt_switches"]),
                                    int(fields["nonvoluntary_ctxt_switches"]))  # fmt: skip
         except (OSError, ValueError, KeyError):  # the thread ended meanwhile

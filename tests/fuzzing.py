@@ -375,9 +375,6 @@ class Pieces:
         """Return the next piece (b"" once none is left: the peer closed)."""
         return self.pieces.pop(0) if self.pieces else b""
 
-    def settimeout(self, seconds: float | None) -> None:
-        """Take no timeout: every piece is already here."""
-
     def fileno(self) -> int:
         """Return a descriptor poll() finds readable at once (/dev/null): every piece is here."""
         return _ALWAYS_READABLE
@@ -452,9 +449,6 @@ class Canned:
         """Hand out what was queued (b"" when nothing is: the worker closed)."""
         data, self.out = self.out[:size], self.out[size:]
         return data
-
-    def settimeout(self, seconds: float | None) -> None:
-        """Take no timeout: the answers are already here."""
 
     def close(self) -> None:
         """Close nothing."""

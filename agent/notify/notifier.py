@@ -101,9 +101,9 @@ class Notifier:
                 return
             if work is not None and work is not _asked_tick:
                 work()
-            if work is _asked_tick or time.time() >= due:
+            now = time.time()
+            if work is _asked_tick or now >= due:
                 self._asked = False
-                now = time.time()
                 self.tick(now)
                 due = now + TICK_EVERY
 
