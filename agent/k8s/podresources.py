@@ -90,7 +90,11 @@ class PodResources(Poller):
         if self._channel is None:
             import grpc
 
-            self._channel = grpc.insecure_channel(f"unix://{self.socket}")
+            # A channel of its own subchannels: the process-wide pool would hand the new channel
+            # the old one's connection, still failed and backing off, after a kubelet restart.
+            self._channel = grpc.insecure_channel(
+                f"unix://{self.socket}", options=[("grpc.use_local_subchannel_pool", 1)]
+            )
         from agent.k8s.podresources_pb2_grpc import PodResourcesListerStub
 
         return PodResourcesListerStub(self._channel)
