@@ -87,13 +87,16 @@ class SeriesStore:
         self._versions: dict[str, int] = {}  # bumped when a family gains or loses a series
         self._shown: dict[str, int] = {}  # bumped when what a scrape shows of a family changes
         self._sorted: list[str] | None = None  # the family names in order, until one comes or goes
+        self._described = 0  # bumped when a metric's type or help changes
         self._count = 0  # series held: every scrape reports it
         self._selected: dict[Hashable, tuple[int, list[Series]]] = {}
 
     def describe(self, infos: Mapping[str, MetricInfo]) -> None:
         """Register the type and help of metric names."""
         with self._lock:
-            self._meta.update(infos)
+            if not infos.items() <= self._meta.items():  # the loop re-describes every run
+                self._meta.update(infos)
+                self._described += 1
 
     def info(self, name: str) -> MetricInfo:
         """Return what is known of a metric name (an untyped gauge if nothing)."""
@@ -220,13 +223,17 @@ class SeriesStore:
             families = [(name, _live(self._by_name[name])) for name in sorted(self._by_name)]
         return [(name, rows) for name, rows in families if rows]
 
-    def shown(self) -> list[tuple[str, int]]:
-        """Return each family's name and a count that moves whenever live() would show it anew."""
+    def shown(self) -> tuple[list[str], list[int], int]:
+        """Return the family names in order, a count per family, and a count for type and help.
+
+        A family's count moves whenever live() would show it anew. The list of names is the same
+        object until a family comes or goes (never changed in place): a reader may keep it.
+        """
         with self._lock:
             if self._sorted is None:
                 self._sorted = sorted(self._by_name)
             shown = self._shown
-            return [(name, shown[name]) for name in self._sorted]
+            return self._sorted, [shown[name] for name in self._sorted], self._described
 
     def rows(self, name: str) -> list[tuple[Series, float]]:
         """Return a family's series that are not stale, with their newest values."""

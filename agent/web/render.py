@@ -13,13 +13,15 @@ nothing.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from itertools import compress
 from typing import NamedTuple
 
-from agent.store import Labels, MetricInfo, Series, SeriesStore
+from agent.store import Labels, Series, SeriesStore
 
 Rows = list[tuple[Series, float]]
-Cached = tuple[MetricInfo, int, str]  # a family's help, the store's count of its changes, text
 
 _CACHE_LIMIT = 50_000
 
@@ -63,6 +65,16 @@ def family(name: str, kind: str, text: str, value: float | None = None) -> Famil
     return Family(name, kind, text, [] if value is None else [((), float(value))])
 
 
+@dataclass
+class Page:
+    """A scrape's text in one format, by family, with the store's counts it was rendered at."""
+
+    names: list[str] = field(default_factory=list)  # the store's list, kept while it is the same
+    described: int = -1
+    counts: list[int] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+
+
 class Renderer:
     """Renders the store's current values; remembers label strings, lines and whole families."""
 
@@ -71,8 +83,7 @@ class Renderer:
         self._labels: dict[Labels, str] = {}
         # series -> (value, its line, the line's name and labels)
         self._lines: dict[Series, tuple[float, str, str]] = {}
-        # per format (OpenMetrics?), family -> (its help, the store's count of its changes, text)
-        self._families: tuple[dict[str, Cached], dict[str, Cached]] = ({}, {})
+        self._pages = (Page(), Page())  # text 0.0.4, OpenMetrics
 
     def label_text(self, labels: Labels) -> str:
         text = self._labels.get(labels)
@@ -98,30 +109,37 @@ class Renderer:
         lines.sort()  # sorting the lines sorts the family by its label text: stable, C speed
         return lines
 
-    def _family(self, name: str, shown: int, openmetrics: bool) -> str:
-        """Return a family's text; one the store shows as it was last scrape is given back as is."""
+    def _family(self, name: str, openmetrics: bool) -> str:
+        """Return a family's text as the store holds it now."""
         info = self.store.info(name)
-        cached = self._families[openmetrics].get(name)
-        if cached is not None and cached[1] == shown and cached[0] == info:
-            return cached[2]
-        rows = self.store.rows(name)  # read after `shown`: never older than it
+        rows = self.store.rows(name)
+        if not rows:
+            return ""
         family = name.removesuffix("_total") if openmetrics and info.kind == "counter" else name
-        text = "".join([
+        return "".join([
             f"# HELP {family} {escape_help(info.help, openmetrics)}\n# TYPE {family} {info.kind}\n",
             *self._lines_of(name, rows),
-        ]) if rows else ""  # fmt: skip
-        self._families[openmetrics][name] = (info, shown, text)
-        return text
+        ])  # fmt: skip
 
     def render(self, openmetrics: bool) -> str:
-        """Return every live series as exposition text (without OpenMetrics' # EOF)."""
-        families = self.store.shown()
+        """Return every live series as exposition text (without OpenMetrics' # EOF).
+
+        Only the families whose count in the store moved since the last scrape are rendered;
+        the rest (most of them, most scrapes) are given back as they were.
+        """
+        names, counts, described = self.store.shown()  # read before the rows: never newer
         if len(self._lines) > 2 * self.store.series_count() + 1000:
             self._lines.clear()  # evicted series: start over, stay bounded
-        if len(self._families[openmetrics]) > 2 * len(families) + 1000:
-            self._families[openmetrics].clear()  # families gone: start over, stay bounded
-        family = self._family
-        return "".join([family(name, shown, openmetrics) for name, shown in families])
+        page, family = self._pages[openmetrics], self._family
+        if page.names is names and page.described == described:
+            texts = page.texts
+            for i in compress(range(len(names)), map(operator.ne, page.counts, counts)):
+                texts[i] = family(names[i], openmetrics)
+        else:  # a family came or went, or a type or help changed: every family anew
+            page.texts = [family(name, openmetrics) for name in names]
+            page.names, page.described = names, described
+        page.counts = counts
+        return "".join(page.texts)
 
     def render_own(self, families: Iterable[Family], openmetrics: bool) -> str:
         """Write the agent's own families as prometheus_client would write them.
