@@ -289,6 +289,34 @@ def test_slow_bodies_never_hold_a_place_a_scraper_needs(
             conn.close()
 
 
+@pytest.mark.integration  # a real listen queue, filled while the server is busy
+def test_a_flood_of_connects_leaves_room_for_the_scrapers_in_the_listen_queue(
+    server: tuple[str, WebServer, Path],
+) -> None:
+    address, web, _ = server
+    host, port = address.split(":")
+    wait_for(lambda: web._loop is not None, 5, "the server's loop")
+    assert web._loop is not None
+    web._loop.call_soon_threadsafe(time.sleep, 2.0)  # busy: the kernel queues what connects
+    time.sleep(0.2)
+    flood = []
+    for _ in range(300):
+        conn = socket.socket()
+        conn.setblocking(False)
+        conn.connect_ex((host, int(port)))  # the kernel completes it into the listen queue
+        flood.append(conn)
+    try:
+        time.sleep(0.1)
+        began = time.monotonic()
+        socket.create_connection((host, int(port)), timeout=5).close()
+        took = time.monotonic() - began
+        # A full queue drops the SYN, and the client sends it again a second later.
+        assert took < 0.5, f"the scraper's connect waited {took:.2f}s"
+    finally:
+        for conn in flood:
+            conn.close()
+
+
 @pytest.mark.integration  # real connections held in their penalty, beside the right password
 def test_a_guessing_neighbour_cannot_lock_out_the_scraper(
     server: tuple[str, WebServer, Path],

@@ -56,7 +56,9 @@ class WebServer:
                  connections: Connections | None = None) -> None:  # fmt: skip
         host, port = split_listen(listen)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.socket = socket.create_server((host, port), family=family, backlog=64)
+        # As deep a listen queue as the kernel allows (Go's net.Listen asks the same): a flood of
+        # connects must not fill it, or a scraper's SYN is dropped and sent again a second later.
+        self.socket = socket.create_server((host, port), family=family, backlog=socket.SOMAXCONN)
         self.socket.setblocking(False)
         self.server_address = self.socket.getsockname()
         self.connections = connections or Connections(limit=64, head_timeout=30.0)
@@ -128,6 +130,9 @@ class WebServer:
             self._opening.add(task)  # held until done: the loop keeps only weak references
             task.add_done_callback(self._opening.discard)
             self.connections.attach(sock, task.cancel)  # until aiohttp has it: ends the handshake
+            # Let the loop close what admit() hung up before the next accept: from a deep queue,
+            # accepts that never yield would hold every evicted descriptor open at once.
+            await asyncio.sleep(0)
 
     async def _open(self, manager: web_server.Server, sock: socket.socket) -> None:
         """Hand the socket to aiohttp, after a TLS handshake that has the head's deadline."""
