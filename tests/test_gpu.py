@@ -42,6 +42,11 @@ def closing() -> Iterator[list[GpuSampler]]:
         s.close()
 
 
+SLOW_NAMES = {"gpu_power_limit_watts", "gpu_pcie_replay_errors_total", "gpu_ecc_errors_total",
+              "gpu_memory_temperature_celsius", "gpu_nvlink_errors_total", "gpu_remapped_rows",
+              "gpu_row_remap_pending", "gpu_row_remap_failed"}  # fmt: skip
+
+
 def by_gpu(samples: list[Sample], name: str) -> dict[str, float]:
     return {dict(s.labels)["gpu"]: s.value for s in samples if s.name == name}
 
@@ -54,7 +59,11 @@ def test_normal_load_on_eight_gpus(closing: list[GpuSampler]) -> None:
     fake = FakeNvml.scenario(8)
     sampler = make(fake)
     closing.append(sampler)
-    samples = list(sampler.sample(time.time()))
+    fast = list(sampler.sample(time.time()))
+    slow = sampler.slow.sample(time.time())
+    assert {s.name for s in slow} == SLOW_NAMES, "error counters and limits: the slow report"
+    assert not SLOW_NAMES & {s.name for s in fast}, "not written again every round"
+    samples = fast + slow
     assert by_gpu(samples, "gpu_up") == {str(i): 1.0 for i in range(8)}
     util = by_gpu(samples, "gpu_utilization_ratio")
     assert all(0.0 <= u <= 1.0 for u in util.values()) and len(util) == 8
@@ -82,7 +91,7 @@ def test_normal_load_on_eight_gpus(closing: list[GpuSampler]) -> None:
 def test_unsupported_fields_are_absent_never_zero(closing: list[GpuSampler]) -> None:
     sampler = make(FakeNvml.scenario(1, "unsupported"))
     closing.append(sampler)
-    present = names_of(list(sampler.sample(time.time())))
+    present = names_of([*sampler.sample(time.time()), *sampler.slow.sample(time.time())])
     for absent in (
         "gpu_memory_temperature_celsius",
         "gpu_energy_joules_total",
@@ -192,11 +201,15 @@ def test_gpu_lost_mid_run_reports_up_0_and_others_go_on(closing: list[GpuSampler
     sampler = make(fake)
     closing.append(sampler)
     assert by_gpu(list(sampler.sample(time.time())), "gpu_up") == {"0": 1.0, "1": 1.0, "2": 1.0}
+    assert "gpu_ecc_errors_total" in names_of(sampler.slow.sample(time.time()), "1")
     fake.gpus[1].lost_at = 0.0
     samples = list(sampler.sample(time.time()))
     assert by_gpu(samples, "gpu_up") == {"0": 1.0, "1": 0.0, "2": 1.0}
     assert "gpu_utilization_ratio" not in names_of(samples, "1")
     assert "gpu_utilization_ratio" in names_of(samples, "2")
+    slow = sampler.slow.sample(time.time())
+    assert "gpu_ecc_errors_total" not in names_of(slow, "1"), "a lost GPU's last read is not news"
+    assert "gpu_ecc_errors_total" in names_of(slow, "2")
 
 
 def test_a_hanging_nvml_call_costs_that_gpu_alone_and_later_runs_read_around_it(
@@ -211,6 +224,7 @@ def test_a_hanging_nvml_call_costs_that_gpu_alone_and_later_runs_read_around_it(
     samples = sampler.sample(time.time())
     assert 0.3 <= time.monotonic() - began < 0.6, "the run waits its timeout, not the hang"
     assert by_gpu(samples, "gpu_up") == {"0": 1.0, "1": 0.0, "2": 1.0}, "only GPU 1 misses it"
+    assert {dict(s.labels)["gpu"] for s in sampler.slow.sample(time.time())} == {"0", "2"}
     assert "gpu_utilization_ratio" in names_of(samples, "2"), "read by the second pass"
     began = time.monotonic()
     samples = sampler.sample(time.time())

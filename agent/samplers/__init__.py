@@ -97,6 +97,7 @@ def build_samplers(cfg: Config, nvml: Loader | None = None) -> list[Sampler]:
     `nvml` is the NVML loader the daemon injects (the simulator's fake for gpu.simulate).
     """
     from agent.samplers import kubernetes
+    from agent.samplers.gpu import GpuSampler
     from agent.samplers.gpu_pods import PodLabels
     from agent.workers.energy import EnergyBook
     from agent.workers.sampler import build_all
@@ -105,4 +106,5 @@ def build_samplers(cfg: Config, nvml: Loader | None = None) -> list[Sampler]:
     pods = PodLabels(k8s.source) if k8s else None
     book = EnergyBook() if cfg.workers else None  # joules per token need workers
     made = [s for make in factories(nvml, pods, book) if (s := make(cfg)) is not None]
+    made += [s.slow for s in made if isinstance(s, GpuSampler)]  # after it in every round
     return [*made, *([k8s] if k8s else []), *build_all(cfg, book)]

@@ -15,7 +15,7 @@ from agent.samplers.gpu_gpm import METRICS as GPM_METRICS
 from agent.samplers.gpu_mig import METRICS as MIG_METRICS
 from agent.samplers.gpu_pods import METRICS as POD_METRICS
 from agent.samplers.gpu_pods import PodLabels
-from agent.samplers.gpu_read import GpuRead, GpuReader, Usage
+from agent.samplers.gpu_read import GpuRead, GpuReader, SlowFields, Usage
 from agent.samplers.gpu_xid import XidWatcher
 from agent.store import Sample, sample
 from agent.tether import Tether
@@ -114,6 +114,7 @@ class GpuSampler:
         self._reader: GpuReader | None = None  # of the session being watched
         self._mix: list[Sample] = []
         self._tether = Tether("nvml")
+        self.slow = SlowFields(self.slow_samples)  # the round loop runs it after this one
 
     def sample(self, now: float) -> list[Sample]:
         """Read every GPU not stuck; a lost or hung GPU reports gpu_up 0."""
@@ -145,6 +146,18 @@ class GpuSampler:
         out.append(Sample("dsagent_nvml_up", 1.0))
         out.append(Sample("dsagent_nvml_timeouts_total", float(self.timeouts)))
         out.extend(self._xid_samples())
+        return out
+
+    def slow_samples(self) -> list[Sample]:
+        """Return the seldom-changing fields of each GPU, as last read (a lost GPU has none)."""
+        reader = self._reader
+        if reader is None or self._watching is None:
+            return []
+        out: list[Sample] = []
+        for dev in self.session.devices:
+            read = reader.slow.get(dev.index)
+            if read is not None:
+                out.extend(self.pods.relabel(dev.index, read[1]) if self.pods else read[1])
         return out
 
     def _collect(self) -> dict[int, GpuRead | GpuLost] | NvmlDown:
@@ -216,6 +229,8 @@ class GpuSampler:
             if got is not None and not isinstance(got, GpuLost):
                 mine.extend(got[0])
                 mine.extend(self._process_samples(dev, got[1], seen))
+            elif self._reader is not None:
+                self._reader.slow.pop(dev.index, None)  # lost: its fields go at the next report
             out.extend(self.pods.relabel(dev.index, mine) if self.pods else mine)
         self.workers.forget_except(seen)
         return out

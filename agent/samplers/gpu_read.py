@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from agent.nvml import Device, ask
 from agent.samplers.gpu_fields import SLOW_EVERY, SLOW_READERS, read_gpu
 from agent.samplers.gpu_gpm import Gpm
 from agent.samplers.gpu_mig import NO_INSTANCE, MigReader
-from agent.store import Labels, Sample
+from agent.store import Labels, MetricInfo, Sample
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,13 @@ class GpuReader:
         self.nvml = nvml
         self.gpm = Gpm(nvml)
         self.mig = MigReader(nvml, self.gpm)
-        self.slow: dict[int, tuple[float, list[Sample]]] = {}  # GPU -> (when read, samples)
+        # GPU -> (when read, its seldom-changing fields): the slow sampler reports them
+        self.slow: dict[int, tuple[float, list[Sample]]] = {}
 
     def read(self, dev: Device) -> GpuRead:
         """Everything read from one GPU; raises GpuLost or NvmlDown, never for an absent field."""
         readings = read_gpu(self.nvml, dev)
-        readings += self._slow(dev)
+        self._read_slow(dev)
         readings += self.mig.read(dev)
         readings += self.gpm.gpu(dev, split=bool(self.mig.instances(dev)))
         readings += saturation(readings, dev, self.gpm.supported.get(dev.index, False))
@@ -65,15 +67,32 @@ class GpuReader:
         ]  # fmt: skip
         return readings, usage
 
-    def _slow(self, dev: Device) -> list[Sample]:
-        """Return the seldom-changing fields: read every SLOW_EVERY seconds, else the last read."""
-        read_at, last = self.slow.get(dev.index, (-SLOW_EVERY, []))
+    def _read_slow(self, dev: Device) -> None:
+        """Read the seldom-changing fields every SLOW_EVERY seconds into `slow`."""
+        read_at, _ = self.slow.get(dev.index, (-SLOW_EVERY, []))
         now = time.monotonic()
         if now - read_at >= SLOW_EVERY:
-            last = read_gpu(self.nvml, dev, SLOW_READERS)
-            self.slow[dev.index] = (now, last)
-        return last
+            self.slow[dev.index] = (now, read_gpu(self.nvml, dev, SLOW_READERS))
 
     def close(self) -> None:
         """Free what NVML allocated for this session."""
         self.gpm.close()
+
+
+class SlowFields:
+    """The GPUs' error counters, limits and HBM temperature, as a sampler of their own.
+
+    The GPU sampler's reads take them every SLOW_EVERY seconds; reported as often, and not every
+    round, they are not written into the store again each second unchanged.
+    """
+
+    name = "gpu_slow"
+    metrics: ClassVar[dict[str, MetricInfo]] = {}  # described with the GPU sampler's
+    interval = SLOW_EVERY
+
+    def __init__(self, latest: Callable[[], list[Sample]]) -> None:
+        self.latest = latest
+
+    def sample(self, now: float) -> list[Sample]:
+        """Return each answering GPU's fields as its latest slow read found them."""
+        return self.latest()
