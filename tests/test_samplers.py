@@ -59,6 +59,26 @@ def test_disk_rates_wait_and_utilization() -> None:
     assert got[("disk_io_wait_seconds", (("device", "nvme0n1"),))] == 0.0
 
 
+def test_a_disk_that_comes_later_is_sampled_and_one_that_goes_is_dropped(tmp_path: Path) -> None:
+    proc, sys_root = tmp_path / "proc", tmp_path / "sys"
+    proc.mkdir()
+    (sys_root / "block" / "sda").mkdir(parents=True)
+    line = "   8       0 {dev} {n} 0 80 5 0 0 0 0 0 5 5 0 0 0 0\n"
+    disk = DiskSampler(proc, sys_root, "^$")
+
+    def run(t: float, **reads: int) -> set[str]:
+        (proc / "diskstats").write_text("".join(line.format(dev=d, n=n) for d, n in reads.items()))
+        return {dict(s.labels)["device"] for s in disk.sample(t)}
+
+    run(0.0, sda=1)
+    assert run(1.0, sda=2) == {"sda"}
+    (sys_root / "block" / "sdb").mkdir()  # hot-plugged: in /sys/block and in diskstats
+    run(2.0, sda=3, sdb=1, sdb1=1)
+    assert run(3.0, sda=4, sdb=2, sdb1=2) == {"sda", "sdb"}, "the new disk, not its partition"
+    (sys_root / "block" / "sdb").rmdir()
+    assert run(4.0, sda=5) == {"sda"}
+
+
 def test_network_rates_drops_and_retransmits() -> None:
     net = NetworkSampler(PROC / "t0", r"^lo$")
     _, got = two_runs(net)

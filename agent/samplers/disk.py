@@ -73,17 +73,19 @@ class DiskSampler:
         self.exclude = re.compile(exclude)
         self._deltas: CounterDeltas[str] = CounterDeltas()
         self._files = KernelFiles()
+        self._devices: frozenset[str] = frozenset()  # the devices diskstats listed last run
+        self._kept: list[str] = []  # of those, the whole disks not excluded
 
     def sample(self, now: float) -> Iterator[Sample]:
         """Read /proc/diskstats and yield rates since the previous run."""
         stats = parse_diskstats(self._files.read(self.proc, "diskstats"))
-        disks = whole_disks(self.sys)
-        keep = {
-            dev: v
-            for dev, v in stats.items()
-            if (disks is None or dev in disks) and not self.exclude.search(dev)
-        }
-        dt, deltas = self._deltas.update(now, keep)
+        devices = frozenset(stats)
+        if devices != self._devices:  # a device came or went: which are whole disks now?
+            disks = whole_disks(self.sys)
+            whole = stats if disks is None else [dev for dev in stats if dev in disks]
+            self._kept = [dev for dev in whole if not self.exclude.search(dev)]
+            self._devices = devices
+        dt, deltas = self._deltas.update(now, {dev: stats[dev] for dev in self._kept})
         for dev, d in sorted(deltas.items()):
             yield from disk_samples(dev, d, dt)
 
