@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 from agent.config import Config
 from agent.files import KernelFiles
 from agent.samplers.counters import CounterDeltas, ratio
-from agent.store import MetricInfo, Sample, sample
+from agent.store import Labels, MetricInfo, Sample, sample
 
 METRICS = {
     "net_interface_bytes_per_second": MetricInfo("gauge", "Bytes per second by direction."),
@@ -63,15 +64,24 @@ def parse_snmp(text: str, only: str | None = None) -> dict[str, dict[str, float]
     return out
 
 
+_NAMES = [f"net_interface_{kind}_per_second" for kind in _KINDS]
+
+
+@functools.lru_cache(maxsize=1024)  # bounded: interfaces come and go (containers' veths)
+def _labels(iface: str) -> tuple[Labels, Labels, Labels]:
+    """Return an interface's rx, tx and own label sets, built once."""
+    return ((("direction", "rx"), ("interface", iface)),
+            (("direction", "tx"), ("interface", iface)), (("interface", iface),))  # fmt: skip
+
+
 def interface_samples(iface: str, d: tuple[float, ...], dt: float) -> Iterator[Sample]:
     """Turn one interface's counter deltas over dt seconds into samples."""
-    for i, kind in enumerate(_KINDS):
-        yield sample(f"net_interface_{kind}_per_second", d[i] / dt, interface=iface, direction="rx")
-        yield sample(
-            f"net_interface_{kind}_per_second", d[i + 4] / dt, interface=iface, direction="tx"
-        )
+    rx, tx, own = _labels(iface)
+    for i, name in enumerate(_NAMES):
+        yield Sample(name, d[i] / dt, rx)
+        yield Sample(name, d[i + 4] / dt, tx)
     drops = d[3] + d[7]
-    yield sample("net_interface_drop_ratio", ratio(drops, d[1] + d[5] + drops), interface=iface)
+    yield Sample("net_interface_drop_ratio", ratio(drops, d[1] + d[5] + drops), own)
 
 
 class NetworkSampler:
