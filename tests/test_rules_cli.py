@@ -28,7 +28,7 @@ def test_check_ok_and_the_packaged_defaults() -> None:
     assert out.returncode == 0 and out.stdout.startswith("rules OK: 1 rules in 1 groups")
     defaults = dsagent("rules", "check")
     assert defaults.returncode == 0, defaults.stderr
-    assert "44 rules in 6 groups" in defaults.stdout
+    assert "44 rules in 7 groups" in defaults.stdout
 
 
 def test_default_rules_pass_their_unit_tests() -> None:
