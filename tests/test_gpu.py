@@ -15,6 +15,7 @@ from pynvml import NVMLError
 from agent.config import Config, WorkerConfig
 from agent.nvml import NvmlSession
 from agent.samplers import gpu as gpu_mod
+from agent.samplers import gpu_read
 from agent.samplers.gpu import GpuSampler
 from agent.sim.fake_nvml import GIB, FakeGpu, FakeNvml
 from agent.sim.simulate import simulated_nvml
@@ -86,6 +87,29 @@ def test_normal_load_on_eight_gpus(closing: list[GpuSampler]) -> None:
     } <= names_of(samples)
     assert "gpu_fan_speed_ratio" not in names_of(samples), "H100 boards have no fan: absent, not 0"
     assert "gpu_retired_pages" not in names_of(samples)
+
+
+def test_slow_fields_are_read_in_the_round_that_reports_them(
+    closing: list[GpuSampler], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeNvml.scenario(1)
+    sampler = make(fake)
+    closing.append(sampler)
+    clock = [1003.0]  # the agent started between two points of the slow sampler's 10 s grid
+    monkeypatch.setattr(gpu_read, "wall", lambda: clock[0])
+
+    def uncorrected() -> float:
+        sampler.sample(clock[0])
+        return next(s.value for s in sampler.slow.sample(clock[0])
+                    if s.name == "gpu_ecc_errors_total" and ("type", "uncorrected") in s.labels
+                    and ("scope", "volatile") in s.labels)  # fmt: skip
+
+    assert uncorrected() == 0.0
+    fake.gpus[0].ecc[(1, 0)] = 3
+    clock[0] = 1009.0  # the rounds before the next grid point do not read them again
+    assert uncorrected() == 0.0
+    clock[0] = 1010.0  # the next report's round reads them first: no report is a period old
+    assert uncorrected() == 3.0
 
 
 def test_unsupported_fields_are_absent_never_zero(closing: list[GpuSampler]) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import time as wall
 from typing import Any, ClassVar
 
 from agent.nvml import Device, ask
@@ -49,8 +49,8 @@ class GpuReader:
         self.nvml = nvml
         self.gpm = Gpm(nvml)
         self.mig = MigReader(nvml, self.gpm)
-        # GPU -> (when read, its seldom-changing fields): the slow sampler reports them
-        self.slow: dict[int, tuple[float, list[Sample]]] = {}
+        # GPU -> (the SLOW_EVERY period read in, its seldom-changing fields), for the slow sampler
+        self.slow: dict[int, tuple[int, list[Sample]]] = {}
 
     def read(self, dev: Device) -> GpuRead:
         """Everything read from one GPU; raises GpuLost or NvmlDown, never for an absent field."""
@@ -68,11 +68,14 @@ class GpuReader:
         return readings, usage
 
     def _read_slow(self, dev: Device) -> None:
-        """Read the seldom-changing fields every SLOW_EVERY seconds into `slow`."""
-        read_at, _ = self.slow.get(dev.index, (-SLOW_EVERY, []))
-        now = time.monotonic()
-        if now - read_at >= SLOW_EVERY:
-            self.slow[dev.index] = (now, read_gpu(self.nvml, dev, SLOW_READERS))
+        """Read the seldom-changing fields once in each SLOW_EVERY of the wall clock.
+
+        The slow sampler reports them on the same grid, right after this round's read: what it
+        reports was read in the same round.
+        """
+        period = int(wall() // SLOW_EVERY)
+        if self.slow.get(dev.index, (None, []))[0] != period:
+            self.slow[dev.index] = (period, read_gpu(self.nvml, dev, SLOW_READERS))
 
     def close(self) -> None:
         """Free what NVML allocated for this session."""
