@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from agent.store import MetricInfo, Sample, sample
+from agent.store import Labels, MetricInfo, Sample
 
 # The one set every engine (and the request log) is mapped onto: each name's help lives here.
 INFERENCE = {
@@ -97,6 +97,12 @@ class Snapshot:
     values: dict[str, float] = field(default_factory=dict)  # sample name -> sum
     buckets: dict[str, dict[float, float]] = field(default_factory=dict)  # histogram -> le -> n
     peaks: dict[str, float] = field(default_factory=dict)  # sample name -> highest rank
+
+
+@functools.lru_cache(maxsize=4096)  # bounded: a few label values per worker
+def by_worker(worker: str, *pairs: str) -> Labels:
+    """Return a worker's label set with more (name, value) pairs, sorted; built once."""
+    return tuple(sorted([("worker", worker), *zip(pairs[::2], pairs[1::2], strict=True)]))
 
 
 def wanted(engine: EngineMap) -> frozenset[str]:
@@ -199,7 +205,7 @@ def engine_samples(worker: str, e: EngineMap, snap: Snapshot, old: Snapshot) -> 
                               ("inference_kv_cache_usage_ratio", e.kv_cache, True)):  # fmt: skip
         value = first(snap, names, peak)
         if value is not None:
-            yield sample(name, value, worker=worker)
+            yield Sample(name, float(value), by_worker(worker))
     dt = snap.ts - old.ts
     if dt <= 0:
         return
@@ -210,12 +216,12 @@ def engine_samples(worker: str, e: EngineMap, snap: Snapshot, old: Snapshot) -> 
     for direction, names in (("input", e.tokens_in), ("output", e.tokens_out)):
         tokens = grown(snap, old, names)
         if tokens is not None:
-            yield sample("inference_tokens_per_second", tokens / dt, worker=worker,
-                         direction=direction)  # fmt: skip
+            yield Sample("inference_tokens_per_second", tokens / dt,
+                         by_worker(worker, "direction", direction))  # fmt: skip
     for h in e.latency:  # finished requests: the latency histogram's count
         finished = grown(snap, old, (f"{h}_count",))
         if finished is not None:
-            yield sample("inference_requests_per_second", finished / dt, worker=worker)
+            yield Sample("inference_requests_per_second", finished / dt, by_worker(worker))
             break
 
 
@@ -228,7 +234,7 @@ def _quantiles(worker: str, metric: str, hists: tuple[str, ...], snap: Snapshot,
     for q in QUANTILES if grown else ():
         value = histogram_quantile(q, grown)  # type: ignore[arg-type]
         if value is not None:
-            yield sample(metric, value, worker=worker, quantile=str(q))
+            yield Sample(metric, value, by_worker(worker, "quantile", str(q)))
 
 
 def grown(snap: Snapshot, old: Snapshot, names: tuple[str, ...]) -> float | None:
@@ -243,7 +249,8 @@ def _counters(worker: str, e: EngineMap, snap: Snapshot, old: Snapshot,
     """Preemptions per second and the prefix-cache hit ratio, from counters over the window."""
     preempted = grown(snap, old, e.preemptions)
     if preempted is not None:
-        yield sample("inference_preemptions_per_second", preempted / dt, worker=worker)
+        yield Sample("inference_preemptions_per_second", preempted / dt, by_worker(worker))
     hits, queries = grown(snap, old, e.cache_hits), grown(snap, old, e.cache_queries)
     if hits is not None and queries:
-        yield sample("inference_prefix_cache_hit_ratio", min(hits / queries, 1.0), worker=worker)
+        yield Sample("inference_prefix_cache_hit_ratio", min(hits / queries, 1.0),
+                     by_worker(worker))  # fmt: skip

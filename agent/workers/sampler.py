@@ -22,6 +22,7 @@ from agent.workers.engine_metrics import (
     INFERENCE,
     QUANTILES,
     Snapshot,
+    by_worker,
     engine_samples,
     grown,
     parse,
@@ -115,16 +116,18 @@ class WorkerSampler:
         if hung and self.ready:
             self.ready = False
             self.reason = "engine hung: " + ", ".join(sorted(hung))
-        yield sample("worker_up", float(state != "down"), worker=w.name)
-        yield sample("worker_ready", float(self.ready), worker=w.name)
-        yield sample("worker_loading", float(state == "loading"), worker=w.name)
+        own = by_worker(w.name)
+        yield Sample("worker_up", float(state != "down"), own)
+        yield Sample("worker_ready", float(self.ready), own)
+        yield Sample("worker_loading", float(state == "loading"), own)
         for reason in REASONS:
-            yield sample("worker_engine_hung", float(reason in hung), worker=w.name, reason=reason)
+            yield Sample("worker_engine_hung", float(reason in hung),
+                         by_worker(w.name, "reason", reason))  # fmt: skip
         yield from engine
         yield from self._generation()
         if self.canary:
             yield from self.canary.samples(now)
-        yield sample("dsagent_worker_metrics_errors_total", self.errors, worker=w.name)
+        yield Sample("dsagent_worker_metrics_errors_total", float(self.errors), own)
         generated = self.generation.failures if self.generation else Counter()
         failures = [*self.failures.items(), *((("generation", r), n) for r, n in generated.items())]
         for (probe, reason), n in sorted(failures):
@@ -195,11 +198,10 @@ class WorkerSampler:
 
     def _probe(self, probe: str, res: probes.Result) -> Iterator[Sample]:
         w = self.worker.name
-        yield sample("worker_probe_success", float(res.ok), worker=w, probe=probe)
+        yield Sample("worker_probe_success", float(res.ok), by_worker(w, "probe", probe))
         for phase, seconds in res.phases.items():
-            yield sample(
-                "worker_probe_duration_seconds", seconds, worker=w, probe=probe, phase=phase
-            )
+            yield Sample("worker_probe_duration_seconds", seconds,
+                         by_worker(w, "phase", phase, "probe", probe))  # fmt: skip
 
     def _engine(self, now: float) -> Iterator[Sample]:
         """Scrape the engine's /metrics; malformed text is counted, never a crash."""
