@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 from agent.config import Config
@@ -157,7 +157,7 @@ class GpuSampler:
         for dev in self.session.devices:
             read = reader.slow.get(dev.index)
             if read is not None:
-                out.extend(self.pods.relabel(dev.index, read[1]) if self.pods else read[1])
+                out.extend(self._with_pod(dev.index, read[1]))
         return out
 
     def _collect(self) -> dict[int, GpuRead | GpuLost] | NvmlDown:
@@ -231,7 +231,7 @@ class GpuSampler:
                 mine.extend(self._process_samples(dev, got[1], seen))
             elif self._reader is not None:
                 self._reader.slow.pop(dev.index, None)  # lost: its fields go at the next report
-            out.extend(self.pods.relabel(dev.index, mine) if self.pods else mine)
+            out.extend(self._with_pod(dev.index, mine))
         self.workers.forget_except(seen)
         return out
 
@@ -251,12 +251,16 @@ class GpuSampler:
         for dev in self.session.devices:  # starts at 0, so increase() sees the first XID
             total = sum(n for (index, _), n in counts.items() if index == dev.index)
             events = [Sample("gpu_xid_events_total", float(total), dev.labels)]
-            yield from self.pods.relabel(dev.index, events) if self.pods else events
+            yield from self._with_pod(dev.index, events)
         for (index, xid), count in sorted(counts.items()):
             labels = by_index.get(index, (("gpu", str(index)),))
             errors = [Sample("gpu_xid_errors_total", float(count),
                              tuple(sorted((*labels, ("xid", str(xid))))))]  # fmt: skip
-            yield from self.pods.relabel(index, errors) if self.pods else errors
+            yield from self._with_pod(index, errors)
+
+    def _with_pod(self, index: int, samples: list[Sample]) -> Iterable[Sample]:
+        """Return a GPU's samples with the labels of the pod holding it (on Kubernetes)."""
+        return self.pods.relabel(index, samples) if self.pods else samples
 
     def close(self) -> None:
         """Stop the XID watch and NVML."""
